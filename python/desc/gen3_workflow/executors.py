@@ -1,0 +1,106 @@
+"""Executor factories: how parsl runs the jobs it is given.
+
+One small function per ``parsl_config.executor`` value, each returning an
+`ExecutorChoice`: the parsl executor plus whether it understands parsl's
+per-task resource specification.  Adding an executor is one new function and
+one entry in `EXECUTOR_FACTORIES`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import socket
+from collections.abc import Callable
+
+from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor, WorkQueueExecutor
+from parsl.executors.base import ParslExecutor
+
+from .parsl_settings import ParslSettings
+from .providers import make_provider
+
+__all__ = ["EXECUTOR_FACTORIES", "ExecutorChoice", "make_executor"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutorChoice:
+    """A configured executor and what it accepts."""
+
+    executor: ParslExecutor
+    """The parsl executor that runs the quantum jobs."""
+
+    takes_resource_spec: bool
+    """Whether jobs should carry ``parsl_resource_specification``."""
+
+
+def thread_pool(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
+    """Jobs in threads of the submitting process, ``max_threads`` at once."""
+    return ExecutorChoice(
+        ThreadPoolExecutor(label="thread_pool", max_threads=settings.max_threads, working_dir=run_dir),
+        takes_resource_spec=False,
+    )
+
+
+def work_queue(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
+    """Jobs on Work Queue workers that the provider starts.
+
+    Each task declares cores, memory and disk, so a worker runs as many at
+    once as fit; without that Work Queue runs one task per worker.
+    """
+    # parsl pastes worker_options into a shell command line: re-quote it word
+    # by word so that metacharacters reach work_queue_worker as literal text.
+    worker_options = shlex.join(shlex.split(settings.worker_options))
+    return ExecutorChoice(
+        WorkQueueExecutor(
+            label="work_queue",
+            provider=make_provider(settings),
+            working_dir=os.path.join(run_dir, "work_queue"),
+            port=settings.port,
+            shared_fs=True,
+            max_retries=settings.wq_max_retries,
+            worker_options=worker_options,
+            autolabel=False,
+            autocategory=True,
+        ),
+        takes_resource_spec=True,
+    )
+
+
+def high_throughput(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
+    """Jobs on parsl's own worker pools that the provider starts."""
+    address = settings.address
+    if address is None:
+        address = "127.0.0.1" if settings.provider == "Local" else socket.gethostname()
+    return ExecutorChoice(
+        HighThroughputExecutor(
+            label="htex",
+            provider=make_provider(settings),
+            address=address,
+            max_workers_per_node=settings.max_workers,
+            cores_per_worker=settings.cores_per_worker,
+            working_dir=run_dir,
+            worker_logdir_root=os.path.join(run_dir, "htex_workers"),
+        ),
+        takes_resource_spec=False,
+    )
+
+
+EXECUTOR_FACTORIES: dict[str, Callable[[ParslSettings, str], ExecutorChoice]] = {
+    "ThreadPool": thread_pool,
+    "WorkQueue": work_queue,
+    "HighThroughput": high_throughput,
+}
+
+
+def make_executor(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
+    """Build the executor named by ``settings.executor``.
+
+    Parameters
+    ----------
+    settings : `ParslSettings`
+        Validated ``parsl_config``.
+    run_dir : `str`
+        Directory for the executor's own files (inside the submit directory).
+    """
+    return EXECUTOR_FACTORIES[settings.executor](settings, run_dir)

@@ -1,0 +1,233 @@
+"""Run the jobs of a store through parsl, recording every state change.
+
+The init job runs first, locally, once; the quantum jobs go to parsl as
+bash apps, each depending on its parents' futures; the final job runs last,
+locally, whatever happened before it (it registers what did succeed).
+Callbacks from parsl's threads only enqueue `JobUpdate`s; the submitting
+thread alone writes them to the store, in batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import subprocess
+import time
+from collections.abc import Iterable
+
+import parsl
+from parsl.app.app import bash_app
+from parsl.app.errors import BashExitFailure
+from parsl.dataflow.errors import DependencyError
+from parsl.dataflow.futures import AppFuture
+from parsl.dataflow.states import States
+
+from .logging_setup import route_parsl_logging, unroute_parsl_logging
+from .parsl_config import make_parsl_config
+from .parsl_settings import ParslSettings
+from .state_store import JobRecord, JobState, JobStateStore, JobUpdate, RunState
+
+__all__ = ["GraphRunner", "wq_resource_spec"]
+
+_LOG = logging.getLogger(__name__)
+
+# How often the submitting thread writes queued updates and looks at the
+# jobs parsl has launched.
+POLL_SECONDS = 1.0
+# Work Queue insists on cores, memory and disk together; ctrl_bps's default
+# memory request is 2048 MB, disk is often left unset.
+_DEFAULT_MEMORY_MB = 2048
+_DEFAULT_DISK_MB = 1
+
+
+def wq_resource_spec(resources: dict) -> dict[str, int]:
+    """Work Queue's resource specification for a job's request."""
+    return {
+        "cores": int(resources.get("cpus") or 1),
+        "memory": int(resources.get("memory") or _DEFAULT_MEMORY_MB),
+        "disk": int(resources.get("disk") or _DEFAULT_DISK_MB),
+    }
+
+
+def _job(command: str, stdout: str, stderr: str, inputs: Iterable = (), **kwargs: object) -> str:
+    """The bash app: parsl runs the returned command line with bash."""
+    return command
+
+
+def _launch_state(future: AppFuture) -> JobState | None:
+    status = future.task_record.get("status")
+    if status in (States.launched, States.fail_retryable, States.running):
+        return JobState.LAUNCHED
+    return None
+
+
+def _failure(exc: BaseException) -> tuple[JobState, int | None, str]:
+    if isinstance(exc, DependencyError):
+        return JobState.DEP_FAIL, None, "a job it depends on failed"
+    if isinstance(exc, BashExitFailure):
+        return JobState.FAILED, exc.exitcode, f"exit code {exc.exitcode}"
+    return JobState.FAILED, None, f"{type(exc).__name__}: {exc}".strip()[:2000]
+
+
+def run_local_job(job: JobRecord) -> int:
+    """Run an init or final job in a subprocess of the submitting process.
+
+    Returns
+    -------
+    exit_code : `int`
+        The job's exit code (negative for a signal, as subprocess reports).
+    """
+    os.makedirs(os.path.dirname(job.stdout), exist_ok=True)
+    with open(job.stdout, "a") as out, open(job.stderr, "a") as err:
+        print(f"--> executable follows <--\n{job.command}\n--> end executable <--", file=err, flush=True)
+        return subprocess.run(
+            ["/bin/bash", "-c", job.command], stdout=out, stderr=err, check=False
+        ).returncode
+
+
+class GraphRunner:
+    """Execute one run's pending jobs.
+
+    Parameters
+    ----------
+    store : `JobStateStore`
+        The run's store, open for writing.
+    settings : `ParslSettings`
+        Validated ``parsl_config``.
+    submit_dir : `str`
+        The run's submit directory.
+    """
+
+    def __init__(self, store: JobStateStore, settings: ParslSettings, submit_dir: str) -> None:
+        self.store = store
+        self.settings = settings
+        self.submit_dir = submit_dir
+        self._updates: queue.SimpleQueue[JobUpdate] = queue.SimpleQueue()
+
+    def run(self) -> RunState:
+        """Run every job that has not succeeded yet, then the final job.
+
+        Returns
+        -------
+        state : `RunState`
+            SUCCEEDED if every job and the final job succeeded, else FAILED.
+        """
+        self.store.start_run()
+        state = RunState.FAILED
+        try:
+            state = self._run_all()
+        finally:
+            self.store.end_run(state)
+        return state
+
+    def _run_all(self) -> RunState:
+        init_ok = all(self._run_local(job) for job in self.store.jobs(kind="init", states=[JobState.PENDING]))
+        if init_ok:
+            self._run_quanta()
+        else:
+            now = time.time()
+            pending = self.store.jobs(kind="quantum", states=[JobState.PENDING])
+            self.store.apply(
+                JobUpdate(job.seq, JobState.DEP_FAIL, now, message="init job failed") for job in pending
+            )
+        final_ok = all(
+            self._run_local(job) for job in self.store.jobs(kind="final", states=[JobState.PENDING])
+        )
+        unfinished = self.store.jobs(states=[s for s in JobState if s != JobState.EXEC_DONE])
+        return RunState.SUCCEEDED if (final_ok and not unfinished) else RunState.FAILED
+
+    def _run_local(self, job: JobRecord) -> bool:
+        _LOG.info("Running %s locally", job.name)
+        start = time.time()
+        self.store.apply([JobUpdate(job.seq, JobState.RUNNING, start, attempts=job.attempts + 1)])
+        exit_code = run_local_job(job)
+        state = JobState.EXEC_DONE if exit_code == 0 else JobState.FAILED
+        message = None if exit_code == 0 else f"exit code {exit_code}"
+        self.store.apply([JobUpdate(job.seq, state, time.time(), exit_code=exit_code, message=message)])
+        return exit_code == 0
+
+    def _run_quanta(self) -> None:
+        jobs = self.store.jobs(kind="quantum", states=[JobState.PENDING])
+        if not jobs:
+            return
+        run_config = make_parsl_config(self.settings, self.submit_dir, self.store.run_info()["name"])
+        log_handler = route_parsl_logging(self.submit_dir, self.settings.log_level)
+        dfk = parsl.load(run_config.config)
+        try:
+            app = bash_app(executors=[run_config.executor_label])(_job)
+            parents = self.store.parents()
+            futures: dict[int, AppFuture] = {}
+            for job in jobs:
+                kwargs: dict[str, object] = {}
+                if run_config.takes_resource_spec:
+                    kwargs["parsl_resource_specification"] = wq_resource_spec(job.resources)
+                # Parents that already succeeded (or ran locally) have no future.
+                inputs = [futures[p] for p in parents.get(job.seq, ()) if p in futures]
+                future = app(job.command, stdout=job.stdout, stderr=job.stderr, inputs=inputs, **kwargs)
+                future.add_done_callback(lambda f, job=job: self._on_done(job, f))
+                futures[job.seq] = future
+            self._wait(jobs, futures)
+        finally:
+            dfk.cleanup()
+            parsl.clear()
+            unroute_parsl_logging(log_handler)
+
+    def _on_done(self, job: JobRecord, future: AppFuture) -> None:
+        # Runs in a parsl thread: only enqueue.
+        attempts = int(future.task_record.get("try_id", 0)) + 1
+        exc = future.exception()
+        if exc is None:
+            self._updates.put(
+                JobUpdate(job.seq, JobState.EXEC_DONE, time.time(), attempts=attempts, exit_code=0)
+            )
+            return
+        state, exit_code, message = _failure(exc)
+        if state == JobState.DEP_FAIL:
+            attempts = 0
+        self._updates.put(JobUpdate(job.seq, state, time.time(), attempts, exit_code, message))
+
+    def _wait(self, jobs: list[JobRecord], futures: dict[int, AppFuture]) -> None:
+        """Until every future is done: record launches, starts and ends."""
+        waiting = {job.seq: job for job in jobs}
+        launched: dict[int, float] = {}
+        running: set[int] = set()
+        while waiting:
+            time.sleep(POLL_SECONDS)
+            now = time.time()
+            updates = self._drain()
+            for update in updates:
+                waiting.pop(update.seq, None)
+                launched.pop(update.seq, None)
+            for seq, job in waiting.items():
+                if seq not in launched and _launch_state(futures[seq]) is JobState.LAUNCHED:
+                    launched[seq] = now
+                    updates.append(JobUpdate(seq, JobState.LAUNCHED, now))
+                elif seq in launched and seq not in running and _started_since(job.stderr, launched[seq]):
+                    running.add(seq)
+                    updates.append(JobUpdate(seq, JobState.RUNNING, now))
+            self.store.apply(_in_order(updates))
+        self.store.apply(_in_order(self._drain()))
+
+    def _drain(self) -> list[JobUpdate]:
+        updates = []
+        while True:
+            try:
+                updates.append(self._updates.get_nowait())
+            except queue.Empty:
+                return updates
+
+
+def _started_since(stderr: str, since: float) -> bool:
+    """parsl writes the command to stderr as a job starts; a write after the
+    launch means this attempt is running."""
+    try:
+        return os.stat(stderr).st_mtime >= since - 1.0
+    except FileNotFoundError:
+        return False
+
+
+def _in_order(updates: list[JobUpdate]) -> list[JobUpdate]:
+    # A job that ends within one poll must not be left 'running' by a launch
+    # or start recorded in the same batch: final states are written last.
+    return sorted(updates, key=lambda u: u.state.is_final)

@@ -1,0 +1,60 @@
+"""Route parsl's log: everything to a file, the important part to the terminal.
+
+parsl logs a great deal (every task, every poll).  Its messages go to
+``parsl.log`` in the submit directory; only those at ``parsl_config.log_level``
+or above are handed on to the root logger, whose handlers ctrl_bps's own
+logging options control, so ``bps --no-log-tty submit`` keeps the terminal
+quiet as the seed's walkthrough expects.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+__all__ = ["route_parsl_logging"]
+
+_FORMAT = (
+    "%(asctime)s %(name)s:%(lineno)d %(processName)s(%(process)d) %(threadName)s %(levelname)s: %(message)s"
+)
+
+
+class _ToRootLogger(logging.Handler):
+    """Pass records on to the root logger's handlers."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger().handle(record)
+
+
+def route_parsl_logging(submit_dir: str, terminal_level: str) -> logging.Handler:
+    """Send parsl's log to ``submit_dir/parsl.log`` and, above
+    ``terminal_level``, to the terminal.
+
+    Parameters
+    ----------
+    submit_dir : `str`
+        The run's submit directory.
+    terminal_level : `str`
+        Level name (``WARNING``, ...) from which parsl messages are echoed.
+
+    Returns
+    -------
+    handler : `logging.Handler`
+        The file handler, to be closed with `unroute_parsl_logging`.
+    """
+    logger = logging.getLogger("parsl")
+    file_handler = logging.FileHandler(os.path.join(submit_dir, "parsl.log"))
+    file_handler.setFormatter(logging.Formatter(_FORMAT))
+    to_root = _ToRootLogger(level=terminal_level)
+    logger.handlers = [file_handler, to_root]
+    logger.setLevel(logging.DEBUG if terminal_level == "DEBUG" else logging.INFO)
+    logger.propagate = False
+    return file_handler
+
+
+def unroute_parsl_logging(handler: logging.Handler) -> None:
+    """Undo `route_parsl_logging`."""
+    logger = logging.getLogger("parsl")
+    logger.handlers = []
+    logger.propagate = True
+    handler.close()

@@ -1,0 +1,88 @@
+"""Provider factories: where parsl blocks of workers run.
+
+One small function per ``parsl_config.provider`` value.  Adding a provider
+is one new function and one entry in `PROVIDER_FACTORIES`.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Callable
+
+from parsl.launchers import SingleNodeLauncher, SrunLauncher
+from parsl.launchers.base import Launcher
+from parsl.providers import LocalProvider, SlurmProvider
+from parsl.providers.base import ExecutionProvider
+
+from .parsl_settings import ParslSettings
+
+__all__ = ["PROVIDER_FACTORIES", "default_worker_init", "make_provider"]
+
+
+def default_worker_init() -> str:
+    """Shell line that puts this interpreter's environment first on PATH.
+
+    Workers started by a batch system begin with a login environment; they
+    need the same ``pipetask``, ``butler`` and parsl worker scripts as the
+    submitting process.
+    """
+    return f'export PATH={shlex.quote(sys.prefix + "/bin")}:"$PATH"'
+
+
+def _launcher(settings: ParslSettings) -> Launcher:
+    if settings.effective_launcher == "Srun":
+        return SrunLauncher()
+    return SingleNodeLauncher()
+
+
+def _worker_init(settings: ParslSettings) -> str:
+    # The user's worker_init comes last so that it can override ours.
+    return "; ".join(part for part in (default_worker_init(), settings.worker_init) if part)
+
+
+def local_provider(settings: ParslSettings) -> ExecutionProvider:
+    """Workers on the submitting machine (or inside the current allocation
+    with ``launcher: Srun``)."""
+    return LocalProvider(
+        nodes_per_block=settings.nodes_per_block,
+        init_blocks=settings.init_blocks,
+        min_blocks=settings.min_blocks,
+        max_blocks=settings.max_blocks,
+        worker_init=_worker_init(settings),
+        launcher=_launcher(settings),
+    )
+
+
+def slurm_provider(settings: ParslSettings) -> ExecutionProvider:
+    """Workers in Slurm batch jobs, one job per block."""
+    scheduler_options = settings.scheduler_options
+    if settings.time_min:
+        # SlurmProvider has no time-min argument; it takes raw #SBATCH lines.
+        scheduler_options = f"{scheduler_options}\n#SBATCH --time-min={settings.time_min}".strip()
+    return SlurmProvider(
+        partition=settings.partition,
+        account=settings.account,
+        qos=settings.qos,
+        constraint=settings.constraint,
+        nodes_per_block=settings.nodes_per_block,
+        init_blocks=settings.init_blocks,
+        min_blocks=settings.min_blocks,
+        max_blocks=settings.max_blocks,
+        walltime=settings.walltime,
+        scheduler_options=scheduler_options,
+        worker_init=_worker_init(settings),
+        exclusive=settings.exclusive,
+        launcher=_launcher(settings),
+    )
+
+
+PROVIDER_FACTORIES: dict[str, Callable[[ParslSettings], ExecutionProvider]] = {
+    "Local": local_provider,
+    "Slurm": slurm_provider,
+}
+
+
+def make_provider(settings: ParslSettings) -> ExecutionProvider:
+    """Build the provider named by ``settings.provider``."""
+    return PROVIDER_FACTORIES[settings.provider](settings)

@@ -1,0 +1,44 @@
+"""A short account of a finished run: job states and registered outputs."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import click
+
+from .state_store import JobStateStore
+from .status_table import format_status_table
+
+__all__ = ["output_counts", "print_run_summary"]
+
+
+def output_counts(butler_config: str, collection: str) -> Counter[str]:
+    """Number of datasets of each type registered in ``collection``."""
+    from lsst.daf.butler import Butler
+
+    butler = Butler.from_config(butler_config)
+    try:
+        refs = butler.registry.queryDatasets(..., collections=collection)
+        return Counter(ref.datasetType.name for ref in refs)
+    finally:
+        butler.close()
+
+
+def print_run_summary(submit_dir: str) -> None:
+    """Print the status table of a run and what it registered in the butler."""
+    store = JobStateStore.in_dir(submit_dir)
+    try:
+        run = store.run_info()
+        counts = store.counts()
+    finally:
+        store.close()
+    info = run["info"]
+    click.echo(f"Run {run['name']}: {run['state'].value}")
+    click.echo(format_status_table(counts))
+    collection, repo = info.get("outputRun"), info.get("butlerConfig")
+    if not (collection and repo):
+        return
+    click.echo(f"\nOutputs in run collection {collection} of {repo}:")
+    for dataset_type, count in sorted(output_counts(repo, collection).items()):
+        click.echo(f"  {dataset_type:<30} {count:>6}")
+    click.echo(f"(list them with: butler query-datasets {repo} --collections {collection})")

@@ -1,0 +1,29 @@
+"""Shared fixtures: a small demo repository, copied fresh for each test."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from desc.gen3_workflow.demo.repo import make_demo_repo
+
+N_VISITS = 2
+N_DETECTORS = 2
+
+
+@pytest.fixture(scope="session")
+def demo_repo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-visit x 2-detector repository (SQLite registry), built once."""
+    root = tmp_path_factory.mktemp("template") / "repo"
+    make_demo_repo(str(root), n_visits=N_VISITS, n_detectors=N_DETECTORS)
+    return root
+
+
+@pytest.fixture
+def demo_repo(demo_repo_template: Path, tmp_path: Path) -> str:
+    """A private copy of the demo repository for one test."""
+    repo = tmp_path / "repo"
+    shutil.copytree(demo_repo_template, repo)
+    return str(repo)

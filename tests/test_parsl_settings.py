@@ -1,0 +1,93 @@
+"""Validation of the parsl_config section and the factories it selects."""
+
+import pytest
+from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor, WorkQueueExecutor
+from parsl.providers import LocalProvider, SlurmProvider
+
+from desc.gen3_workflow.parsl_config import make_parsl_config
+from desc.gen3_workflow.parsl_settings import ParslConfigError, ParslSettings
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            {"executor": "Dask"},
+            "parsl_config.executor: unknown value 'Dask'; allowed: ThreadPool, WorkQueue, HighThroughput",
+        ),
+        ({"provider": "Cobalt"}, "parsl_config.provider: unknown value 'Cobalt'; allowed: Local, Slurm"),
+        ({"max_thread": 4}, "parsl_config.max_thread: unknown key (did you mean 'max_threads'?)"),
+        ({"max_threads": "four"}, "parsl_config.max_threads: expected an integer, got 'four'"),
+        ({"retries": -1}, "parsl_config.retries: must be an integer >= 0, got -1"),
+        ({"monitoring": "yes"}, "parsl_config.monitoring: expected true or false, got 'yes'"),
+        ({"walltime": "2 hours"}, "parsl_config.walltime: expected [D-]HH:MM:SS"),
+        ({"log_level": "LOUD"}, "parsl_config.log_level: unknown value 'LOUD'"),
+    ],
+)
+def test_bad_values_give_one_line_naming_the_key(section, message):
+    with pytest.raises(ParslConfigError) as info:
+        ParslSettings.from_mapping(section)
+    text = str(info.value)
+    assert text.startswith(message)
+    assert "\n" not in text
+    assert info.value.errno == 2
+
+
+def test_no_section_means_thread_pool_on_all_cores():
+    settings = ParslSettings.from_mapping(None)
+    assert settings.executor == "ThreadPool"
+    assert settings.max_threads >= 1
+
+
+def test_seed_work_queue_section(tmp_path):
+    settings = ParslSettings.from_mapping(
+        {
+            "retries": 1,
+            "monitoring": True,
+            "checkpoint": False,
+            "executor": "WorkQueue",
+            "provider": "Local",
+            "nodes_per_block": 10,
+            "worker_options": "--memory=90000; touch /tmp/pwned",
+        }
+    )
+    run = make_parsl_config(settings, str(tmp_path), "test")
+    executor = run.config.executors[0]
+    assert isinstance(executor, WorkQueueExecutor)
+    assert isinstance(executor.provider, LocalProvider)
+    assert executor.provider.nodes_per_block == 10
+    # The metacharacter reaches work_queue_worker as a quoted word.
+    assert executor.worker_options == "'--memory=90000;' touch /tmp/pwned"
+    assert run.config.retries == 1
+    assert run.config.monitoring is not None
+    assert run.takes_resource_spec
+
+
+def test_thread_pool_and_slurm_htex(tmp_path):
+    run = make_parsl_config(ParslSettings.from_mapping({"max_threads": 3}), str(tmp_path), "t")
+    assert isinstance(run.config.executors[0], ThreadPoolExecutor)
+    assert run.config.executors[0].max_threads == 3
+    assert not run.takes_resource_spec
+
+    settings = ParslSettings.from_mapping(
+        {
+            "executor": "HighThroughput",
+            "provider": "Slurm",
+            "partition": "debug",
+            "account": "m1727",
+            "constraint": "cpu",
+            "qos": "regular",
+            "walltime": "02:00:00",
+            "time_min": "00:30:00",
+            "exclusive": False,
+            "max_workers": 4,
+        }
+    )
+    run = make_parsl_config(settings, str(tmp_path), "t")
+    executor = run.config.executors[0]
+    assert isinstance(executor, HighThroughputExecutor)
+    provider = executor.provider
+    assert isinstance(provider, SlurmProvider)
+    assert (provider.partition, provider.account, provider.qos) == ("debug", "m1727", "regular")
+    assert "#SBATCH --time-min=00:30:00" in provider.scheduler_options
+    assert executor.max_workers_per_node == 4
