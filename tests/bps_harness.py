@@ -94,7 +94,8 @@ def run_bps(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: f
     proc = subprocess.run(
         [BPS, "--no-log-tty", *args],
         cwd=cwd,
-        env={**os.environ, **(env or {})},
+        # ctrl_bps's submitPath is ${PWD}/submit/...: PWD must follow cwd.
+        env={**os.environ, "PWD": str(cwd), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

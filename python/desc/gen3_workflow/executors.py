@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import shlex
-import socket
 from collections.abc import Callable
 
+from parsl.addresses import address_by_hostname
 from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor, WorkQueueExecutor
 from parsl.executors.base import ParslExecutor
 
@@ -71,7 +71,9 @@ def high_throughput(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
     """Jobs on parsl's own worker pools that the provider starts."""
     address = settings.address
     if address is None:
-        address = "127.0.0.1" if settings.provider == "Local" else socket.gethostname()
+        # Remote workers need an IP address they can reach; parsl refuses a
+        # bare host name.
+        address = "127.0.0.1" if settings.provider == "Local" else address_by_hostname()
     return ExecutorChoice(
         HighThroughputExecutor(
             label="htex",

@@ -74,5 +74,8 @@ def make_parsl_config(settings: ParslSettings, submit_dir: str, workflow_name: s
         initialize_logging=False,
         usage_tracking=0,
         exit_mode="wait",
+        # parsl asks providers for the first blocks only at its first
+        # strategy tick; the default 5 s is dead time at the start of a run.
+        strategy_period=1,
     )
     return ParslRunConfig(config, choice.executor.label, choice.takes_resource_spec)

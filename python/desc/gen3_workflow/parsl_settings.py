@@ -121,6 +121,13 @@ class ParslSettings:
     constraint: str | None = None
     """Slurm node constraint (e.g. ``cpu`` at NERSC)."""
 
+    cores_per_node: int | None = None
+    """Slurm: cores requested per node (``--cpus-per-task``); without it
+    Slurm grants one core however many workers run."""
+
+    mem_per_node: int | None = None
+    """Slurm: memory requested per node, in GB (``--mem``)."""
+
     walltime: str = "01:00:00"
     """Slurm: wall time of each block, ``[D-]HH:MM:SS``."""
 
@@ -183,8 +190,9 @@ class ParslSettings:
             _at_least(key, getattr(self, key), 0)
         for key in ("max_threads", "nodes_per_block", "init_blocks", "max_blocks"):
             _at_least(key, getattr(self, key), 1)
-        if self.max_workers is not None:
-            _at_least("max_workers", self.max_workers, 1)
+        for key in ("max_workers", "cores_per_node", "mem_per_node"):
+            if getattr(self, key) is not None:
+                _at_least(key, getattr(self, key), 1)
         if self.cores_per_worker <= 0:
             raise ParslConfigError(f"parsl_config.cores_per_worker: must be > 0, got {self.cores_per_worker}")
         if self.port > 65535:

@@ -66,6 +66,8 @@ def slurm_provider(settings: ParslSettings) -> ExecutionProvider:
         qos=settings.qos,
         constraint=settings.constraint,
         nodes_per_block=settings.nodes_per_block,
+        cores_per_node=settings.cores_per_node,
+        mem_per_node=settings.mem_per_node,
         init_blocks=settings.init_blocks,
         min_blocks=settings.min_blocks,
         max_blocks=settings.max_blocks,

@@ -13,13 +13,16 @@ __all__ = ["output_counts", "print_run_summary"]
 
 
 def output_counts(butler_config: str, collection: str) -> Counter[str]:
-    """Number of datasets of each type registered in ``collection``."""
-    from lsst.daf.butler import Butler
+    """Number of datasets of each type registered in ``collection`` (none if
+    the collection does not exist: a final job that failed never made it)."""
+    from lsst.daf.butler import Butler, MissingCollectionError
 
     butler = Butler.from_config(butler_config)
     try:
         refs = butler.registry.queryDatasets(..., collections=collection)
         return Counter(ref.datasetType.name for ref in refs)
+    except MissingCollectionError:
+        return Counter()
     finally:
         butler.close()
 

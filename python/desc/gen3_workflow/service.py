@@ -49,18 +49,24 @@ def parsl_settings_from(config: BpsConfig) -> ParslSettings:
     return ParslSettings.from_mapping(mapping)
 
 
-def ensure_middleware_env() -> None:
-    """Point ``CTRL_MPEXEC_DIR`` and ``DAF_BUTLER_DIR`` at this environment.
+def prepare_environment() -> None:
+    """Make this environment's middleware and parsl scripts findable.
 
     ctrl_bps's default commands call ``${CTRL_MPEXEC_DIR}/bin/pipetask`` and
     ``${DAF_BUTLER_DIR}/bin/butler``.  EUPS defines both; in a pip-installed
-    environment they are unset, and the scripts live in the interpreter's own
-    ``bin``.  Jobs inherit the variables from the submitting process.
+    environment they are unset and the scripts live in the interpreter's own
+    ``bin``, which may not even be on PATH (``.venv/bin/bps submit`` without
+    activating the venv), while parsl starts ``interchange.py`` and worker
+    scripts through PATH.  Jobs and workers inherit all of this.
     """
+    bin_dir = os.path.join(sys.prefix, "bin")
+    path = os.environ.get("PATH", "")
+    if bin_dir not in path.split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([bin_dir, path]) if path else bin_dir
     for variable, script in (("CTRL_MPEXEC_DIR", "pipetask"), ("DAF_BUTLER_DIR", "butler")):
         if os.environ.get(variable):
             continue
-        found = shutil.which(script, path=os.path.join(sys.prefix, "bin")) or shutil.which(script)
+        found = shutil.which(script)
         if found:
             os.environ[variable] = os.path.dirname(os.path.dirname(os.path.abspath(found)))
 
@@ -126,7 +132,7 @@ class ParslService(BaseWmsService):
 
     def __init__(self, config: BpsConfig) -> None:
         super().__init__(config)
-        ensure_middleware_env()
+        prepare_environment()
 
     @property
     def defaults(self) -> Config:

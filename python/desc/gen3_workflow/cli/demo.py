@@ -60,7 +60,8 @@ def main(workdir: str, visits: int, detectors: int, bps_file: str | None) -> Non
     else:
         click.echo(f"Using existing demo repository {repo}")
     bps_file = os.path.abspath(bps_file or example_config("bps_drp.yaml"))
-    env = dict(os.environ, GEN3WF_DEMO_REPO=repo)
+    # ctrl_bps puts submit directories under ${PWD}, which must follow cwd.
+    env = dict(os.environ, GEN3WF_DEMO_REPO=repo, PWD=workdir)
     command = [_bps(), "--no-log-tty", "submit", bps_file]
     click.echo(f"$ GEN3WF_DEMO_REPO={repo} {' '.join(command[1:])}")
     start = time.monotonic()

@@ -1,0 +1,151 @@
+"""End-to-end ``bps submit`` with the real CLI, butler, parsl executors and workers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from bps_harness import (
+    expected_outputs,
+    job_states,
+    registered_outputs,
+    run_bps,
+    run_info,
+    write_bps_file,
+)
+from conftest import N_DETECTORS, N_VISITS
+from slurm_fixtures import slurm_cluster  # noqa: F401
+
+from desc.gen3_workflow.state_store import JobState, RunState
+
+DRP_LABELS = ["isr", "characterizeImage", "calibrate", "visitSummary", "globalTable"]
+SFP_LABELS = ["isr", "characterizeImage", "calibrate"]
+
+
+def _assert_complete(submit_dir: str, labels: list[str]) -> None:
+    assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, labels)
+    for label, by_state in job_states(submit_dir).items():
+        assert by_state[JobState.EXEC_DONE] == sum(by_state.values()), label
+    assert run_info(submit_dir)["state"] == RunState.SUCCEEDED
+
+
+def _leftover_processes(pattern: str) -> list[str]:
+    out = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "pgrep" not in line]
+
+
+def test_thread_pool_runs_the_whole_pipeline(demo_repo: str, tmp_path: Path) -> None:
+    bps_file = write_bps_file(tmp_path, demo_repo, {"executor": "ThreadPool", "max_threads": 2})
+    result = run_bps("submit", str(bps_file), cwd=tmp_path)
+    assert result.returncode == 0, result.output
+    _assert_complete(result.submit_dir, DRP_LABELS)
+    # parsl's own log is in the submit directory, not on the terminal.
+    assert os.path.getsize(os.path.join(result.submit_dir, "parsl.log")) > 0
+    assert "parsl.dataflow" not in result.output
+
+
+def test_work_queue_with_local_workers(demo_repo: str, tmp_path: Path) -> None:
+    bps_file = write_bps_file(
+        tmp_path,
+        demo_repo,
+        {"executor": "WorkQueue", "provider": "Local", "worker_options": "--memory=4000", "retries": 1},
+    )
+    result = run_bps("submit", str(bps_file), cwd=tmp_path)
+    assert result.returncode == 0, result.output
+    _assert_complete(result.submit_dir, DRP_LABELS)
+    assert not _leftover_processes(f"work_queue_worker.*{tmp_path}"), "Work Queue workers left running"
+
+
+def test_failing_quantum_fails_the_run_and_keeps_the_rest(demo_repo: str, tmp_path: Path) -> None:
+    bps_file = write_bps_file(
+        tmp_path,
+        demo_repo,
+        {"executor": "ThreadPool", "max_threads": 2},
+        extraQgraphOptions="-c isr:failOn=visit:1,detector:1",
+    )
+    result = run_bps("submit", str(bps_file), cwd=tmp_path)
+    assert result.returncode == 1, result.output
+    assert "1 job(s) failed" in result.output
+    failed_line = next(line for line in result.output.splitlines() if "FAILED isr" in line)
+    assert '"detector":1' in failed_line and '"visit":1' in failed_line
+    log_path = failed_line.rsplit("log: ", 1)[1].strip()
+    assert "DemoTaskError" in Path(log_path).read_text()
+
+    states = job_states(result.submit_dir)
+    assert states["isr"][JobState.FAILED] == 1
+    assert states["isr"][JobState.EXEC_DONE] == 3
+    # Downstream of the failed isr: its characterizeImage and calibrate, the
+    # visit's summary, and the global table.
+    assert [states[label][JobState.DEP_FAIL] for label in DRP_LABELS] == [0, 1, 1, 1, 1]
+    assert run_info(result.submit_dir)["state"] == RunState.FAILED
+
+    # The final job still registered everything that succeeded.
+    outputs = registered_outputs(result.submit_dir)
+    assert outputs["postISRCCD"] == 3
+    assert outputs["calexp"] == 3
+    assert outputs["visitSummary"] == 1
+    assert outputs["objectTable"] == 0
+
+
+def test_failing_final_job_fails_the_run(demo_repo: str, tmp_path: Path) -> None:
+    bps_file = write_bps_file(
+        tmp_path,
+        demo_repo,
+        {"executor": "ThreadPool"},
+        pipeline="demo_sfp",
+        extraAggregateOptions="--no-such-option",
+    )
+    result = run_bps("submit", str(bps_file), cwd=tmp_path)
+    assert result.returncode == 1, result.output
+    assert "FAILED finalJob" in result.output
+    assert run_info(result.submit_dir)["state"] == RunState.FAILED
+    # Every quantum ran, but nothing was registered.
+    assert job_states(result.submit_dir)["calibrate"][JobState.EXEC_DONE] == N_VISITS * N_DETECTORS
+    assert sum(registered_outputs(result.submit_dir).values()) == 0
+
+
+@pytest.mark.parametrize(
+    ("parsl_config", "message"),
+    [
+        ({"executor": "Dask"}, "parsl_config.executor: unknown value 'Dask'; allowed: ThreadPool, WorkQueue"),
+        ({"provider": "PBS"}, "parsl_config.provider: unknown value 'PBS'; allowed: Local, Slurm"),
+        ({"max_thread": 2}, "parsl_config.max_thread: unknown key (did you mean 'max_threads'?)"),
+        ({"max_threads": "four"}, "parsl_config.max_threads: expected an integer, got 'four'"),
+        ({"retries": -1}, "parsl_config.retries: must be an integer >= 0, got -1"),
+    ],
+)
+def test_bad_parsl_config_stops_before_any_work(
+    demo_repo: str, tmp_path: Path, parsl_config: dict, message: str
+) -> None:
+    bps_file = write_bps_file(tmp_path, demo_repo, parsl_config)
+    result = run_bps("submit", str(bps_file), cwd=tmp_path, timeout=120)
+    assert result.returncode == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    # Stopped before the QuantumGraph was built, so no run was prepared.
+    assert not list(tmp_path.glob("submit/**/*.qg"))
+    assert not list(tmp_path.glob("submit/**/gen3_workflow.sqlite3"))
+
+
+def test_high_throughput_on_slurm(demo_repo: str, tmp_path: Path, slurm_cluster) -> None:
+    bps_file = write_bps_file(
+        tmp_path,
+        demo_repo,
+        {
+            "executor": "HighThroughput",
+            "provider": "Slurm",
+            "partition": slurm_cluster.partition,
+            "exclusive": False,
+            "walltime": "00:20:00",
+            "max_workers": 2,
+        },
+        pipeline="demo_sfp",
+    )
+    result = run_bps("submit", str(bps_file), cwd=tmp_path, env=slurm_cluster.env)
+    assert result.returncode == 0, result.output
+    _assert_complete(result.submit_dir, SFP_LABELS)
+    # The block ran as a Slurm job and is gone once bps submit returns.
+    assert slurm_cluster.job_ids() == []
+    assert not _leftover_processes("process_worker_pool"), "parsl workers left running"
