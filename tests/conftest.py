@@ -9,6 +9,9 @@ import pytest
 
 from desc.gen3_workflow.demo.repo import make_demo_repo
 
+# The private Slurm cluster fixture (``slurm_cluster``).
+pytest_plugins = ["slurm_fixtures"]
+
 N_VISITS = 2
 N_DETECTORS = 2
 

@@ -1,8 +1,6 @@
 """Pytest fixture for a private one-machine Slurm cluster.
 
-Import the fixture into a test module to use it::
-
-    from slurm_fixtures import slurm_cluster  # noqa: F401
+Loaded for every test module through ``pytest_plugins`` in ``conftest.py``.
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ from parsl.app.app import bash_app, python_app
 from parsl.executors import HighThroughputExecutor
 from parsl.launchers import SingleNodeLauncher
 from parsl.providers import SlurmProvider
-from slurm_fixtures import slurm_cluster  # noqa: F401
 
 from desc.gen3_workflow.testing.processes import descendants, proc_table
 from desc.gen3_workflow.testing.slurm_cluster import SlurmCluster
@@ -55,7 +54,7 @@ def _leftovers(cluster: SlurmCluster) -> dict[int, str]:
     return found
 
 
-def test_cluster_is_up(slurm_cluster: SlurmCluster) -> None:  # noqa: F811
+def test_cluster_is_up(slurm_cluster: SlurmCluster) -> None:
     """The node is idle in the default partition and the config is private."""
     print(f"SlurmCluster.start() took {slurm_cluster.start_seconds:.2f} s")
     assert slurm_cluster.env == {"SLURM_CONF": str(slurm_cluster.conf_path)}
@@ -64,7 +63,7 @@ def test_cluster_is_up(slurm_cluster: SlurmCluster) -> None:  # noqa: F811
     assert set(slurm_cluster.pids) == {"munged", "slurmctld", "slurmd"}
 
 
-def test_sbatch_wrap(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:  # noqa: F811
+def test_sbatch_wrap(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
     """A trivial batch job runs and writes its file."""
     target = tmp_path / "hi.txt"
     args = ["sbatch", "--parsable", f"--chdir={tmp_path}", f"--output={tmp_path}/job-%j.out"]
@@ -118,7 +117,7 @@ def _parsl_config(cluster: SlurmCluster, run_dir: Path) -> parsl.Config:
 
 
 def test_parsl_htex_on_slurm(
-    slurm_cluster: SlurmCluster,  # noqa: F811
+    slurm_cluster: SlurmCluster,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

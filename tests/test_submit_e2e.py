@@ -16,7 +16,6 @@ from bps_harness import (
     write_bps_file,
 )
 from conftest import N_DETECTORS, N_VISITS
-from slurm_fixtures import slurm_cluster  # noqa: F401
 
 from desc.gen3_workflow.state_store import JobState, RunState
 

@@ -10,11 +10,21 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["ParslConfigError", "ParslService", "ParslSettings", "ParslWorkflow", "WorkflowFailedError"]
+__all__ = [
+    "ParslConfigError",
+    "ParslGraph",
+    "ParslService",
+    "ParslSettings",
+    "ParslWorkflow",
+    "WorkflowFailedError",
+    "start_pipeline",
+]
 
 _WHERE = {
     "ParslConfigError": "parsl_settings",
     "ParslSettings": "parsl_settings",
+    "ParslGraph": "parsl_graph",
+    "start_pipeline": "parsl_graph",
     "ParslService": "service",
     "ParslWorkflow": "service",
     "WorkflowFailedError": "service",

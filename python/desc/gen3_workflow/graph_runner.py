@@ -23,6 +23,7 @@ from parsl.dataflow.errors import DependencyError
 from parsl.dataflow.futures import AppFuture
 from parsl.dataflow.states import States
 
+from .environment import prepare_environment
 from .logging_setup import route_parsl_logging, unroute_parsl_logging
 from .parsl_config import make_parsl_config
 from .parsl_settings import ParslSettings
@@ -97,12 +98,18 @@ class GraphRunner:
         Validated ``parsl_config``.
     submit_dir : `str`
         The run's submit directory.
+    selected : `set` [`int`], optional
+        Run only the quantum jobs with these ``seq`` (a partial run, after
+        which the final job does not run).
     """
 
-    def __init__(self, store: JobStateStore, settings: ParslSettings, submit_dir: str) -> None:
+    def __init__(
+        self, store: JobStateStore, settings: ParslSettings, submit_dir: str, selected: set[int] | None = None
+    ) -> None:
         self.store = store
         self.settings = settings
         self.submit_dir = submit_dir
+        self.selected = selected
         self._updates: queue.SimpleQueue[JobUpdate] = queue.SimpleQueue()
 
     def run(self) -> RunState:
@@ -113,6 +120,7 @@ class GraphRunner:
         state : `RunState`
             SUCCEEDED if every job and the final job succeeded, else FAILED.
         """
+        prepare_environment()
         self.store.start_run()
         state = RunState.FAILED
         try:
@@ -149,6 +157,8 @@ class GraphRunner:
 
     def _run_quanta(self) -> None:
         jobs = self.store.jobs(kind="quantum", states=[JobState.PENDING])
+        if self.selected is not None:
+            jobs = [job for job in jobs if job.seq in self.selected]
         if not jobs:
             return
         run_config = make_parsl_config(self.settings, self.submit_dir, self.store.run_info()["name"])

@@ -20,9 +20,13 @@ _FORMAT = (
 
 
 class _ToRootLogger(logging.Handler):
-    """Pass records on to the root logger's handlers."""
+    """Pass records on to the root logger's handlers, except parsl's
+    per-task failure tracebacks: the plug-in reports each failed job itself,
+    with its label, data ID, exit code and log file."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.name == "parsl.dataflow.dflow" and str(record.msg).startswith("Task "):
+            return
         logging.getLogger().handle(record)
 
 

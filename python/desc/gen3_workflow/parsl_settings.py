@@ -180,6 +180,20 @@ class ParslSettings:
         settings._check_ranges()
         return settings
 
+    @classmethod
+    def from_bps_config(cls, config: Any) -> ParslSettings:
+        """Validate the ``parsl_config`` section of a bps configuration.
+
+        Parameters
+        ----------
+        config : `lsst.ctrl.bps.BpsConfig`
+            The run's configuration.
+        """
+        found, section = config.search("parsl_config", opt={"default": None})
+        if found and section is not None and not hasattr(section, "items"):
+            raise ParslConfigError(f"parsl_config: expected a mapping of settings, got {section!r}")
+        return cls.from_mapping(section.toDict() if hasattr(section, "toDict") else section)
+
     def _check_ranges(self) -> None:
         _one_of("executor", self.executor, EXECUTORS)
         _one_of("provider", self.provider, PROVIDERS)

@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import sys
 from typing import Any
 
+import click
 from lsst.ctrl.bps import BaseWmsService, BaseWmsWorkflow, BpsConfig, BpsSubprocessError, GenericWorkflow
 from lsst.daf.butler import Config
 from lsst.resources import ResourcePath
 
-from .graph_runner import GraphRunner
+from .environment import prepare_environment
+from .parsl_graph import ParslGraph
 from .parsl_settings import ParslSettings
 from .state_store import JobStateStore, RunState
 from .submit_report import failure_summary
 from .workflow_plan import plan_workflow
 
-__all__ = ["ParslService", "ParslWorkflow", "WorkflowFailedError", "parsl_settings_from"]
+__all__ = ["ParslService", "ParslWorkflow", "WorkflowFailedError"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -38,37 +38,6 @@ class WorkflowFailedError(BpsSubprocessError):
 
     def __init__(self, message: str) -> None:
         super().__init__(1, message)
-
-
-def parsl_settings_from(config: BpsConfig) -> ParslSettings:
-    """Validate the ``parsl_config`` section of a bps configuration."""
-    found, section = config.search("parsl_config", opt={"default": None})
-    if found and section is not None and not hasattr(section, "items"):
-        raise BpsSubprocessError(2, f"parsl_config: expected a mapping of settings, got {section!r}")
-    mapping = section.toDict() if hasattr(section, "toDict") else section
-    return ParslSettings.from_mapping(mapping)
-
-
-def prepare_environment() -> None:
-    """Make this environment's middleware and parsl scripts findable.
-
-    ctrl_bps's default commands call ``${CTRL_MPEXEC_DIR}/bin/pipetask`` and
-    ``${DAF_BUTLER_DIR}/bin/butler``.  EUPS defines both; in a pip-installed
-    environment they are unset and the scripts live in the interpreter's own
-    ``bin``, which may not even be on PATH (``.venv/bin/bps submit`` without
-    activating the venv), while parsl starts ``interchange.py`` and worker
-    scripts through PATH.  Jobs and workers inherit all of this.
-    """
-    bin_dir = os.path.join(sys.prefix, "bin")
-    path = os.environ.get("PATH", "")
-    if bin_dir not in path.split(os.pathsep):
-        os.environ["PATH"] = os.pathsep.join([bin_dir, path]) if path else bin_dir
-    for variable, script in (("CTRL_MPEXEC_DIR", "pipetask"), ("DAF_BUTLER_DIR", "butler")):
-        if os.environ.get(variable):
-            continue
-        found = shutil.which(script)
-        if found:
-            os.environ[variable] = os.path.dirname(os.path.dirname(os.path.abspath(found)))
 
 
 class ParslWorkflow(BaseWmsWorkflow):
@@ -96,7 +65,7 @@ class ParslWorkflow(BaseWmsWorkflow):
         cls, config: BpsConfig, generic_workflow: GenericWorkflow, out_prefix: str, service_class: str
     ) -> ParslWorkflow:
         """Plan the generic workflow into a new store in ``out_prefix``."""
-        settings = parsl_settings_from(config)
+        settings = ParslSettings.from_bps_config(config)
         workflow = cls(generic_workflow.name, config, out_prefix)
         plan = plan_workflow(config, generic_workflow, out_prefix)
         info = run_info(config, settings)
@@ -150,7 +119,7 @@ class ParslService(BaseWmsService):
 
     def run_submission_checks(self) -> None:
         """Validate ``parsl_config`` before the QuantumGraph is built."""
-        parsl_settings_from(self.config)
+        ParslSettings.from_bps_config(self.config)
 
     def prepare(
         self, config: BpsConfig, generic_workflow: GenericWorkflow, out_prefix: str | None = None
@@ -186,18 +155,46 @@ class ParslService(BaseWmsService):
             If any job or the final job did not succeed; the message lists
             them (label, data ID, exit code, log file).
         """
-        submit_dir = workflow.submit_path
-        state = run_submitted(submit_dir, parsl_settings_from(workflow.config))
-        if state != RunState.SUCCEEDED:
-            raise WorkflowFailedError(failure_summary(submit_dir))
-        print(f"All jobs succeeded; logs are in {os.path.join(submit_dir, 'logs')}")
+        graph = ParslGraph(
+            workflow.submit_path, workflow.config, ParslSettings.from_bps_config(workflow.config)
+        )
+        _finish(graph.submit_dir, graph.run(block=True))
         return workflow
 
+    def restart(self, wms_workflow_id: str) -> tuple[str | None, str | None, str]:
+        """Run again every job of a run that did not succeed, then the final
+        job; return when the run has ended.
 
-def run_submitted(submit_dir: str, settings: ParslSettings) -> RunState:
-    """Run every unfinished job of the run in ``submit_dir``."""
-    store = JobStateStore.in_dir(submit_dir, writable=True)
-    try:
-        return GraphRunner(store, settings, submit_dir).run()
-    finally:
-        store.close()
+        Parameters
+        ----------
+        wms_workflow_id : `str`
+            The run's submit directory.
+
+        Returns
+        -------
+        wms_id, run_name, message : `str`
+            The submit directory, the run's name and an empty message.
+
+        Raises
+        ------
+        click.ClickException
+            If the run does not succeed this time either (so that ``bps
+            restart`` prints the failures and exits non-zero).
+        """
+        submit_dir = os.path.abspath(wms_workflow_id)
+        try:
+            graph = ParslGraph.restore(submit_dir)
+        except (FileNotFoundError, RuntimeError) as exc:
+            return None, None, str(exc)
+        try:
+            _finish(submit_dir, graph.run(block=True))
+        except WorkflowFailedError as exc:
+            raise click.ClickException(exc.strerror) from None
+        return submit_dir, os.path.basename(graph.config["uniqProcName"]), ""
+
+
+def _finish(submit_dir: str, state: RunState | None) -> None:
+    """Tell the user how a run ended; raise if it did not succeed."""
+    if state != RunState.SUCCEEDED:
+        raise WorkflowFailedError(failure_summary(submit_dir))
+    print(f"All jobs succeeded; logs are in {os.path.join(submit_dir, 'logs')}")

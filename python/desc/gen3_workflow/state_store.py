@@ -258,6 +258,13 @@ class JobStateStore:
             sql += " WHERE " + " AND ".join(where)
         return [_job_record(row) for row in self._db.execute(sql + " ORDER BY seq", params)]
 
+    def job(self, name: str) -> JobRecord | None:
+        """The job called ``name``, if there is one."""
+        row = self._db.execute(
+            f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs WHERE name = ?", (name,)
+        ).fetchone()
+        return None if row is None else _job_record(row)
+
     def parents(self) -> dict[int, list[int]]:
         """For each job with parents, the seqs of its parents."""
         result: dict[int, list[int]] = {}

@@ -25,6 +25,7 @@ __all__ = [
     "quantum_data_id",
 ]
 
+import os
 import re
 import signal
 import time
@@ -135,6 +136,12 @@ class DemoControlConfig(pexConfig.Config):
         default=None,
         optional=True,
     )
+    failOnlyWhileExists = pexConfig.Field[str](
+        doc="If set, failOn applies only while this file exists: a transient cause that can be fixed "
+        "(by removing the file) without rebuilding the QuantumGraph, for restart tests.",
+        default=None,
+        optional=True,
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -166,6 +173,9 @@ class DemoTaskBase(pipeBase.PipelineTask):
         """
         if self.config.sleep > 0:
             time.sleep(self.config.sleep)
+        switch = self.config.failOnlyWhileExists
+        if switch is not None and not os.path.exists(switch):
+            return
         for condition in self.config.failOn:
             if fail_condition_matches(condition, data_id):
                 message = f"Simulated failure: task={self.getName()} dataId={dict(data_id)} ({condition!r})"

@@ -1,0 +1,261 @@
+"""`ParslGraph`: drive, inspect and resume a run from Python.
+
+A ParslGraph is a handle on one submit directory.  Everything it knows about
+jobs comes from the run's job-state store, so a graph restored in another
+process (or after the submitting one died) sees the same jobs and states,
+and ``bps submit`` / ``bps restart`` run through the very same `run`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import sys
+import threading
+from collections.abc import Iterable, Mapping
+from typing import IO, Any
+
+from lsst.ctrl.bps import BpsConfig
+
+from .graph_runner import GraphRunner
+from .parsl_settings import ParslSettings
+from .state_store import JobRecord, JobState, JobStateStore, RunState
+from .status_table import format_status_table
+
+__all__ = ["ParslGraph", "RunInProgressError", "start_pipeline"]
+
+SERVICE_CLASS = "desc.gen3_workflow.ParslService"
+
+
+def start_pipeline(config_file: str, **kwargs: Any) -> ParslGraph:
+    """Prepare a run from a bps file, launching nothing.
+
+    ctrl_bps's own acquire, cluster, transform and prepare steps build the
+    QuantumGraph and the submit directory, exactly as ``bps submit`` would.
+
+    Parameters
+    ----------
+    config_file : `str`
+        The bps file.
+    **kwargs
+        What ``bps submit`` takes on its command line (``input``,
+        ``output_run``, ``data_query``, ...).
+
+    Returns
+    -------
+    graph : `ParslGraph`
+        The prepared run; call `ParslGraph.run` to execute it.
+    """
+    from lsst.ctrl.bps.drivers import prepare_driver
+
+    kwargs.setdefault("wms_service", SERVICE_CLASS)
+    config, workflow = prepare_driver(config_file, **kwargs)
+    return ParslGraph(workflow.submit_path, config, ParslSettings.from_bps_config(config))
+
+
+class RunInProgressError(RuntimeError):
+    """The run is already being executed (by this object or another process)."""
+
+
+class ParslGraph:
+    """One run of a workflow, as planned in its submit directory.
+
+    Parameters
+    ----------
+    submit_dir : `str`
+        The run's submit directory (holding ``gen3_workflow.sqlite3``).
+    config : `lsst.ctrl.bps.BpsConfig`
+        The run's bps configuration.
+    settings : `ParslSettings`
+        How to run jobs (validated ``parsl_config``).
+    """
+
+    def __init__(self, submit_dir: str, config: BpsConfig, settings: ParslSettings) -> None:
+        self.submit_dir = submit_dir
+        self.config = config
+        self.settings = settings
+        self._thread: threading.Thread | None = None
+        self._outcome: RunState | BaseException | None = None
+
+    @classmethod
+    def restore(cls, submit_dir: str, parsl_config: Mapping[str, Any] | None = None) -> ParslGraph:
+        """Re-attach to an existing run.
+
+        Parameters
+        ----------
+        submit_dir : `str`
+            The run's submit directory.
+        parsl_config : `~collections.abc.Mapping`, optional
+            A ``parsl_config`` section to use instead of the run's own, e.g.
+            ``{"executor": "ThreadPool"}`` to finish a run on a login node.
+
+        Returns
+        -------
+        graph : `ParslGraph`
+            A graph whose `run` runs only what has not succeeded.
+        """
+        submit_dir = os.path.abspath(submit_dir)
+        with _reading(submit_dir) as store:
+            run = store.run_info()
+        saved = sorted(glob.glob(os.path.join(submit_dir, "*_config.yaml")))
+        if not saved:
+            raise FileNotFoundError(f"No saved bps config (*_config.yaml) in {submit_dir}")
+        config = BpsConfig(saved[0])
+        settings = ParslSettings.from_mapping(
+            parsl_config if parsl_config is not None else run["info"]["parsl_config"]
+        )
+        return cls(submit_dir, config, settings)
+
+    # --- inspecting --------------------------------------------------------
+
+    def status(self, file: IO[str] | None = sys.stdout) -> dict[str, dict[str, int]]:
+        """Print and return job counts per task label and state.
+
+        Parameters
+        ----------
+        file : file-like or `None`
+            Where to print the table; `None` prints nothing.
+
+        Returns
+        -------
+        counts : `dict` [`str`, `dict` [`str`, `int`]]
+            Label -> state name (``pending`` ... ``dep_fail``) -> count, labels
+            in pipeline order.
+        """
+        with _reading(self.submit_dir) as store:
+            counts = store.counts()
+        if file is not None:
+            print(format_status_table(counts), file=file)
+        return {
+            label: {state.value: n for state, n in by_state.items()} for label, by_state in counts.items()
+        }
+
+    def get_jobs(self, task_label: str | None = None, status: str | None = None) -> list[str]:
+        """Names of the jobs of one task label, optionally in one state."""
+        states = None if status is None else [JobState(status)]
+        with _reading(self.submit_dir) as store:
+            jobs = store.jobs(states=states)
+        return [job.name for job in jobs if task_label is None or job.label == task_label]
+
+    def __getitem__(self, job_name: str) -> JobRecord:
+        """The job called ``job_name``: state, command line, log files."""
+        with _reading(self.submit_dir) as store:
+            job = store.job(job_name)
+        if job is None:
+            raise KeyError(job_name)
+        return job
+
+    def copy_exec_butler_files(self) -> list[str]:
+        """Pre-stage the files jobs need before they start.
+
+        With the quantum-backed butler of current ctrl_bps, on a shared
+        filesystem, every job reads the QuantumGraph and the repository in
+        place: there is nothing to copy, and this says so.
+
+        Returns
+        -------
+        staged : `list` [`str`]
+            Files copied (none here).
+        """
+        print(
+            "Nothing to stage: jobs read the QuantumGraph and the butler repository in place "
+            "(quantum-backed butler on a shared filesystem)."
+        )
+        return []
+
+    # --- running -----------------------------------------------------------
+
+    def run(self, block: bool = True, jobs: Iterable[str] | None = None) -> RunState | None:
+        """Run every job that has not succeeded yet, then the final job.
+
+        Parameters
+        ----------
+        block : `bool`
+            Wait for the end (and return the run's state); with `False`,
+            return at once and let `status` follow the run (`wait` joins it).
+        jobs : iterable of `str`, optional
+            Run only these jobs and what they depend on; the final job does not
+            run after such a partial run.
+
+        Returns
+        -------
+        state : `RunState` or `None`
+            How the run ended, if ``block``.
+        """
+        if self._thread is not None and self._thread.is_alive():
+            raise RunInProgressError(f"{self.submit_dir} is already running in this process")
+        self._check_not_running_elsewhere()
+        selected = None if jobs is None else self._with_ancestors(jobs)
+        self._outcome = None
+        self._thread = threading.Thread(target=self._execute, args=(selected,), name="gen3_workflow-run")
+        self._thread.start()
+        return self.wait() if block else None
+
+    def wait(self) -> RunState:
+        """Wait for a run started with ``block=False``; return how it ended."""
+        if self._thread is None:
+            raise RuntimeError("run() has not been called")
+        self._thread.join()
+        if isinstance(self._outcome, BaseException):
+            raise self._outcome
+        assert self._outcome is not None
+        return self._outcome
+
+    def shutdown(self) -> None:
+        """Wait for a running `run` to end and release parsl.
+
+        parsl itself is stopped by each run as it ends; this only makes sure
+        none is left going when a session closes.
+        """
+        if self._thread is not None:
+            self._thread.join()
+
+    def _execute(self, selected: set[int] | None) -> None:
+        # The store connection belongs to this thread: sqlite3 objects must
+        # not cross threads.
+        store = JobStateStore.in_dir(self.submit_dir, writable=True)
+        try:
+            store.reset_unfinished()
+            self._outcome = GraphRunner(store, self.settings, self.submit_dir, selected).run()
+        except BaseException as exc:  # re-raised by wait()
+            self._outcome = exc
+        finally:
+            store.close()
+
+    def _with_ancestors(self, names: Iterable[str]) -> set[int]:
+        with _reading(self.submit_dir) as store:
+            by_name = {job.name: job.seq for job in store.jobs()}
+            parents = store.parents()
+        missing = [name for name in names if name not in by_name]
+        if missing:
+            raise KeyError(f"No such job(s): {', '.join(missing)}")
+        selected: set[int] = set()
+        todo = [by_name[name] for name in names]
+        while todo:  # iterative walk up the DAG
+            seq = todo.pop()
+            if seq not in selected:
+                selected.add(seq)
+                todo.extend(parents.get(seq, ()))
+        return selected
+
+    def _check_not_running_elsewhere(self) -> None:
+        with _reading(self.submit_dir) as store:
+            run = store.run_info()
+        if run["state"] != RunState.RUNNING or run["pid"] in (None, os.getpid()):
+            return
+        if run["host"] != os.uname().nodename:
+            raise RunInProgressError(
+                f"{self.submit_dir} is marked running by pid {run['pid']} on host {run['host']}; "
+                "run it from there, or cancel it first"
+            )
+        try:
+            os.kill(run["pid"], 0)
+        except ProcessLookupError:
+            return  # The submitting process died; the run may be resumed.
+        raise RunInProgressError(f"{self.submit_dir} is being run by pid {run['pid']} on this host")
+
+
+def _reading(submit_dir: str) -> contextlib.closing[JobStateStore]:
+    """A read-only connection to the run's store, closed on exit."""
+    return contextlib.closing(JobStateStore.in_dir(submit_dir))
