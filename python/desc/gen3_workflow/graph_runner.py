@@ -14,7 +14,6 @@ import os
 import queue
 import subprocess
 import time
-from collections.abc import Iterable
 
 import parsl
 from parsl.app.app import bash_app
@@ -23,6 +22,7 @@ from parsl.dataflow.errors import DependencyError
 from parsl.dataflow.futures import AppFuture
 from parsl.dataflow.states import States
 
+from .bash_job import job_command
 from .environment import prepare_environment
 from .logging_setup import route_parsl_logging, unroute_parsl_logging
 from .parsl_config import make_parsl_config
@@ -49,11 +49,6 @@ def wq_resource_spec(resources: dict) -> dict[str, int]:
         "memory": int(resources.get("memory") or _DEFAULT_MEMORY_MB),
         "disk": int(resources.get("disk") or _DEFAULT_DISK_MB),
     }
-
-
-def _job(command: str, stdout: str, stderr: str, inputs: Iterable = (), **kwargs: object) -> str:
-    """The bash app: parsl runs the returned command line with bash."""
-    return command
 
 
 def _launch_state(future: AppFuture) -> JobState | None:
@@ -165,7 +160,7 @@ class GraphRunner:
         log_handler = route_parsl_logging(self.submit_dir, self.settings.log_level)
         dfk = parsl.load(run_config.config)
         try:
-            app = bash_app(executors=[run_config.executor_label])(_job)
+            app = bash_app(executors=[run_config.executor_label])(job_command)
             parents = self.store.parents()
             futures: dict[int, AppFuture] = {}
             for job in jobs:
