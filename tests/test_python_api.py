@@ -97,7 +97,7 @@ def test_failure_then_restore_after_the_fix(demo_repo: str, tmp_path: Path) -> N
         {"executor": "ThreadPool", "max_threads": 2},
         "demo_drp",
         "api_fail",
-        extraQgraphOptions=f"-c isr:failOn=visit:1,detector:1 -c isr:failOnlyWhileExists={switch}",
+        extraQgraphOptions=f"-c isr:failOn=visit:1,detector:1 -c isr:onlyWhileExists={switch}",
     )
     first = _python(
         f"""

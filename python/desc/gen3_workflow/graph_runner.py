@@ -27,6 +27,7 @@ from .environment import prepare_environment
 from .logging_setup import route_parsl_logging, unroute_parsl_logging
 from .parsl_config import make_parsl_config
 from .parsl_settings import ParslSettings
+from .run_control import job_prefix, kill_run_processes, take_cancel_request
 from .state_store import JobRecord, JobState, JobStateStore, JobUpdate, RunState
 
 __all__ = ["GraphRunner", "wq_resource_spec"]
@@ -36,6 +37,8 @@ _LOG = logging.getLogger(__name__)
 # How often the submitting thread writes queued updates and looks at the
 # jobs parsl has launched.
 POLL_SECONDS = 1.0
+# After a cancel, how long to wait for parsl to report the killed jobs.
+CANCEL_DRAIN_SECONDS = 30.0
 # Work Queue insists on cores, memory and disk together; ctrl_bps's default
 # memory request is 2048 MB, disk is often left unset.
 _DEFAULT_MEMORY_MB = 2048
@@ -106,6 +109,7 @@ class GraphRunner:
         self.submit_dir = submit_dir
         self.selected = selected
         self._updates: queue.SimpleQueue[JobUpdate] = queue.SimpleQueue()
+        self._cancelled = False
 
     def run(self) -> RunState:
         """Run every job that has not succeeded yet, then the final job.
@@ -113,7 +117,8 @@ class GraphRunner:
         Returns
         -------
         state : `RunState`
-            SUCCEEDED if every job and the final job succeeded, else FAILED.
+            SUCCEEDED if every job and the final job succeeded, CANCELLED
+            after a ``bps cancel``, else FAILED.
         """
         prepare_environment()
         self.store.start_run()
@@ -137,6 +142,8 @@ class GraphRunner:
         final_ok = all(
             self._run_local(job) for job in self.store.jobs(kind="final", states=[JobState.PENDING])
         )
+        if self._cancelled:
+            return RunState.CANCELLED
         unfinished = self.store.jobs(states=[s for s in JobState if s != JobState.EXEC_DONE])
         return RunState.SUCCEEDED if (final_ok and not unfinished) else RunState.FAILED
 
@@ -161,6 +168,7 @@ class GraphRunner:
         dfk = parsl.load(run_config.config)
         try:
             app = bash_app(executors=[run_config.executor_label])(job_command)
+            prefix = job_prefix(self.submit_dir)
             parents = self.store.parents()
             futures: dict[int, AppFuture] = {}
             for job in jobs:
@@ -169,7 +177,9 @@ class GraphRunner:
                     kwargs["parsl_resource_specification"] = wq_resource_spec(job.resources)
                 # Parents that already succeeded (or ran locally) have no future.
                 inputs = [futures[p] for p in parents.get(job.seq, ()) if p in futures]
-                future = app(job.command, stdout=job.stdout, stderr=job.stderr, inputs=inputs, **kwargs)
+                future = app(
+                    prefix + job.command, stdout=job.stdout, stderr=job.stderr, inputs=inputs, **kwargs
+                )
                 future.add_done_callback(lambda f, job=job: self._on_done(job, f))
                 futures[job.seq] = future
             self._wait(jobs, futures)
@@ -177,6 +187,12 @@ class GraphRunner:
             dfk.cleanup()
             parsl.clear()
             unroute_parsl_logging(log_handler)
+        if self._cancelled:
+            # Whatever survived parsl's shutdown (a job started just before it).
+            kill_run_processes(self.submit_dir)
+            now = time.time()
+            stopped = self.store.jobs(kind="quantum", states=[JobState.LAUNCHED, JobState.RUNNING])
+            self.store.apply(JobUpdate(job.seq, JobState.FAILED, now, message="cancelled") for job in stopped)
 
     def _on_done(self, job: JobRecord, future: AppFuture) -> None:
         # Runs in a parsl thread: only enqueue.
@@ -190,15 +206,28 @@ class GraphRunner:
         state, exit_code, message = _failure(exc)
         if state == JobState.DEP_FAIL:
             attempts = 0
+        elif self._cancelled:
+            message = "cancelled"
         self._updates.put(JobUpdate(job.seq, state, time.time(), attempts, exit_code, message))
 
     def _wait(self, jobs: list[JobRecord], futures: dict[int, AppFuture]) -> None:
-        """Until every future is done: record launches, starts and ends."""
+        """Until every future is done: record launches, starts and ends.
+
+        After a cancel request, kill the run's job processes at every poll and
+        give up waiting after `CANCEL_DRAIN_SECONDS`.
+        """
         waiting = {job.seq: job for job in jobs}
         launched: dict[int, float] = {}
         running: set[int] = set()
-        while waiting:
+        drain_deadline = float("inf")
+        while waiting and time.monotonic() < drain_deadline:
             time.sleep(POLL_SECONDS)
+            if not self._cancelled and take_cancel_request(self.submit_dir):
+                _LOG.warning("Run %s cancelled", self.submit_dir)
+                self._cancelled = True
+                drain_deadline = time.monotonic() + CANCEL_DRAIN_SECONDS
+            if self._cancelled:
+                kill_run_processes(self.submit_dir)
             now = time.time()
             updates = self._drain()
             for update in updates:

@@ -20,6 +20,7 @@ from lsst.ctrl.bps import BpsConfig
 
 from .graph_runner import GraphRunner
 from .parsl_settings import ParslSettings
+from .run_control import clear_cancel_marks, kill_run_processes
 from .state_store import JobRecord, JobState, JobStateStore, RunState
 from .status_table import format_status_table
 
@@ -216,7 +217,11 @@ class ParslGraph:
         # not cross threads.
         store = JobStateStore.in_dir(self.submit_dir, writable=True)
         try:
+            # Jobs of an earlier attempt whose submitting process was killed
+            # may still run here; they must not race their own re-runs.
+            kill_run_processes(self.submit_dir)
             store.reset_unfinished()
+            clear_cancel_marks(self.submit_dir)
             self._outcome = GraphRunner(store, self.settings, self.submit_dir, selected).run()
         except BaseException as exc:  # re-raised by wait()
             self._outcome = exc

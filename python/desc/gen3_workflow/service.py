@@ -18,6 +18,7 @@ from lsst.resources import ResourcePath
 from .environment import prepare_environment
 from .parsl_graph import ParslGraph
 from .parsl_settings import ParslSettings
+from .run_control import request_cancel
 from .state_store import JobStateStore, RunState
 from .submit_report import failure_summary
 from .workflow_plan import plan_workflow
@@ -192,9 +193,34 @@ class ParslService(BaseWmsService):
             raise click.ClickException(exc.strerror) from None
         return submit_dir, os.path.basename(graph.config["uniqProcName"]), ""
 
+    def cancel(self, wms_id: str, pass_thru: str | None = None) -> tuple[bool, str]:
+        """Cancel a running submission.
+
+        Parameters
+        ----------
+        wms_id : `str`
+            The run's submit directory.
+        pass_thru : `str`, optional
+            Unused.
+
+        Returns
+        -------
+        deleted : `bool`
+            Whether the run took the cancel request.
+        message : `str`
+            What happened.
+        """
+        submit_dir = os.path.abspath(wms_id)
+        try:
+            return request_cancel(submit_dir)
+        except (FileNotFoundError, RuntimeError) as exc:
+            return False, str(exc)
+
 
 def _finish(submit_dir: str, state: RunState | None) -> None:
     """Tell the user how a run ended; raise if it did not succeed."""
+    if state == RunState.CANCELLED:
+        raise WorkflowFailedError(f"Run {submit_dir} was cancelled.\n{failure_summary(submit_dir)}")
     if state != RunState.SUCCEEDED:
         raise WorkflowFailedError(failure_summary(submit_dir))
     print(f"All jobs succeeded; logs are in {os.path.join(submit_dir, 'logs')}")

@@ -136,9 +136,9 @@ class DemoControlConfig(pexConfig.Config):
         default=None,
         optional=True,
     )
-    failOnlyWhileExists = pexConfig.Field[str](
-        doc="If set, failOn applies only while this file exists: a transient cause that can be fixed "
-        "(by removing the file) without rebuilding the QuantumGraph, for restart tests.",
+    onlyWhileExists = pexConfig.Field[str](
+        doc="If set, sleep and failOn apply only while this file exists: a transient slowness or fault "
+        "that can be fixed (by removing the file) without rebuilding the QuantumGraph, for restart tests.",
         default=None,
         optional=True,
     )
@@ -171,11 +171,11 @@ class DemoTaskBase(pipeBase.PipelineTask):
             Raised if ``data_id`` matches a ``failOn`` condition and
             ``failExitSignal`` is not set.
         """
-        if self.config.sleep > 0:
-            time.sleep(self.config.sleep)
-        switch = self.config.failOnlyWhileExists
+        switch = self.config.onlyWhileExists
         if switch is not None and not os.path.exists(switch):
             return
+        if self.config.sleep > 0:
+            time.sleep(self.config.sleep)
         for condition in self.config.failOn:
             if fail_condition_matches(condition, data_id):
                 message = f"Simulated failure: task={self.getName()} dataId={dict(data_id)} ({condition!r})"

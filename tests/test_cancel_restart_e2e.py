@@ -1,0 +1,119 @@
+"""bps cancel and bps restart on real runs: nothing left running, nothing run twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from bps_harness import (
+    BPS,
+    expected_outputs,
+    job_states,
+    registered_outputs,
+    run_bps,
+    run_info,
+    write_bps_file,
+)
+from conftest import N_DETECTORS, N_VISITS
+
+from desc.gen3_workflow.run_control import _run_processes
+from desc.gen3_workflow.state_store import JobState, JobStateStore, RunState
+
+LABELS = ["isr", "characterizeImage", "calibrate", "visitSummary", "globalTable"]
+SERVICE = {"BPS_WMS_SERVICE_CLASS": "desc.gen3_workflow.ParslService"}
+
+
+def _submit_in_background(tmp_path: Path, bps_file: Path) -> subprocess.Popen:
+    log = open(tmp_path / "submit.log", "w")  # noqa: SIM115 (closed with the process)
+    return subprocess.Popen(
+        [BPS, "--no-log-tty", "submit", str(bps_file)],
+        cwd=tmp_path,
+        env={**os.environ, "PWD": str(tmp_path)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _wait_until_running(tmp_path: Path, label: str, timeout: float = 180) -> str:
+    """Submit directory of the run, once a job of ``label`` is running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stores = list(tmp_path.glob("submit/**/gen3_workflow.sqlite3"))
+        if stores:
+            submit_dir = str(stores[0].parent)
+            if job_states(submit_dir).get(label, {}).get(JobState.RUNNING, 0):
+                return submit_dir
+        time.sleep(0.5)
+    raise AssertionError(
+        f"no {label} job running after {timeout} s:\n{(tmp_path / 'submit.log').read_text()}"
+    )
+
+
+def _end_times(submit_dir: str, label: str) -> dict[str, float]:
+    store = JobStateStore.in_dir(submit_dir)
+    try:
+        return {job.name: job.t_end for job in store.jobs(states=[JobState.EXEC_DONE]) if job.label == label}
+    finally:
+        store.close()
+
+
+def _slow_bps_file(tmp_path: Path, repo: str) -> Path:
+    """characterizeImage sleeps 60 s while the file ``slow`` exists."""
+    switch = tmp_path / "slow"
+    switch.touch()
+    return write_bps_file(
+        tmp_path,
+        repo,
+        {"executor": "ThreadPool", "max_threads": 2},
+        payload_name="slow",
+        extraQgraphOptions=f"-c characterizeImage:sleep=60 -c characterizeImage:onlyWhileExists={switch}",
+    )
+
+
+def test_cancel_stops_everything_and_restart_finishes(demo_repo: str, tmp_path: Path) -> None:
+    submit = _submit_in_background(tmp_path, _slow_bps_file(tmp_path, demo_repo))
+    submit_dir = _wait_until_running(tmp_path, "characterizeImage")
+
+    start = time.monotonic()
+    cancel = run_bps("cancel", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=60)
+    assert cancel.returncode == 0, cancel.output
+    assert f"Successfully canceled job with id '{submit_dir}'" in cancel.output
+    assert time.monotonic() - start < 20
+
+    assert submit.wait(timeout=120) == 1
+    assert "was cancelled" in (tmp_path / "submit.log").read_text()
+    assert run_info(submit_dir)["state"] == RunState.CANCELLED
+    assert _run_processes(submit_dir) == [], "job processes survived the cancel"
+    # The final job registered what had succeeded: every isr output.
+    assert registered_outputs(submit_dir)["postISRCCD"] == N_VISITS * N_DETECTORS
+    again = run_bps("cancel", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=60)
+    assert "is not running (state: cancelled); nothing changed" in again.output
+
+    isr_ends = _end_times(submit_dir, "isr")
+    (tmp_path / "slow").unlink()
+    restart = run_bps("restart", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=600)
+    assert restart.returncode == 0, restart.output
+    assert run_info(submit_dir)["state"] == RunState.SUCCEEDED
+    assert _end_times(submit_dir, "isr") == isr_ends, "succeeded jobs ran again"
+    assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, LABELS)
+
+
+def test_kill_9_of_the_submitting_process_then_restart(demo_repo: str, tmp_path: Path) -> None:
+    submit = _submit_in_background(tmp_path, _slow_bps_file(tmp_path, demo_repo))
+    submit_dir = _wait_until_running(tmp_path, "characterizeImage")
+    submit.send_signal(signal.SIGKILL)
+    submit.wait(timeout=30)
+    # Its jobs are orphans now, still running.
+    assert _run_processes(submit_dir)
+
+    isr_ends = _end_times(submit_dir, "isr")
+    (tmp_path / "slow").unlink()
+    restart = run_bps("restart", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=600)
+    assert restart.returncode == 0, restart.output
+    assert run_info(submit_dir)["state"] == RunState.SUCCEEDED
+    assert _end_times(submit_dir, "isr") == isr_ends, "succeeded jobs ran again"
+    assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, LABELS)
+    assert _run_processes(submit_dir) == []
