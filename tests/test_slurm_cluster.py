@@ -16,7 +16,7 @@ from parsl.executors import HighThroughputExecutor
 from parsl.launchers import SingleNodeLauncher
 from parsl.providers import SlurmProvider
 
-from desc.gen3_workflow.testing.processes import descendants, proc_table
+from desc.gen3_workflow.processes import descendants, proc_table
 from desc.gen3_workflow.testing.slurm_cluster import SlurmCluster
 
 

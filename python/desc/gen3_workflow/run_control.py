@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import time
 
+from .processes import kill_processes
 from .state_store import JobStateStore, RunState
 
 __all__ = [
@@ -78,27 +78,8 @@ def kill_run_processes(submit_dir: str, grace: float = 3.0) -> int:
         How many processes were signalled.
     """
     pids = _run_processes(submit_dir)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + grace
-        while sig == signal.SIGTERM and time.monotonic() < deadline and _any_alive(pids):
-            time.sleep(0.1)
+    kill_processes(pids, timeout=grace)
     return len(pids)
-
-
-def _any_alive(pids: list[int]) -> bool:
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                if fh.read().split(") ", 1)[1][:1] != "Z":
-                    return True
-        except (OSError, IndexError):
-            continue
-    return False
 
 
 def clear_cancel_marks(submit_dir: str) -> None:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .processes import descendants, is_alive, kill_processes, proc_stat, proc_table
+from ..processes import descendants, is_alive, kill_processes, proc_stat, proc_table
 
 __all__ = ["SlurmCluster", "SlurmClusterError", "slurm_unavailable_reason"]
 

@@ -1,7 +1,8 @@
 """Find and stop processes through ``/proc`` (Linux), by pid only.
 
-Used by the test harnesses to stop what they started and to check that nothing
-is left behind; nothing here matches processes by a broad name alone.
+Used to stop a run's jobs (``bps cancel``, restarts after a crash) and by the
+test harnesses to stop what they started and to check that nothing is left
+behind; nothing here matches processes by a broad name alone.
 """
 
 from __future__ import annotations
