@@ -134,3 +134,9 @@ def registered_outputs(submit_dir: str) -> Counter[str]:
             if not k.endswith(("_metadata", "_log", "_config")) and k != "packages"
         }
     )
+
+
+def pids_matching(pattern: str) -> set[int]:
+    """Pids of processes whose command line matches ``pattern`` (pgrep -f)."""
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return {int(pid) for pid in out.split()} - {os.getpid()}

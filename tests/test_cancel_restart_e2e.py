@@ -12,6 +12,7 @@ from bps_harness import (
     BPS,
     expected_outputs,
     job_states,
+    pids_matching,
     registered_outputs,
     run_bps,
     run_info,
@@ -26,12 +27,14 @@ LABELS = ["isr", "characterizeImage", "calibrate", "visitSummary", "globalTable"
 SERVICE = {"BPS_WMS_SERVICE_CLASS": "desc.gen3_workflow.ParslService"}
 
 
-def _submit_in_background(tmp_path: Path, bps_file: Path) -> subprocess.Popen:
+def _submit_in_background(
+    tmp_path: Path, bps_file: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     log = open(tmp_path / "submit.log", "w")  # noqa: SIM115 (closed with the process)
     return subprocess.Popen(
         [BPS, "--no-log-tty", "submit", str(bps_file)],
         cwd=tmp_path,
-        env={**os.environ, "PWD": str(tmp_path)},
+        env={**os.environ, "PWD": str(tmp_path), **(env or {})},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -60,14 +63,14 @@ def _end_times(submit_dir: str, label: str) -> dict[str, float]:
         store.close()
 
 
-def _slow_bps_file(tmp_path: Path, repo: str) -> Path:
+def _slow_bps_file(tmp_path: Path, repo: str, parsl_config: dict | None = None) -> Path:
     """characterizeImage sleeps 60 s while the file ``slow`` exists."""
     switch = tmp_path / "slow"
     switch.touch()
     return write_bps_file(
         tmp_path,
         repo,
-        {"executor": "ThreadPool", "max_threads": 2},
+        parsl_config or {"executor": "ThreadPool", "max_threads": 2},
         payload_name="slow",
         extraQgraphOptions=f"-c characterizeImage:sleep=60 -c characterizeImage:onlyWhileExists={switch}",
     )
@@ -117,3 +120,39 @@ def test_kill_9_of_the_submitting_process_then_restart(demo_repo: str, tmp_path:
     assert _end_times(submit_dir, "isr") == isr_ends, "succeeded jobs ran again"
     assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, LABELS)
     assert _run_processes(submit_dir) == []
+
+
+def _cancel_mid_run(tmp_path: Path, bps_file: Path, env: dict[str, str]) -> str:
+    submit = _submit_in_background(tmp_path, bps_file, env)
+    submit_dir = _wait_until_running(tmp_path, "characterizeImage")
+    start = time.monotonic()
+    cancel = run_bps("cancel", "--id", submit_dir, cwd=tmp_path, env={**SERVICE, **env}, timeout=60)
+    assert cancel.returncode == 0, cancel.output
+    assert "Successfully canceled" in cancel.output
+    assert time.monotonic() - start < 20
+    assert submit.wait(timeout=120) == 1
+    assert run_info(submit_dir)["state"] == RunState.CANCELLED
+    assert _run_processes(submit_dir) == [], "job processes survived the cancel"
+    return submit_dir
+
+
+def test_cancel_on_work_queue_leaves_no_worker(demo_repo: str, tmp_path: Path) -> None:
+    bps_file = _slow_bps_file(
+        tmp_path, demo_repo, {"executor": "WorkQueue", "worker_options": "--memory=4000"}
+    )
+    workers_before = pids_matching("work_queue_worker")
+    _cancel_mid_run(tmp_path, bps_file, {})
+    assert pids_matching("work_queue_worker") <= workers_before, "Work Queue workers left running"
+
+
+def test_cancel_on_slurm_leaves_no_slurm_job(demo_repo: str, tmp_path: Path, slurm_cluster) -> None:
+    parsl_config = {
+        "executor": "HighThroughput",
+        "provider": "Slurm",
+        "partition": slurm_cluster.partition,
+        "exclusive": False,
+        "max_workers": 2,
+    }
+    _cancel_mid_run(tmp_path, _slow_bps_file(tmp_path, demo_repo, parsl_config), slurm_cluster.env)
+    assert slurm_cluster.job_ids() == []
+    assert not pids_matching("process_worker_pool"), "parsl worker pools left running"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 from bps_harness import (
     expected_outputs,
     job_states,
+    pids_matching,
     registered_outputs,
     run_bps,
     run_info,
@@ -30,11 +30,6 @@ def _assert_complete(submit_dir: str, labels: list[str]) -> None:
     assert run_info(submit_dir)["state"] == RunState.SUCCEEDED
 
 
-def _leftover_processes(pattern: str) -> list[str]:
-    out = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "pgrep" not in line]
-
-
 def test_thread_pool_runs_the_whole_pipeline(demo_repo: str, tmp_path: Path) -> None:
     bps_file = write_bps_file(tmp_path, demo_repo, {"executor": "ThreadPool", "max_threads": 2})
     result = run_bps("submit", str(bps_file), cwd=tmp_path)
@@ -51,10 +46,11 @@ def test_work_queue_with_local_workers(demo_repo: str, tmp_path: Path) -> None:
         demo_repo,
         {"executor": "WorkQueue", "provider": "Local", "worker_options": "--memory=4000", "retries": 1},
     )
+    workers_before = pids_matching("work_queue_worker")
     result = run_bps("submit", str(bps_file), cwd=tmp_path)
     assert result.returncode == 0, result.output
     _assert_complete(result.submit_dir, DRP_LABELS)
-    assert not _leftover_processes(f"work_queue_worker.*{tmp_path}"), "Work Queue workers left running"
+    assert pids_matching("work_queue_worker") <= workers_before, "Work Queue workers left running"
 
 
 def test_failing_quantum_fails_the_run_and_keeps_the_rest(demo_repo: str, tmp_path: Path) -> None:
@@ -147,4 +143,4 @@ def test_high_throughput_on_slurm(demo_repo: str, tmp_path: Path, slurm_cluster)
     _assert_complete(result.submit_dir, SFP_LABELS)
     # The block ran as a Slurm job and is gone once bps submit returns.
     assert slurm_cluster.job_ids() == []
-    assert not _leftover_processes("process_worker_pool"), "parsl workers left running"
+    assert not pids_matching("process_worker_pool"), "parsl workers left running"
