@@ -11,14 +11,25 @@ import os
 from typing import Any
 
 import click
-from lsst.ctrl.bps import BaseWmsService, BaseWmsWorkflow, BpsConfig, BpsSubprocessError, GenericWorkflow
+from lsst.ctrl.bps import (
+    BaseWmsService,
+    BaseWmsWorkflow,
+    BpsConfig,
+    BpsSubprocessError,
+    GenericWorkflow,
+    WmsRunReport,
+    WmsStates,
+)
 from lsst.daf.butler import Config
 from lsst.resources import ResourcePath
 
 from .environment import prepare_environment
 from .parsl_graph import ParslGraph
 from .parsl_settings import ParslSettings
+from .ping import ping
 from .run_control import request_cancel
+from .run_registry import register_run
+from .run_report import list_runs, report_runs, run_state
 from .state_store import JobStateStore, RunState
 from .submit_report import failure_summary
 from .workflow_plan import plan_workflow
@@ -75,6 +86,7 @@ class ParslWorkflow(BaseWmsWorkflow):
             store.write_plan(generic_workflow.name, out_prefix, info, plan.jobs, plan.edges)
         finally:
             store.close()
+        register_run(out_prefix)
         _LOG.info("Planned %d jobs in %s", len(plan.jobs), store.path)
         return workflow
 
@@ -215,6 +227,56 @@ class ParslService(BaseWmsService):
             return request_cancel(submit_dir)
         except (FileNotFoundError, RuntimeError) as exc:
             return False, str(exc)
+
+    def list_submitted_jobs(
+        self,
+        wms_id: str | None = None,
+        user: str | None = None,
+        require_bps: bool = True,
+        pass_thru: str | None = None,
+        is_global: bool = False,
+    ) -> list[str]:
+        """The run named by ``wms_id`` (a submit directory), or the running
+        runs of ``user`` (all users' in this user's list when `None`)."""
+        return list_runs(wms_id, user)
+
+    def report(
+        self,
+        wms_workflow_id: str | None = None,
+        user: str | None = None,
+        hist: float = 0,
+        pass_thru: str | None = None,
+        is_global: bool = False,
+        return_exit_codes: bool = False,
+    ) -> tuple[list[WmsRunReport], str]:
+        """One run in detail (``--id``), or this user's runs, newest first;
+        ``hist`` keeps runs that ended within that many days (0: all)."""
+        return report_runs(wms_workflow_id, user, hist, return_exit_codes)
+
+    def get_status(
+        self, wms_workflow_id: str, hist: float = 1, is_global: bool = False
+    ) -> tuple[WmsStates, str]:
+        """The run's state, from its store (quick)."""
+        submit_dir = os.path.abspath(wms_workflow_id)
+        try:
+            store = JobStateStore.in_dir(submit_dir)
+        except FileNotFoundError as exc:
+            return WmsStates.UNKNOWN, str(exc)
+        try:
+            return run_state(store.run_info())
+        finally:
+            store.close()
+
+    def ping(self, pass_thru: str | None = None) -> tuple[int, str]:
+        """Check what the executor and provider of the bps file named by
+        ``pass_thru`` (or of this service's config) need."""
+        if pass_thru:
+            config = BpsConfig(pass_thru)
+        elif self.config:
+            config = self.config
+        else:
+            return ping(None)
+        return ping(ParslSettings.from_bps_config(config))
 
 
 def _finish(submit_dir: str, state: RunState | None) -> None:
