@@ -1,4 +1,4 @@
-"""A short account of a finished run: job states and registered outputs."""
+"""What a finished run registered in the butler."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from collections import Counter
 import click
 
 from .state_store import JobStateStore
-from .status_table import format_status_table
 
-__all__ = ["output_counts", "print_run_summary"]
+__all__ = ["output_counts", "print_outputs"]
 
 
 def output_counts(butler_config: str, collection: str) -> Counter[str]:
@@ -27,17 +26,13 @@ def output_counts(butler_config: str, collection: str) -> Counter[str]:
         butler.close()
 
 
-def print_run_summary(submit_dir: str) -> None:
-    """Print the status table of a run and what it registered in the butler."""
+def print_outputs(submit_dir: str) -> None:
+    """Print the datasets a run registered in its output collection."""
     store = JobStateStore.in_dir(submit_dir)
     try:
-        run = store.run_info()
-        counts = store.counts()
+        info = store.run_info()["info"]
     finally:
         store.close()
-    info = run["info"]
-    click.echo(f"Run {run['name']}: {run['state'].value}")
-    click.echo(format_status_table(counts))
     collection, repo = info.get("outputRun"), info.get("butlerConfig")
     if not (collection and repo):
         return

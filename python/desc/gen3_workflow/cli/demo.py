@@ -3,7 +3,8 @@
 What ``make demo`` runs.  The repository (SQLite registry) is built once in
 ``WORKDIR/repo``; every call then submits the packaged ``bps_drp.yaml``
 example with this plug-in, from ``WORKDIR`` (so submit directories land in
-``WORKDIR/submit``), and prints where the outputs are.
+``WORKDIR/submit``), shows ``bps report`` of the run and lists the datasets
+it registered.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from importlib import resources
 import click
 
 __all__ = ["main"]
+
+SERVICE_CLASS = "desc.gen3_workflow.ParslService"
 
 
 def example_config(name: str) -> str:
@@ -44,7 +47,7 @@ def _bps() -> str:
 def main(workdir: str, visits: int, detectors: int, bps_file: str | None) -> None:
     """Build (once) the demo repository, run the demo pipeline, show the result."""
     from ..demo.repo import make_demo_repo
-    from ..run_summary import print_run_summary
+    from ..run_summary import print_outputs
 
     workdir = os.path.abspath(workdir)
     repo = os.path.join(workdir, "repo")
@@ -72,8 +75,11 @@ def main(workdir: str, visits: int, detectors: int, bps_file: str | None) -> Non
     click.echo(proc.stdout.rstrip())
     match = re.search(r"^Submit dir: (.+)$", proc.stdout, re.MULTILINE)
     if match:
-        click.echo("")
-        print_run_summary(match.group(1).strip())
+        submit_dir = match.group(1).strip()
+        report = [_bps(), "report", "--id", submit_dir]
+        click.echo(f"\n$ BPS_WMS_SERVICE_CLASS={SERVICE_CLASS} {' '.join(report[1:])}")
+        subprocess.run(report, env=dict(env, BPS_WMS_SERVICE_CLASS=SERVICE_CLASS), check=False)
+        print_outputs(submit_dir)
     click.echo(f"\nbps submit finished in {elapsed:.1f} s with exit code {proc.returncode}")
     sys.exit(proc.returncode)
 
