@@ -21,6 +21,7 @@ from lsst.ctrl.bps import BpsConfig
 from .graph_runner import GraphRunner
 from .parsl_settings import ParslSettings
 from .run_control import clear_cancel_marks, kill_run_processes
+from .run_index import submitter_alive
 from .state_store import JobRecord, JobState, JobStateStore, RunState
 from .status_table import format_status_table
 
@@ -254,9 +255,7 @@ class ParslGraph:
                 f"{self.submit_dir} is marked running by pid {run['pid']} on host {run['host']}; "
                 "run it from there, or cancel it first"
             )
-        try:
-            os.kill(run["pid"], 0)
-        except ProcessLookupError:
+        if not submitter_alive(run["pid"], run["start_time"]):
             return  # The submitting process died; the run may be resumed.
         raise RunInProgressError(f"{self.submit_dir} is being run by pid {run['pid']} on this host")
 

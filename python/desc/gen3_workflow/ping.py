@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from .environment import prepare_environment
 from .parsl_settings import ParslConfigError, ParslSettings
 from .run_index import index_path
 
@@ -40,14 +41,14 @@ class Check:
     detail: str
     required: bool = True
     """Whether a failure makes the ping fail (the settings need it)."""
+    unused: bool = False
+    """The settings do not use this (it is reported for information)."""
 
     def line(self) -> str:
         """One line for the report."""
-        if self.ok:
-            tag = "ok"
-        else:
-            tag = "FAIL" if self.required else "n/a"
-        return f"  {tag:<5}{self.name}: {self.detail}"
+        tag = "ok" if self.ok else ("FAIL" if self.required else "warn")
+        suffix = " (not used by these settings)" if self.unused else ""
+        return f"  {tag:<5}{self.name}: {self.detail}{suffix}"
 
 
 def settings_for_ping(config: Any, pass_thru: str | None) -> tuple[ParslSettings, str]:
@@ -112,14 +113,19 @@ def ping(settings: ParslSettings | None = None, origin: str = "defaults") -> tup
         One line per check.
     """
     settings = settings or ParslSettings()
+    # Jobs and workers find parsl's scripts through this PATH; check that one.
+    prepare_environment()
     uses_provider = settings.executor != "ThreadPool"
-    checks = [
-        check_parsl(),
-        check_work_queue(required=settings.executor == "WorkQueue"),
-        check_high_throughput(required=settings.executor == "HighThroughput"),
-        check_slurm(required=uses_provider and settings.provider == "Slurm"),
-        check_run_index(),
-    ]
+    needs = {
+        check_work_queue: settings.executor == "WorkQueue",
+        check_high_throughput: settings.executor == "HighThroughput",
+        check_slurm: uses_provider and settings.provider == "Slurm",
+    }
+    checks = [check_parsl()]
+    for check, needed in needs.items():
+        result = check(needed)
+        checks.append(dataclasses.replace(result, required=needed, unused=not needed))
+    checks.append(check_run_index())
     status = 1 if any(c.required and not c.ok for c in checks) else 0
     provider = f", provider {settings.provider}" if uses_provider else ""
     header = f"gen3_workflow ping for executor {settings.executor}{provider} (settings from {origin}):"
@@ -173,7 +179,7 @@ def check_work_queue(required: bool) -> Check:
     ok, output = _run([worker, "--version"])
     if not ok:
         return Check(name, False, f"{worker} --version failed: {output}", required)
-    return Check(name, True, f"ndcctools.work_queue importable; {worker}: {output}", required)
+    return Check(name, True, f"ndcctools.work_queue importable; {output}", required)
 
 
 def check_high_throughput(required: bool) -> Check:
@@ -195,7 +201,7 @@ def check_slurm(required: bool) -> Check:
     if not required:
         # Asking the controller can take long when there is none; only a run
         # that uses Slurm needs it.
-        return Check("Slurm", True, f"{version} (not used by these settings)", required)
+        return Check("Slurm", True, version, required)
     squeue = shutil.which("squeue")
     if squeue is None:
         return Check("Slurm", False, "squeue is not on PATH", required)

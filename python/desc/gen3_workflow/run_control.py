@@ -19,6 +19,7 @@ import shlex
 import time
 
 from .processes import kill_processes
+from .run_index import submitter_alive
 from .state_store import JobStateStore, RunState
 
 __all__ = [
@@ -129,9 +130,7 @@ def request_cancel(submit_dir: str, timeout: float = 30.0) -> tuple[bool, str]:
         return False, f"Run {submit_dir} is not running (state: {run['state'].value}); nothing changed."
     if run["host"] != os.uname().nodename:
         return False, f"Run {submit_dir} runs on host {run['host']} (pid {run['pid']}); cancel it there."
-    try:
-        os.kill(run["pid"], 0)
-    except ProcessLookupError:
+    if not submitter_alive(run["pid"], run["start_time"]):
         return False, (
             f"The process that ran {submit_dir} (pid {run['pid']}) is gone; nothing is running. "
             "Use bps restart to finish the run."

@@ -26,12 +26,12 @@ from lsst.resources import ResourcePath
 from .environment import prepare_environment
 from .parsl_graph import ParslGraph
 from .parsl_settings import ParslSettings
-from .ping import ping
+from .ping import service_ping
 from .run_control import request_cancel
-from .run_registry import register_run
-from .run_report import list_runs, report_runs, run_state
+from .run_index import register_run
 from .state_store import JobStateStore, RunState
 from .submit_report import failure_summary
+from .wms_report import active_runs, detailed_report, quick_status, summary_reports
 from .workflow_plan import plan_workflow
 
 __all__ = ["ParslService", "ParslWorkflow", "WorkflowFailedError"]
@@ -236,9 +236,9 @@ class ParslService(BaseWmsService):
         pass_thru: str | None = None,
         is_global: bool = False,
     ) -> list[str]:
-        """The run named by ``wms_id`` (a submit directory), or the running
-        runs of ``user`` (all users' in this user's list when `None`)."""
-        return list_runs(wms_id, user)
+        """The run named by ``wms_id`` (a submit directory, or its tail), or
+        the running runs of ``user``; what ``bps cancel`` acts on."""
+        return active_runs(wms_id, user)
 
     def report(
         self,
@@ -249,34 +249,23 @@ class ParslService(BaseWmsService):
         is_global: bool = False,
         return_exit_codes: bool = False,
     ) -> tuple[list[WmsRunReport], str]:
-        """One run in detail (``--id``), or this user's runs, newest first;
-        ``hist`` keeps runs that ended within that many days (0: all)."""
-        return report_runs(wms_workflow_id, user, hist, return_exit_codes)
+        """One run in detail (``--id``), or this user's runs, newest first:
+        the running ones, and with ``hist`` those that ended within that many
+        days.  Exit codes are always filled in (they come from the store)."""
+        if wms_workflow_id:
+            return detailed_report(wms_workflow_id)
+        return summary_reports(user, hist)
 
     def get_status(
         self, wms_workflow_id: str, hist: float = 1, is_global: bool = False
     ) -> tuple[WmsStates, str]:
-        """The run's state, from its store (quick)."""
-        submit_dir = os.path.abspath(wms_workflow_id)
-        try:
-            store = JobStateStore.in_dir(submit_dir)
-        except FileNotFoundError as exc:
-            return WmsStates.UNKNOWN, str(exc)
-        try:
-            return run_state(store.run_info())
-        finally:
-            store.close()
+        """The run's state, from its store's run row (quick)."""
+        return quick_status(wms_workflow_id)
 
     def ping(self, pass_thru: str | None = None) -> tuple[int, str]:
-        """Check what the executor and provider of the bps file named by
-        ``pass_thru`` (or of this service's config) need."""
-        if pass_thru:
-            config = BpsConfig(pass_thru)
-        elif self.config:
-            config = self.config
-        else:
-            return ping(None)
-        return ping(ParslSettings.from_bps_config(config))
+        """Check what the executor and provider need; ``--pass-thru`` names a
+        bps file (or gives ``key=value`` settings) to take them from."""
+        return service_ping(self.config, pass_thru)
 
 
 def _finish(submit_dir: str, state: RunState | None) -> None:
