@@ -76,6 +76,18 @@ def _slow_bps_file(tmp_path: Path, repo: str, parsl_config: dict | None = None) 
     )
 
 
+def _restart_finishes_the_run(tmp_path: Path, submit_dir: str) -> None:
+    """With the slowness gone, ``bps restart`` completes the run without
+    running again what had succeeded, every output registered once."""
+    isr_ends = _end_times(submit_dir, "isr")
+    (tmp_path / "slow").unlink()
+    restart = run_bps("restart", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=600)
+    assert restart.returncode == 0, restart.output
+    assert run_info(submit_dir)["state"] == RunState.SUCCEEDED
+    assert _end_times(submit_dir, "isr") == isr_ends, "succeeded jobs ran again"
+    assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, LABELS)
+
+
 def test_cancel_stops_everything_and_restart_finishes(demo_repo: str, tmp_path: Path) -> None:
     submit = _submit_in_background(tmp_path, _slow_bps_file(tmp_path, demo_repo))
     submit_dir = _wait_until_running(tmp_path, "characterizeImage")
@@ -95,13 +107,7 @@ def test_cancel_stops_everything_and_restart_finishes(demo_repo: str, tmp_path: 
     again = run_bps("cancel", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=60)
     assert "is not running (state: cancelled); nothing changed" in again.output
 
-    isr_ends = _end_times(submit_dir, "isr")
-    (tmp_path / "slow").unlink()
-    restart = run_bps("restart", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=600)
-    assert restart.returncode == 0, restart.output
-    assert run_info(submit_dir)["state"] == RunState.SUCCEEDED
-    assert _end_times(submit_dir, "isr") == isr_ends, "succeeded jobs ran again"
-    assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, LABELS)
+    _restart_finishes_the_run(tmp_path, submit_dir)
 
 
 def test_kill_9_of_the_submitting_process_then_restart(demo_repo: str, tmp_path: Path) -> None:
@@ -112,13 +118,7 @@ def test_kill_9_of_the_submitting_process_then_restart(demo_repo: str, tmp_path:
     # Its jobs are orphans now, still running.
     assert _run_processes(submit_dir)
 
-    isr_ends = _end_times(submit_dir, "isr")
-    (tmp_path / "slow").unlink()
-    restart = run_bps("restart", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=600)
-    assert restart.returncode == 0, restart.output
-    assert run_info(submit_dir)["state"] == RunState.SUCCEEDED
-    assert _end_times(submit_dir, "isr") == isr_ends, "succeeded jobs ran again"
-    assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, LABELS)
+    _restart_finishes_the_run(tmp_path, submit_dir)
     assert _run_processes(submit_dir) == []
 
 
