@@ -117,6 +117,17 @@ def test_kill_9_of_the_submitting_process_then_restart(demo_repo: str, tmp_path:
     submit.wait(timeout=30)
     # Its jobs are orphans now, still running.
     assert _run_processes(submit_dir)
+    # Status and report see that the run was interrupted.
+    status = subprocess.run(
+        [BPS, "status", "--id", submit_dir],
+        env={**os.environ, **SERVICE},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 19, status.stdout + status.stderr  # WmsStates.FAILED
+    report = run_bps("report", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=60)
+    assert "interrupted" in report.output and "bps restart" in report.output
 
     _restart_finishes_the_run(tmp_path, submit_dir)
     assert _run_processes(submit_dir) == []

@@ -59,6 +59,7 @@ def test_start_pipeline_then_run_in_background(demo_repo: str, tmp_path: Path) -
             graph = start_pipeline({str(bps_file)!r})
             before = graph.status(file=None)
             query = graph.config["dataQuery"]
+            staged = graph.copy_exec_butler_files()
             graph.run(block=False)
             seen = set()
             while True:
@@ -70,11 +71,13 @@ def test_start_pipeline_then_run_in_background(demo_repo: str, tmp_path: Path) -
                 time.sleep(0.5)
             state = graph.wait()
             print(json.dumps({{"before": before, "after": graph.status(file=None), "seen": sorted(seen),
-                              "state": state.value, "submit_dir": graph.submit_dir, "query": query}}))
+                              "state": state.value, "submit_dir": graph.submit_dir, "query": query,
+                              "staged": staged}}))
         """,
         tmp_path,
     )
     assert result["query"] == "instrument = 'DemoCam'"
+    assert result["staged"] == []  # quantum-backed butler on a shared filesystem
     assert list(result["before"]) == LABELS
     for label, by_state in result["before"].items():
         assert by_state["pending"] == sum(by_state.values()) == QUANTA[label]
@@ -130,7 +133,9 @@ def test_failure_then_restore_after_the_fix(demo_repo: str, tmp_path: Path) -> N
         from desc.gen3_workflow import ParslGraph
 
         if __name__ == "__main__":
-            graph = ParslGraph.restore({first["submit_dir"]!r})
+            # Finish on "the login node": another executor than the run's own.
+            graph = ParslGraph.restore({first["submit_dir"]!r}, parsl_config={{"executor": "ThreadPool",
+                                                                             "max_threads": 1}})
             state = graph.run()
             ends = {{name: graph[name].t_end for name in {list(first["ends"])!r}}}
             print(json.dumps({{"state": state.value, "status": graph.status(file=None), "ends": ends}}))
@@ -143,3 +148,29 @@ def test_failure_then_restore_after_the_fix(demo_repo: str, tmp_path: Path) -> N
     # What had succeeded did not run again.
     assert second["ends"] == first["ends"]
     assert registered_outputs(first["submit_dir"]) == expected_outputs(N_VISITS, N_DETECTORS, LABELS)
+
+
+def test_run_a_chosen_job_and_what_it_needs(demo_repo: str, tmp_path: Path) -> None:
+    bps_file = write_bps_file(
+        tmp_path, demo_repo, {"executor": "ThreadPool", "max_threads": 2}, "demo_sfp", "subset"
+    )
+    result = _python(
+        f"""
+        import json
+        from desc.gen3_workflow import start_pipeline
+
+        if __name__ == "__main__":
+            graph = start_pipeline({str(bps_file)!r})
+            target = graph.get_jobs("calibrate")[0]
+            graph.run(jobs=[target])
+            print(json.dumps({{"status": graph.status(file=None), "target": graph[target].state.value,
+                              "final": graph["finalJob"].state.value}}))
+        """,
+        tmp_path,
+    )
+    assert result["target"] == "exec_done"
+    # One chain isr -> characterizeImage -> calibrate ran; nothing else did.
+    for label in ("isr", "characterizeImage", "calibrate"):
+        assert result["status"][label]["exec_done"] == 1
+        assert result["status"][label]["pending"] == QUANTA[label] - 1
+    assert result["final"] == "pending"

@@ -44,13 +44,21 @@ def test_work_queue_with_local_workers(demo_repo: str, tmp_path: Path) -> None:
     bps_file = write_bps_file(
         tmp_path,
         demo_repo,
-        {"executor": "WorkQueue", "provider": "Local", "worker_options": "--memory=4000", "retries": 1},
+        {
+            "executor": "WorkQueue",
+            "provider": "Local",
+            "worker_options": "--memory=4000",
+            "retries": 1,
+            "monitoring": True,
+        },
     )
     workers_before = pids_matching("work_queue_worker")
     result = run_bps("submit", str(bps_file), cwd=tmp_path)
     assert result.returncode == 0, result.output
     _assert_complete(result.submit_dir, DRP_LABELS)
     assert pids_matching("work_queue_worker") <= workers_before, "Work Queue workers left running"
+    # parsl monitoring ran beside the plug-in's own store, its database in the submit directory.
+    assert os.path.getsize(os.path.join(result.submit_dir, "monitoring.db")) > 0
 
 
 def test_failing_quantum_fails_the_run_and_keeps_the_rest(demo_repo: str, tmp_path: Path) -> None:

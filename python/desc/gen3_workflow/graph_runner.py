@@ -139,6 +139,10 @@ class GraphRunner:
             self.store.apply(
                 JobUpdate(job.seq, JobState.DEP_FAIL, now, message="init job failed") for job in pending
             )
+        if self.selected is not None:
+            # A partial run: the rest of the graph is still to come, so no
+            # final job yet, and the run is not over.
+            return RunState.FAILED if self.store.jobs(states=[JobState.FAILED]) else RunState.PREPARED
         final_ok = all(
             self._run_local(job) for job in self.store.jobs(kind="final", states=[JobState.PENDING])
         )
