@@ -17,7 +17,7 @@ from bps_harness import (
 )
 from conftest import N_DETECTORS, N_VISITS
 
-from desc.gen3_workflow.state_store import JobState, RunState
+from desc.gen3_workflow.state_store import JobState, JobStateStore, RunState
 
 DRP_LABELS = ["isr", "characterizeImage", "calibrate", "visitSummary", "globalTable"]
 SFP_LABELS = ["isr", "characterizeImage", "calibrate"]
@@ -65,7 +65,7 @@ def test_failing_quantum_fails_the_run_and_keeps_the_rest(demo_repo: str, tmp_pa
     bps_file = write_bps_file(
         tmp_path,
         demo_repo,
-        {"executor": "ThreadPool", "max_threads": 2},
+        {"executor": "ThreadPool", "max_threads": 2, "retries": 2},
         extraQgraphOptions="-c isr:failOn=visit:1,detector:1",
     )
     result = run_bps("submit", str(bps_file), cwd=tmp_path)
@@ -75,6 +75,12 @@ def test_failing_quantum_fails_the_run_and_keeps_the_rest(demo_repo: str, tmp_pa
     assert '"detector":1' in failed_line and '"visit":1' in failed_line
     log_path = failed_line.rsplit("log: ", 1)[1].strip()
     assert "DemoTaskError" in Path(log_path).read_text()
+
+    # retries: 2 means three attempts, recorded with the exit code.
+    store = JobStateStore.in_dir(result.submit_dir)
+    (failed,) = store.jobs(states=[JobState.FAILED])
+    store.close()
+    assert (failed.label, failed.attempts, failed.exit_code) == ("isr", 3, 1)
 
     states = job_states(result.submit_dir)
     assert states["isr"][JobState.FAILED] == 1
@@ -152,3 +158,28 @@ def test_high_throughput_on_slurm(demo_repo: str, tmp_path: Path, slurm_cluster)
     # The block ran as a Slurm job and is gone once bps submit returns.
     assert slurm_cluster.job_ids() == []
     assert not pids_matching("process_worker_pool"), "parsl workers left running"
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("evil_payload", "payloadName: 'x; touch {marker}' cannot be used in collection names and paths"),
+        ("missing_pipeline", "pipelineYaml: no such file"),
+        ("missing_repo", "butlerConfig: no butler repository at"),
+    ],
+)
+def test_bad_input_stops_before_any_work(demo_repo: str, tmp_path: Path, case: str, message: str) -> None:
+    marker = tmp_path / "pwned"
+    bps_file = write_bps_file(
+        tmp_path,
+        str(tmp_path / "no_repo") if case == "missing_repo" else demo_repo,
+        {"executor": "ThreadPool"},
+        pipeline="no_such_pipeline" if case == "missing_pipeline" else "demo_sfp",
+        payload_name=f"x; touch {marker}" if case == "evil_payload" else "e2e",
+    )
+    result = run_bps("submit", str(bps_file), cwd=tmp_path, timeout=120)
+    assert result.returncode == 2, result.output
+    assert message.format(marker=marker) in result.output
+    assert "Traceback" not in result.output
+    assert not marker.exists()
+    assert not (tmp_path / "submit").exists()

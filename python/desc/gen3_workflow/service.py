@@ -30,6 +30,7 @@ from .ping import service_ping
 from .run_control import request_cancel
 from .run_index import register_run
 from .state_store import JobStateStore, RunState
+from .submission_checks import check_submission
 from .submit_report import failure_summary
 from .wms_report import active_runs, detailed_report, quick_status, summary_reports
 from .workflow_plan import plan_workflow
@@ -131,8 +132,10 @@ class ParslService(BaseWmsService):
         return ResourcePath(DEFAULTS_URI)
 
     def run_submission_checks(self) -> None:
-        """Validate ``parsl_config`` before the QuantumGraph is built."""
+        """Validate ``parsl_config``, names and paths before the QuantumGraph
+        is built."""
         ParslSettings.from_bps_config(self.config)
+        check_submission(self.config)
 
     def prepare(
         self, config: BpsConfig, generic_workflow: GenericWorkflow, out_prefix: str | None = None
