@@ -183,3 +183,26 @@ def test_bad_input_stops_before_any_work(demo_repo: str, tmp_path: Path, case: s
     assert "Traceback" not in result.output
     assert not marker.exists()
     assert not (tmp_path / "submit").exists()
+
+
+def test_work_queue_workers_in_slurm_blocks(demo_repo: str, tmp_path: Path, slurm_cluster) -> None:
+    """The seed's NERSC set-up: Work Queue workers started inside Slurm jobs."""
+    bps_file = write_bps_file(
+        tmp_path,
+        demo_repo,
+        {
+            "executor": "WorkQueue",
+            "provider": "Slurm",
+            "partition": slurm_cluster.partition,
+            "exclusive": False,
+            "walltime": "00:20:00",
+            "worker_options": "--memory=4000",
+        },
+        pipeline="demo_sfp",
+    )
+    workers_before = pids_matching("work_queue_worker")
+    result = run_bps("submit", str(bps_file), cwd=tmp_path, env=slurm_cluster.env)
+    assert result.returncode == 0, result.output
+    _assert_complete(result.submit_dir, SFP_LABELS)
+    assert slurm_cluster.job_ids() == []
+    assert pids_matching("work_queue_worker") <= workers_before, "Work Queue workers left running"
