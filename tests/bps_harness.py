@@ -29,15 +29,20 @@ OUTPUTS_PER_QUANTUM = {
 }
 
 
-def expected_outputs(n_visits: int, n_detectors: int, labels: list[str]) -> Counter[str]:
-    """Output dataset counts of a complete run of the demo pipeline."""
-    quanta = {
+def quanta_per_label(n_visits: int, n_detectors: int) -> dict[str, int]:
+    """Quanta of each demo task, in pipeline order, for a repository size."""
+    return {
         "isr": n_visits * n_detectors,
         "characterizeImage": n_visits * n_detectors,
         "calibrate": n_visits * n_detectors,
         "visitSummary": n_visits,
         "globalTable": 1,
     }
+
+
+def expected_outputs(n_visits: int, n_detectors: int, labels: list[str]) -> Counter[str]:
+    """Output dataset counts of a complete run of the demo pipeline."""
+    quanta = quanta_per_label(n_visits, n_detectors)
     counts: Counter[str] = Counter()
     for label in labels:
         for dataset_type in OUTPUTS_PER_QUANTUM[label]:

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from bps_harness import quanta_per_label
 
 from desc.gen3_workflow.demo.repo import make_demo_repo
 
@@ -14,6 +15,10 @@ pytest_plugins = ["slurm_fixtures"]
 
 N_VISITS = 2
 N_DETECTORS = 2
+QUANTA = quanta_per_label(N_VISITS, N_DETECTORS)
+"""Quanta per task label of a run of the demo DRP pipeline on `demo_repo`."""
+DRP_LABELS = list(QUANTA)
+SFP_LABELS = DRP_LABELS[:3]
 
 
 @pytest.fixture(scope="session")

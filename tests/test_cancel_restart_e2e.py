@@ -18,12 +18,12 @@ from bps_harness import (
     run_info,
     write_bps_file,
 )
+from conftest import DRP_LABELS as LABELS
 from conftest import N_DETECTORS, N_VISITS
 
 from desc.gen3_workflow.run_control import _run_processes
 from desc.gen3_workflow.state_store import JobState, JobStateStore, RunState
 
-LABELS = ["isr", "characterizeImage", "calibrate", "visitSummary", "globalTable"]
 SERVICE = {"BPS_WMS_SERVICE_CLASS": "desc.gen3_workflow.ParslService"}
 
 

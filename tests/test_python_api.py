@@ -9,16 +9,8 @@ import textwrap
 from pathlib import Path
 
 from bps_harness import expected_outputs, registered_outputs, write_bps_file
-from conftest import N_DETECTORS, N_VISITS
-
-QUANTA = {
-    "isr": N_VISITS * N_DETECTORS,
-    "characterizeImage": N_VISITS * N_DETECTORS,
-    "calibrate": N_VISITS * N_DETECTORS,
-    "visitSummary": N_VISITS,
-    "globalTable": 1,
-}
-LABELS = list(QUANTA)
+from conftest import DRP_LABELS as LABELS
+from conftest import N_DETECTORS, N_VISITS, QUANTA
 
 
 def _python(script: str, cwd: Path) -> dict:

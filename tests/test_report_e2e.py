@@ -19,16 +19,9 @@ from typing import Any
 
 import pytest
 from bps_harness import BPS, BpsResult, run_bps, write_bps_file
-from conftest import N_DETECTORS, N_VISITS
+from conftest import DRP_LABELS as LABELS
+from conftest import QUANTA
 
-LABELS = ["isr", "characterizeImage", "calibrate", "visitSummary", "globalTable"]
-QUANTA = {
-    "isr": N_VISITS * N_DETECTORS,
-    "characterizeImage": N_VISITS * N_DETECTORS,
-    "calibrate": N_VISITS * N_DETECTORS,
-    "visitSummary": N_VISITS,
-    "globalTable": 1,
-}
 ALL_JOBS = {"pipetaskInit": 1, **QUANTA, "finalJob": 1}
 STATES = ["UNKNOWN", "MISFIT", "UNREADY", "READY", "PENDING", "RUNNING"]
 STATES += ["DELETED", "HELD", "SUCCEEDED", "FAILED", "PRUNED", "EXPECTED"]

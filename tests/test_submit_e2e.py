@@ -15,12 +15,9 @@ from bps_harness import (
     run_info,
     write_bps_file,
 )
-from conftest import N_DETECTORS, N_VISITS
+from conftest import DRP_LABELS, N_DETECTORS, N_VISITS, SFP_LABELS
 
 from desc.gen3_workflow.state_store import JobState, JobStateStore, RunState
-
-DRP_LABELS = ["isr", "characterizeImage", "calibrate", "visitSummary", "globalTable"]
-SFP_LABELS = ["isr", "characterizeImage", "calibrate"]
 
 
 def _assert_complete(submit_dir: str, labels: list[str]) -> None:
