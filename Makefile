@@ -9,7 +9,7 @@ APT_PACKAGES := coop-computing-tools python3-workqueue slurm-wlm munge python3-v
 DEMO_DIR ?= demo_work
 INSTALLED := $(VENV)/.gen3wf-installed
 
-.PHONY: demo test lint setup system-packages clean-demo
+.PHONY: demo test lint setup system-packages clean-demo bench
 
 setup: $(INSTALLED)
 
@@ -42,3 +42,9 @@ test: setup
 
 clean-demo:
 	rm -rf $(DEMO_DIR)
+
+# process vs in_process mode vs lsst-ctrl-bps-parsl, and planning figures
+# (options: make bench BENCH_ARGS="--runs 1 --sleep 0.1").
+bench: setup
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) bin/gen3wf-bench $(BENCH_ARGS)

@@ -11,7 +11,7 @@ from bps_harness import quanta_per_label
 from desc.gen3_workflow.demo.repo import make_demo_repo
 
 # The private Slurm cluster fixture (``slurm_cluster``).
-pytest_plugins = ["slurm_fixtures"]
+pytest_plugins = ["slurm_fixtures", "pg_fixtures"]
 
 N_VISITS = 2
 N_DETECTORS = 2

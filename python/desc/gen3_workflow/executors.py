@@ -60,7 +60,10 @@ def work_queue(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
             shared_fs=True,
             max_retries=settings.wq_max_retries,
             worker_options=worker_options,
-            autolabel=False,
+            # parsl turns Work Queue's resource monitor on only with
+            # autolabel; a job's explicit request still wins over labels,
+            # and exceeding it is then a failure, not a retry.
+            autolabel=settings.enforce_resources,
             autocategory=True,
         ),
         takes_resource_spec=True,

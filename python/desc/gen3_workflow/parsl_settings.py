@@ -24,8 +24,10 @@ EXECUTORS = ("ThreadPool", "WorkQueue", "HighThroughput")
 PROVIDERS = ("Local", "Slurm")
 LAUNCHERS = ("Single", "Srun")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+EXECUTIONS = ("process", "in_process")
 
 _WALLTIME = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
+_WORKER_OPTIONS = re.compile(r"^[\w\s.,:=/+@%-]*$")
 
 
 class ParslConfigError(BpsSubprocessError, ValueError):
@@ -70,6 +72,15 @@ class ParslSettings:
     """Lowest level of parsl's messages echoed to the terminal; parsl's full
     log always goes to ``parsl.log`` in the submit directory."""
 
+    progress: bool = True
+    """Show the run's progress during ``bps submit``: per task label done,
+    failed, running and total, rate and ETA; redrawn in place on a terminal,
+    printed (and logged at INFO) every ``progress_interval`` seconds
+    otherwise."""
+
+    progress_interval: float = 60.0
+    """Seconds between progress reports when the output is not a terminal."""
+
     max_threads: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
     """ThreadPool: number of jobs run at once (default: this machine's cores)."""
 
@@ -98,6 +109,13 @@ class ParslSettings:
     wq_max_retries: int = 1
     """WorkQueue: how often Work Queue itself resubmits a task whose worker
     was lost, before parsl's own ``retries``."""
+
+    enforce_resources: bool = True
+    """WorkQueue: hold each job to its ctrl_bps request (``requestMemory``,
+    ``requestCpus``, ``requestDisk``) with Work Queue's resource monitor; a
+    job that uses more fails with "task used more resources than
+    requested" instead of crowding its neighbours.  False trusts the
+    requests without measuring."""
 
     max_workers: int | None = None
     """HighThroughput: workers per node (default: cores / cores_per_worker)."""
@@ -139,6 +157,17 @@ class ParslSettings:
 
     exclusive: bool = True
     """Slurm: request whole nodes."""
+
+    execution: str = "process"
+    """How a worker runs a quantum job: ``process`` (a ``pipetask run-qbb``
+    subprocess per job) or ``in_process`` (a long-lived runner per worker that
+    imported the middleware once runs ``pipetask run-qbb`` in a forked
+    executor; see ``doc/parsl_config.md``)."""
+
+    max_quanta_per_worker: int = 100
+    """in_process: quanta a forked executor runs before it exits and the
+    runner forks a fresh one; 1 forks a fresh executor for every job (full
+    isolation, slower), 0 never recycles."""
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -200,6 +229,8 @@ class ParslSettings:
         if self.launcher is not None:
             _one_of("launcher", self.launcher, LAUNCHERS)
         _one_of("log_level", self.log_level, LOG_LEVELS)
+        _one_of("execution", self.execution, EXECUTIONS)
+        _at_least("max_quanta_per_worker", self.max_quanta_per_worker, 0)
         for key in ("retries", "min_blocks", "port", "wq_max_retries"):
             _at_least(key, getattr(self, key), 0)
         for key in ("max_threads", "nodes_per_block", "init_blocks", "max_blocks"):
@@ -209,6 +240,10 @@ class ParslSettings:
                 _at_least(key, getattr(self, key), 1)
         if self.cores_per_worker <= 0:
             raise ParslConfigError(f"parsl_config.cores_per_worker: must be > 0, got {self.cores_per_worker}")
+        if self.progress_interval <= 0:
+            raise ParslConfigError(
+                f"parsl_config.progress_interval: must be > 0 (seconds), got {self.progress_interval}"
+            )
         if self.port > 65535:
             raise ParslConfigError(f"parsl_config.port: must be between 0 and 65535, got {self.port}")
         if self.init_blocks > self.max_blocks or self.min_blocks > self.max_blocks:
@@ -219,6 +254,13 @@ class ParslSettings:
             value = getattr(self, key)
             if value is not None and not _WALLTIME.match(value):
                 raise ParslConfigError(f"parsl_config.{key}: expected [D-]HH:MM:SS, got {value!r}")
+        if not _WORKER_OPTIONS.match(self.worker_options):
+            # Quoted anyway, but a worker given ';' or '$(..)' as an argument
+            # would not start, and the run would wait for it forever.
+            raise ParslConfigError(
+                f"parsl_config.worker_options: {self.worker_options!r} is not a list of work_queue_worker "
+                "options (letters, digits, spaces and -_.,:=/+@% only), e.g. '--memory=90000 --cores=32'"
+            )
 
     @property
     def effective_launcher(self) -> str:

@@ -10,6 +10,9 @@ Every demo task config derives from `DemoControlConfig`, which adds
 ``failExitSignal``
     If set, a matching quantum kills its own process with this signal
     instead of raising, to simulate a crash (e.g. 9 for an OOM kill).
+``failAllocateMB``
+    If set, a matching quantum holds this much memory for a while instead
+    of raising, then succeeds: a job that exceeds its memory request.
 
 and every demo task derives from `DemoTaskBase`, which applies them.
 """
@@ -136,6 +139,15 @@ class DemoControlConfig(pexConfig.Config):
         default=None,
         optional=True,
     )
+    failAllocateMB = pexConfig.Field[int](
+        doc="If set, a quantum selected by failOn instead allocates and touches this many MB, holds them "
+        "for failAllocateSeconds and then runs normally: a job that exceeds its memory request.",
+        default=None,
+        optional=True,
+    )
+    failAllocateSeconds = pexConfig.Field[float](
+        doc="How long a failAllocateMB quantum holds its memory.", default=5.0
+    )
     onlyWhileExists = pexConfig.Field[str](
         doc="If set, sleep and failOn apply only while this file exists: a transient slowness or fault "
         "that can be fixed (by removing the file) without rebuilding the QuantumGraph, for restart tests.",
@@ -180,6 +192,9 @@ class DemoTaskBase(pipeBase.PipelineTask):
             if fail_condition_matches(condition, data_id):
                 message = f"Simulated failure: task={self.getName()} dataId={dict(data_id)} ({condition!r})"
                 self.log.warning(message)
+                if self.config.failAllocateMB is not None:
+                    _hold_memory(self.config.failAllocateMB, self.config.failAllocateSeconds)
+                    return
                 if self.config.failExitSignal is not None:
                     signal.raise_signal(signal.Signals(self.config.failExitSignal))
                 raise DemoTaskError(message)
@@ -193,6 +208,14 @@ class DemoTaskBase(pipeBase.PipelineTask):
         # Docstring inherited.
         self.simulate(quantum_data_id(butlerQC).mapping)
         super().runQuantum(butlerQC, inputRefs, outputRefs)
+
+
+def _hold_memory(megabytes: int, seconds: float) -> None:
+    """Make ``megabytes`` resident (one write per page) for ``seconds``."""
+    block = bytearray(megabytes * 2**20)
+    block[::4096] = b"\1" * len(range(0, len(block), 4096))
+    time.sleep(seconds)
+    del block
 
 
 def quantum_data_id(butlerQC: pipeBase.QuantumContext) -> DataCoordinate:

@@ -22,6 +22,8 @@ __all__ = [
 
 import argparse
 import os
+import re
+import uuid
 from typing import Any
 
 import astropy.time
@@ -214,6 +216,8 @@ def make_demo_repo(
     seed_config: str | None = None,
     *,
     rng_seed: int = 12345,
+    registry_db: str | None = None,
+    registry_namespace: str | None = None,
 ) -> str:
     """Create a butler repository holding DemoCam raw data.
 
@@ -231,6 +235,16 @@ def make_demo_repo(
         registry and file datastore inside ``root``.
     rng_seed : `int`, optional
         Seed for the synthetic pixel data.
+    registry_db : `str`, optional
+        SQLAlchemy URL of a PostgreSQL registry database, without a password
+        (e.g. ``postgresql+psycopg://user@127.0.0.1:5432/butler``; the butler
+        finds the password in the ``$LSST_DB_AUTH`` file).  Overrides any
+        ``registry.db`` of ``seed_config``.  Default: SQLite in ``root``.
+    registry_namespace : `str`, optional
+        PostgreSQL schema for this repository's registry tables (created if
+        missing; it must not already hold a registry).  Default with
+        ``registry_db``: a new schema named after ``root`` and a random suffix,
+        so that repositories can share one database.
 
     Returns
     -------
@@ -249,7 +263,15 @@ def make_demo_repo(
     root = os.path.abspath(root)
     if os.path.exists(root) and (not os.path.isdir(root) or os.listdir(root)):
         raise FileExistsError(f"Refusing to build a demo repo in {root!r}: it exists and is not empty.")
-    Butler.makeRepo(root, config=Config(seed_config) if seed_config else None)
+    config = Config(seed_config) if seed_config else None
+    if registry_db is not None:
+        config = config if config is not None else Config()
+        config["registry", "db"] = registry_db
+        if registry_namespace is None:
+            stem = re.sub(r"[^a-z0-9_]", "_", os.path.basename(root).lower())[:40]
+            registry_namespace = f"demo_{stem}_{uuid.uuid4().hex[:8]}"
+        config["registry", "namespace"] = registry_namespace
+    Butler.makeRepo(root, config=config)
     butler = Butler.from_config(root, writeable=True)
     try:
         with butler.transaction():
@@ -289,8 +311,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--visits", type=int, default=4, help="Number of visits (default 4).")
     parser.add_argument("--detectors", type=int, default=4, help="Number of detectors (default 4).")
     parser.add_argument("--seed-config", default=None, help="Butler seed config, e.g. for PostgreSQL.")
+    parser.add_argument(
+        "--registry-db", default=None, help="PostgreSQL registry URL (no password; see $LSST_DB_AUTH)."
+    )
+    parser.add_argument("--registry-namespace", default=None, help="PostgreSQL schema for the registry.")
     args = parser.parse_args(argv)
-    print(make_demo_repo(args.root, args.visits, args.detectors, args.seed_config))
+    root = make_demo_repo(
+        args.root,
+        args.visits,
+        args.detectors,
+        args.seed_config,
+        registry_db=args.registry_db,
+        registry_namespace=args.registry_namespace,
+    )
+    print(root)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,243 @@
+"""Faults injected into real runs: each is reported with its cause, nothing
+that succeeded is lost or registered twice, and no run hangs.
+
+Complements test_submit_e2e.py (a raising quantum with retries, a failing
+final job) and test_cancel_restart_e2e.py (cancel mid-run, kill -9 of the
+submitting process, restart).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from bps_harness import (
+    BPS,
+    expected_outputs,
+    job_states,
+    pids_matching,
+    registered_outputs,
+    run_bps,
+    run_info,
+    write_bps_file,
+)
+from conftest import DRP_LABELS, N_DETECTORS, N_VISITS, SFP_LABELS
+
+from desc.gen3_workflow.run_control import _run_processes
+from desc.gen3_workflow.state_store import JobRecord, JobState, JobStateStore, RunState
+
+SERVICE = {"BPS_WMS_SERVICE_CLASS": "desc.gen3_workflow.ParslService"}
+# ctrl_bps's own final job command (bps_defaults.yaml), after a first line
+# that waits while a file exists.
+AGGREGATE = (
+    "${DAF_BUTLER_DIR}/bin/butler {finalPreCmdOpts} aggregate-graph {fileDistributionEndPoint}{qgraphFile} "
+    "{butlerConfig} -j {requestCpus} --register-dataset-types {updateOutputChain} {extraAggregateOptions}"
+)
+
+
+def _jobs(submit_dir: str, **criteria: object) -> list[JobRecord]:
+    store = JobStateStore.in_dir(submit_dir)
+    try:
+        return store.jobs(**criteria)  # type: ignore[arg-type]
+    finally:
+        store.close()
+
+
+def _submit_in_background(
+    tmp_path: Path, bps_file: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    log = open(tmp_path / "submit.log", "w")  # noqa: SIM115 (closed with the process)
+    return subprocess.Popen(
+        [BPS, "--no-log-tty", "submit", str(bps_file)],
+        cwd=tmp_path,
+        env={**os.environ, "PWD": str(tmp_path), **(env or {})},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _wait_for(tmp_path: Path, label: str, state: JobState, count: int = 1, timeout: float = 240) -> str:
+    """Submit directory of the run, once ``count`` jobs of ``label`` are in ``state``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stores = list(tmp_path.glob("submit/**/gen3_workflow.sqlite3"))
+        if stores:
+            submit_dir = str(stores[0].parent)
+            if sum(job.label == label for job in _jobs(submit_dir, states=[state])) >= count:
+                return submit_dir
+        time.sleep(0.5)
+    raise AssertionError(
+        f"not {count} {label} job(s) {state.value} after {timeout} s:\n{_output(tmp_path)}"
+    )
+
+
+def _output(tmp_path: Path) -> str:
+    return (tmp_path / "submit.log").read_text()
+
+
+def test_work_queue_reports_a_signal_kill_and_memory_overuse(demo_repo: str, tmp_path: Path) -> None:
+    """One isr quantum dies of SIGKILL (as an OOM kill would); one
+    characterizeImage quantum holds 3 GB against ctrl_bps's 2048 MB request.
+    Both are failures with their cause, not successes."""
+    bps_file = write_bps_file(
+        tmp_path,
+        demo_repo,
+        {"executor": "WorkQueue", "provider": "Local", "worker_options": "--cores=2 --memory=8000"},
+        pipeline="demo_sfp",
+        extraQgraphOptions=(
+            "-c isr:failOn=visit:2,detector:1 -c isr:failExitSignal=9 "
+            "-c characterizeImage:failOn=visit:1,detector:1 -c characterizeImage:failAllocateMB=3000"
+        ),
+    )
+    result = run_bps("submit", str(bps_file), cwd=tmp_path)
+    assert result.returncode == 1, result.output
+    failed = {job.label: job for job in _jobs(result.submit_dir, states=[JobState.FAILED])}
+    assert set(failed) == {"isr", "characterizeImage"}, failed
+    killed, hog = failed["isr"], failed["characterizeImage"]
+    assert '"visit":2' in killed.data_id and '"detector":1' in killed.data_id
+    assert killed.message is not None and "killed by signal 9, SIGKILL" in killed.message
+    assert hog.message is not None and "used more resources than requested" in hog.message
+    # Both are in the submit output and the report, with their logs.
+    report = run_bps("report", "--id", result.submit_dir, cwd=tmp_path, env=SERVICE, timeout=120)
+    for output in (result.output, report.output):
+        assert "SIGKILL" in output and "more resources than requested" in output, output
+        assert killed.stderr in output
+    # Everything else ran and was registered.
+    states = job_states(result.submit_dir)
+    assert states["isr"][JobState.EXEC_DONE] == 3
+    assert states["characterizeImage"][JobState.EXEC_DONE] == 2
+    assert states["calibrate"][JobState.EXEC_DONE] == 2
+    outputs = registered_outputs(result.submit_dir)
+    assert (outputs["postISRCCD"], outputs["calexp"]) == (3, 2)
+
+
+def _slow_sfp(tmp_path: Path, repo: str, parsl_config: dict, seconds: int = 30) -> Path:
+    """characterizeImage sleeps while the file ``slow`` exists."""
+    switch = tmp_path / "slow"
+    switch.touch()
+    return write_bps_file(
+        tmp_path,
+        repo,
+        parsl_config,
+        pipeline="demo_sfp",
+        extraQgraphOptions=(
+            f"-c characterizeImage:sleep={seconds} -c characterizeImage:onlyWhileExists={switch}"
+        ),
+    )
+
+
+def _finishes_complete(submit: subprocess.Popen, tmp_path: Path, submit_dir: str, labels: list[str]) -> None:
+    assert submit.wait(timeout=300) == 0, _output(tmp_path)
+    assert run_info(submit_dir)["state"] == RunState.SUCCEEDED
+    # Every output once: a job that was re-run after its worker was lost
+    # did not register anything twice.
+    assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, labels)
+
+
+def test_lost_work_queue_workers_are_replaced(demo_repo: str, tmp_path: Path) -> None:
+    """Killing the workers and their jobs (a lost node) mid-run: Work Queue
+    gives the jobs back, parsl starts a new block, the run completes."""
+    workers_before = pids_matching("work_queue_worker")
+    submit = _submit_in_background(
+        tmp_path, _slow_sfp(tmp_path, demo_repo, {"executor": "WorkQueue", "provider": "Local"})
+    )
+    submit_dir = _wait_for(tmp_path, "characterizeImage", JobState.RUNNING)
+    lost = pids_matching("work_queue_worker") - workers_before
+    assert lost
+    for pid in lost | set(_run_processes(submit_dir)):
+        os.kill(pid, signal.SIGKILL)
+    (tmp_path / "slow").unlink()
+    _finishes_complete(submit, tmp_path, submit_dir, SFP_LABELS)
+    assert pids_matching("work_queue_worker") <= workers_before
+
+
+def test_cancelled_slurm_block_is_replaced(demo_repo: str, tmp_path: Path, slurm_cluster) -> None:
+    """``scancel`` of the block running HighThroughput workers: its jobs are
+    lost, parsl retries them in a new block, the run completes."""
+    parsl_config = {
+        "executor": "HighThroughput",
+        "provider": "Slurm",
+        "partition": slurm_cluster.partition,
+        "exclusive": False,
+        "walltime": "00:20:00",
+        "max_workers": 2,
+        "retries": 1,
+    }
+    submit = _submit_in_background(tmp_path, _slow_sfp(tmp_path, demo_repo, parsl_config), slurm_cluster.env)
+    submit_dir = _wait_for(tmp_path, "characterizeImage", JobState.RUNNING)
+    (block,) = slurm_cluster.job_ids()
+    slurm_cluster.run(["scancel", block])
+    (tmp_path / "slow").unlink()
+    _finishes_complete(submit, tmp_path, submit_dir, SFP_LABELS)
+    assert slurm_cluster.job_ids() == []
+    retried = [job for job in _jobs(submit_dir, kind="quantum") if job.attempts > 1]
+    assert retried and {job.label for job in retried} == {"characterizeImage"}
+
+
+def _final_job_waiting(tmp_path: Path) -> dict[str, str]:
+    """A ``finalJob`` section whose job waits while ``hold_final`` exists,
+    then runs ctrl_bps's usual command."""
+    switch = tmp_path / "hold_final"
+    switch.touch()
+    return {"command1": f"while [ -e {switch} ]; do sleep 0.2; done", "command2": AGGREGATE}
+
+
+def test_cancel_while_the_final_job_runs_then_restart(demo_repo: str, tmp_path: Path) -> None:
+    bps_file = write_bps_file(
+        tmp_path,
+        demo_repo,
+        {"executor": "ThreadPool", "max_threads": 2},
+        pipeline="demo_sfp",
+        finalJob=_final_job_waiting(tmp_path),
+    )
+    submit = _submit_in_background(tmp_path, bps_file)
+    submit_dir = _wait_for(tmp_path, "finalJob", JobState.RUNNING)
+    cancel = run_bps("cancel", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=60)
+    assert cancel.returncode == 0 and "Successfully canceled" in cancel.output, cancel.output
+    assert submit.wait(timeout=60) == 1, _output(tmp_path)
+    assert run_info(submit_dir)["state"] == RunState.CANCELLED
+    (final,) = _jobs(submit_dir, kind="final")
+    assert (final.state, final.message) == (JobState.FAILED, "cancelled")
+    assert not pids_matching(f"while \\[ -e {tmp_path}"), "the final job survived the cancel"
+    assert sum(registered_outputs(submit_dir).values()) == 0
+
+    (tmp_path / "hold_final").unlink()
+    restart = run_bps("restart", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=300)
+    assert restart.returncode == 0, restart.output
+    assert run_info(submit_dir)["state"] == RunState.SUCCEEDED
+    assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, SFP_LABELS)
+
+
+def test_final_job_without_its_registry_fails_and_restart_registers(demo_repo: str, tmp_path: Path) -> None:
+    """The registry is unusable when the final job starts: the run fails
+    loudly; with the registry back, ``bps restart`` registers every output
+    without running any quantum again."""
+    bps_file = write_bps_file(
+        tmp_path,
+        demo_repo,
+        {"executor": "ThreadPool", "max_threads": 2},
+        finalJob=_final_job_waiting(tmp_path),
+    )
+    submit = _submit_in_background(tmp_path, bps_file)
+    submit_dir = _wait_for(tmp_path, "finalJob", JobState.RUNNING)
+    registry = Path(demo_repo) / "gen3.sqlite3"
+    shutil.move(registry, tmp_path / "registry.away")
+    registry.write_text("not a database\n")
+    (tmp_path / "hold_final").unlink()
+    assert submit.wait(timeout=300) == 1, _output(tmp_path)
+    assert "FAILED finalJob" in _output(tmp_path)
+    assert run_info(submit_dir)["state"] == RunState.FAILED
+    report = run_bps("report", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=120)
+    assert "finalJob" in report.output and "exit code" in report.output, report.output
+    quantum_ends = {job.name: job.t_end for job in _jobs(submit_dir, kind="quantum")}
+
+    shutil.move(tmp_path / "registry.away", registry)
+    restart = run_bps("restart", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=300)
+    assert restart.returncode == 0, restart.output
+    assert run_info(submit_dir)["state"] == RunState.SUCCEEDED
+    assert {job.name: job.t_end for job in _jobs(submit_dir, kind="quantum")} == quantum_ends
+    assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, DRP_LABELS)

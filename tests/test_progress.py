@@ -1,0 +1,406 @@
+"""Unit tests of the operator tools on synthetic job-state stores: progress
+reports, ETA formatting, the summary's aggregation (with a synthetic parsl
+monitoring database), the plot's binning and its speed on 50,000 jobs, and
+``gen3wf-watch`` on an ended run; and the checks of the user guide (every
+command block names the test that runs it, every ``parsl_config`` example is
+accepted, every key is in the reference)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from desc.gen3_workflow.cli import summary as summary_cli
+from desc.gen3_workflow.cli import watch as watch_cli
+from desc.gen3_workflow.history_plots import busy_time, plot_history, rate_bin_seconds, running_count
+from desc.gen3_workflow.job_history import load_job_history
+from desc.gen3_workflow.parsl_settings import ParslConfigError, ParslSettings
+from desc.gen3_workflow.progress import ProgressReporter, format_duration, format_snapshot, read_snapshot
+from desc.gen3_workflow.state_store import JobRecord, JobState, JobStateStore, RunState
+from desc.gen3_workflow.workflow_summary import format_summary, summarize
+
+T0 = 1_700_000_000.0
+LABELS = ["isr", "characterizeImage", "calibrate", "visitSummary", "globalTable"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _job(
+    seq: int, label: str, state: JobState, start: float | None, end: float | None, **kw: object
+) -> JobRecord:
+    kind = "init" if label == "pipetaskInit" else "final" if label == "finalJob" else "quantum"
+    job = JobRecord(
+        seq,
+        f"{label}_{seq}",
+        label,
+        kind,
+        f'{{"n":{seq}}}',
+        "true",
+        {},
+        f"/logs/{seq}.out",
+        f"/logs/{seq}.err",
+    )
+    job.state, job.t_running, job.t_end = state, start, end
+    job.t_launched = None if start is None else start - 0.5
+    job.attempts = 0 if start is None else 1
+    for key, value in kw.items():
+        setattr(job, key, value)
+    return job
+
+
+def make_store(
+    submit_dir: Path, jobs: list[JobRecord], state: RunState = RunState.RUNNING, start: float = T0
+) -> str:
+    """A store holding ``jobs``, its run started at ``start`` (and ended
+    unless ``state`` is RUNNING)."""
+    submit_dir.mkdir(parents=True, exist_ok=True)
+    store = JobStateStore.in_dir(str(submit_dir), writable=True)
+    store.write_plan("synthetic", str(submit_dir), {"parsl_config": {}}, jobs, [])
+    store.start_run()
+    if state != RunState.RUNNING:
+        store.end_run(state)
+    store.close()
+    db = sqlite3.connect(submit_dir / "gen3_workflow.sqlite3")
+    ends = [j.t_end for j in jobs if j.t_end is not None]
+    end = max(ends) + 1 if (state != RunState.RUNNING and ends) else None
+    db.execute("UPDATE run SET start_time = ?, end_time = ?", (start, end))
+    db.commit()
+    db.close()
+    return str(submit_dir)
+
+
+def small_run() -> list[JobRecord]:
+    """15 quanta as in a failed demo run, seen 100 s after the start: isr
+    done or failed, characterizeImage running, the rest waiting."""
+    jobs = [_job(0, "pipetaskInit", JobState.EXEC_DONE, T0, T0 + 2)]
+    seq = 1
+    for i in range(4):
+        state = JobState.FAILED if i == 3 else JobState.EXEC_DONE
+        extra = {"exit_code": 1, "message": "exit code 1"} if i == 3 else {"exit_code": 0}
+        jobs.append(_job(seq, "isr", state, T0 + 10 + i, T0 + 40 + 10 * i, **extra))
+        seq += 1
+    for i in range(4):
+        if i == 3:
+            jobs.append(_job(seq, "characterizeImage", JobState.DEP_FAIL, None, T0 + 70))
+        else:
+            jobs.append(_job(seq, "characterizeImage", JobState.RUNNING, T0 + 80 + i, None))
+        seq += 1
+    for label, n in (("calibrate", 4), ("visitSummary", 2), ("globalTable", 1)):
+        for _ in range(n):
+            jobs.append(_job(seq, label, JobState.PENDING, None, None))
+            seq += 1
+    jobs.append(_job(seq, "finalJob", JobState.PENDING, None, None))
+    return jobs
+
+
+class FakeTerminal(io.StringIO):
+    """A stream that claims to be a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "?"), (-1, "?"), (float("inf"), "?"), (0, "0s"), (42.4, "42s"), (59.6, "1m00s")]
+    + [(185, "3m05s"), (3600 * 2 + 7 * 60, "2h07m"), (86400 * 3 + 3600 * 4 + 5, "3d04h")],
+)
+def test_format_duration(seconds: float | None, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_snapshot_counts_rate_and_eta(tmp_path: Path) -> None:
+    submit_dir = make_store(tmp_path / "run", small_run())
+    db = sqlite3.connect(Path(submit_dir) / "gen3_workflow.sqlite3")
+    snap = read_snapshot(db, LABELS, now=T0 + 100)
+    db.close()
+    assert list(snap.counts) == LABELS
+    assert snap.counts["isr"][JobState.EXEC_DONE] == 3 and snap.counts["isr"][JobState.FAILED] == 1
+    assert snap.counts["characterizeImage"][JobState.RUNNING] == 3
+    assert snap.total == 15 and snap.remaining == 3 + 4 + 2 + 1
+    # 4 isr quanta ended (done or failed) in the 100 s since the start; the
+    # dep_fail one is not work done.
+    assert snap.rate() == pytest.approx(4 / 100)
+    assert snap.eta() == pytest.approx(10 / (4 / 100))
+    # isr is measured from its first start (T0 + 10), and has nothing left.
+    assert snap.rate("isr") == pytest.approx(4 / 90)
+    assert snap.eta("isr") == 0.0
+    assert snap.rate("calibrate") is None and snap.eta("calibrate") is None
+    lines = format_snapshot(snap)
+    assert lines[0].startswith("Progress ") and "5/15 quanta finished (33%)" in lines[0]
+    assert "3 done, 1 failed, 1 dep_fail, 3 running; 2.4/min, ETA 4m10s" in lines[0]
+    assert lines[2].split() == ["isr", "3", "1", "0", "0", "0", "0", "4", "2.7", "0s"]
+    assert lines[3].split()[:8] == ["characterizeImage", "0", "0", "1", "3", "0", "0", "4"]
+    assert lines[4].split() == ["calibrate", "0", "0", "0", "0", "0", "4", "4", "-", "?"]
+    # Too many labels for the screen: the busy ones are kept.
+    short = format_snapshot(snap, max_rows=3)
+    assert [line.split()[0] for line in short[2:4]] == ["isr", "characterizeImage"]
+    assert short[-1].strip() == "... 3 more label(s): 0/7 quanta done"
+
+
+def test_ended_run_is_shown_as_it_ended(tmp_path: Path) -> None:
+    jobs = [_job(i + 1, "isr", JobState.EXEC_DONE, T0 + i, T0 + 50 + i) for i in range(4)]
+    submit_dir = make_store(tmp_path / "run", jobs, state=RunState.SUCCEEDED)
+    reporter = ProgressReporter(submit_dir, stream=io.StringIO(), mode="lines", clock=lambda: T0 + 9999)
+    reporter.report()
+    assert reporter.last is not None and reporter.last.time == T0 + 54
+    assert "(elapsed 54s): 4/4 quanta finished (100%)" in reporter.stream.getvalue()
+    reporter.close(final_report=False)
+
+
+def test_lines_every_interval_and_a_last_report(tmp_path: Path) -> None:
+    submit_dir = make_store(tmp_path / "run", small_run())
+    now = [T0 + 100]
+    stream = io.StringIO()
+    reporter = ProgressReporter(JobStateStore.in_dir(submit_dir), 60, stream, clock=lambda: now[0])
+    assert reporter.mode == "lines"
+    assert reporter.maybe_report()  # the first report comes at once
+    now[0] += 30
+    assert not reporter.maybe_report()
+    now[0] += 31
+    assert reporter.maybe_report()
+    reporter.close()
+    reporter.close()  # idempotent
+    assert not reporter.maybe_report()
+    headers = [line for line in stream.getvalue().splitlines() if line.startswith("Progress ")]
+    assert len(headers) == 3
+    assert "\x1b[" not in stream.getvalue()
+
+
+def test_lines_not_repeated_when_logging_shows_them(tmp_path: Path) -> None:
+    submit_dir = make_store(tmp_path / "run", small_run())
+    logger = logging.getLogger("desc.gen3_workflow.progress")
+    handler = logging.StreamHandler(sys.stderr)
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        stream = io.StringIO()
+        reporter = ProgressReporter(submit_dir, 60, stream, mode="lines")
+        reporter.close()
+        assert stream.getvalue() == ""  # the log handler showed it instead
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+def test_terminal_is_redrawn_in_place(tmp_path: Path) -> None:
+    submit_dir = make_store(tmp_path / "run", small_run())
+    now = [T0 + 100]
+    stream = FakeTerminal()
+    reporter = ProgressReporter(submit_dir, 60, stream, clock=lambda: now[0])
+    assert reporter.mode == "tty"
+    assert reporter.maybe_report()
+    first = stream.getvalue()
+    assert not first.startswith("\x1b[")
+    now[0] += 1.5  # a terminal is refreshed every second, whatever the interval
+    assert reporter.maybe_report()
+    drawn = len(first.splitlines())
+    assert stream.getvalue()[len(first) :].startswith(f"\x1b[{drawn}F\x1b[J")
+
+
+def test_progress_settings() -> None:
+    assert ParslSettings().progress is True and ParslSettings().progress_interval == 60.0
+    assert ParslSettings.from_mapping({"progress": False, "progress_interval": 5}).progress_interval == 5.0
+    for section, message in [
+        ({"progress": "yes"}, "parsl_config.progress: expected true or false, got 'yes'"),
+        ({"progress_interval": "1m"}, "parsl_config.progress_interval: expected a number, got '1m'"),
+        ({"progress_interval": 0}, "parsl_config.progress_interval: must be > 0 (seconds), got 0.0"),
+    ]:
+        with pytest.raises(ParslConfigError) as info:
+            ParslSettings.from_mapping(section)
+        assert str(info.value) == message and "\n" not in str(info.value)
+
+
+def test_reporter_off_by_setting(tmp_path: Path) -> None:
+    store = JobStateStore.in_dir(make_store(tmp_path / "run", small_run()))
+    assert ProgressReporter.from_settings(store, ParslSettings(progress=False)) is None
+    reporter = ProgressReporter.from_settings(store, ParslSettings(progress_interval=7))
+    assert reporter is not None and reporter.interval == 7.0
+    reporter.close(final_report=False)
+    store.close()
+
+
+def _monitoring_db(path: Path, stderr: dict[int, str]) -> None:
+    """A parsl monitoring database with resource figures for two tasks
+    (the second has two tries)."""
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE workflow (run_id TEXT, time_began TEXT);"
+        "CREATE TABLE task (task_id INTEGER, run_id TEXT, task_stderr TEXT);"
+        "CREATE TABLE resource (try_id INTEGER, task_id INTEGER, run_id TEXT, timestamp TEXT, "
+        "psutil_process_time_user REAL, psutil_process_time_system REAL, "
+        "psutil_process_memory_resident REAL);"
+    )
+    db.execute("INSERT INTO workflow VALUES ('r1', '2023-11-14 22:13:20.5')")
+    db.executemany("INSERT INTO task VALUES (?, 'r1', ?)", list(stderr.items()))
+    db.executemany(
+        "INSERT INTO resource VALUES (?, ?, 'r1', '', ?, ?, ?)",
+        [(0, 0, 1.0, 0.5, 100e6), (0, 0, 3.0, 1.0, 300e6), (0, 1, 2.0, 0.0, 50e6), (1, 1, 4.0, 0.0, 80e6)],
+    )
+    db.commit()
+    db.close()
+
+
+def test_summary_aggregates(tmp_path: Path) -> None:
+    jobs = small_run()
+    submit_dir = make_store(tmp_path / "run", jobs, state=RunState.FAILED)
+    _monitoring_db(tmp_path / "run" / "monitoring.db", {0: jobs[1].stderr, 1: jobs[2].stderr})
+    history = load_job_history(submit_dir)
+    summary = summarize(history, slowest=3)
+    json.dumps(summary)  # plain data
+    isr = summary["labels"]["isr"]
+    assert isr["counts"]["exec_done"] == 3 and isr["counts"]["failed"] == 1 and isr["total"] == 4
+    # isr i runs from T0 + 10 + i to T0 + 40 + 10 i: 30, 39, 48, 57 s.
+    assert isr["wall_time_total"] == pytest.approx(174) and isr["wall_time_mean"] == pytest.approx(43.5)
+    # CPU: first task 3 + 1 (latest sample of its try); second 2 + 4 (two tries).
+    assert summary["resources"] == "monitoring.db"
+    assert isr["cpu_time_total"] == pytest.approx(10.0)
+    assert isr["peak_memory_mb"] == pytest.approx(300e6 / 2**20, abs=1e-3)
+    assert summary["labels"]["calibrate"]["wall_time_total"] is None
+    assert list(summary["labels"]) == ["pipetaskInit", *LABELS, "finalJob"]
+    assert summary["totals"]["running"] == 3 and summary["total"] == 17
+    assert [job["wall_time"] for job in summary["slowest"]] == [57, 48, 39]
+    (failure,) = summary["failures"]
+    assert failure["label"] == "isr" and failure["exit_code"] == 1 and failure["log"] == jobs[4].stderr
+    text = format_summary(summary)
+    assert "CPU time and peak memory from parsl monitoring (monitoring.db)" in text
+    assert (
+        f"FAILED isr {jobs[4].data_id} exit code 1 (exit code 1), attempts 1; log: {jobs[4].stderr}" in text
+    )
+    row = next(line for line in text.splitlines() if line.startswith("isr "))
+    assert row.split()[1:8] == ["0", "0", "0", "3", "1", "0", "4"]
+
+    result = CliRunner().invoke(summary_cli.main, [submit_dir, "--json", "--slowest", "1"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.output)["slowest"]) == 1
+    missing = CliRunner().invoke(summary_cli.main, [str(tmp_path)])
+    assert missing.exit_code == 2 and "No such database" in missing.output
+
+
+def test_busy_time_and_running_count() -> None:
+    rng = np.random.default_rng(3)
+    start = rng.uniform(0, 100, 200)
+    end = start + rng.exponential(10, 200)
+    edges = np.linspace(-5, 130, 28)
+    # Brute force: overlap of every job with every bin.
+    overlap = np.clip(
+        np.minimum(end[:, None], edges[None, 1:]) - np.maximum(start[:, None], edges[None, :-1]), 0, None
+    )
+    assert np.allclose(busy_time(start, end, edges), overlap.sum(axis=0))
+    times, counts = running_count(start, end)
+    for t in (10.0, 50.0, 99.0):
+        assert counts[np.searchsorted(times, t, side="right") - 1] == np.sum((start <= t) & (end > t))
+    assert rate_bin_seconds(30) == 10 and rate_bin_seconds(3600) == 60 and rate_bin_seconds(86400) == 1800
+
+
+def test_plot_of_50000_jobs_is_fast(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    jobs, seq = [], 0
+    for k, (label, n) in enumerate((("isr", 16600), ("characterizeImage", 16600), ("calibrate", 16600))):
+        starts = T0 + 1800 * k + rng.uniform(0, 3600, n)
+        ends = starts + rng.lognormal(3.5, 0.5, n)
+        failed = rng.random(n) < 0.01
+        for s, e, f in zip(starts, ends, failed, strict=True):
+            jobs.append(_job(seq, label, JobState.FAILED if f else JobState.EXEC_DONE, s, e))
+            seq += 1
+    for i in range(200):
+        jobs.append(_job(seq, "visitSummary", JobState.RUNNING, T0 + 7000 + i, None))
+        seq += 1
+    submit_dir = make_store(tmp_path / "run", jobs)
+    start = time.perf_counter()
+    history = load_job_history(submit_dir)
+    output = plot_history(history, str(tmp_path / "history.png"), now=T0 + 7400)
+    seconds = time.perf_counter() - start
+    print(f"plot of {len(history)} jobs: {seconds:.1f} s")
+    data = Path(output).read_bytes()
+    assert data[:8] == PNG_MAGIC
+    import matplotlib.image
+
+    height, width = matplotlib.image.imread(output).shape[:2]
+    assert width == 1200 and 800 <= height <= 2000
+    assert seconds < 20, seconds  # a few seconds on a quiet machine
+
+
+def test_watch_once_and_until_the_end(tmp_path: Path) -> None:
+    running = make_store(tmp_path / "running", small_run())
+    once = CliRunner().invoke(watch_cli.main, ["--once", running])
+    assert once.exit_code == 0, once.output
+    assert f"Run synthetic in {running}: running" in once.output
+    assert "5/15 quanta finished" in once.output and once.output.count("Progress ") == 1
+    row = next(line for line in once.output.splitlines() if line.split()[:1] == ["isr"])
+    assert row.split()[1:8] == ["3", "1", "0", "0", "0", "0", "4"]
+
+    failed = make_store(tmp_path / "failed", small_run(), state=RunState.FAILED)
+    result = CliRunner().invoke(watch_cli.main, [failed])
+    assert result.exit_code == 1 and "Run ended: failed" in result.output
+    done = make_store(
+        tmp_path / "done", [_job(1, "isr", JobState.EXEC_DONE, T0, T0 + 5)], state=RunState.SUCCEEDED
+    )
+    result = CliRunner().invoke(watch_cli.main, [done])
+    assert result.exit_code == 0 and "1/1 quanta finished" in result.output
+    assert CliRunner().invoke(watch_cli.main, [str(tmp_path)]).exit_code == 2
+
+
+ROOT = Path(__file__).resolve().parents[1]
+_FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+
+
+def test_every_parsl_config_key_is_in_the_reference() -> None:
+    text = (ROOT / "doc" / "parsl_config.md").read_text()
+    first_cells = [line.split("|")[1] for line in text.splitlines() if line.startswith("| `")]
+    documented = set(re.findall(r"`(\w+)`", " ".join(first_cells)))
+    missing = [key for key in ParslSettings.keys() if key not in documented]
+    assert not missing, f"doc/parsl_config.md does not describe: {missing}"
+    assert "(parsl_config.md)" in (ROOT / "doc" / "user_guide.md").read_text()
+
+
+def test_user_guide_parsl_config_examples_are_accepted() -> None:
+    blocks = [m.group(2) for m in _FENCE.finditer((ROOT / "doc" / "user_guide.md").read_text())]
+    sections = [
+        yaml.safe_load(b)["parsl_config"] for b in blocks if b.lstrip().startswith(("parsl_config", "wms"))
+    ]
+    assert len(sections) >= 6
+    executors = set()
+    for section in sections:
+        settings = ParslSettings.from_mapping(section)
+        executors.add((settings.executor, settings.provider))
+    assert executors >= {("WorkQueue", "Local"), ("ThreadPool", "Local"), ("HighThroughput", "Slurm")}
+    assert ("WorkQueue", "Slurm") in executors
+
+
+def test_user_guide_commands_are_exercised() -> None:
+    """Each command block of the guide names what runs it, and that exists."""
+    text = (ROOT / "doc" / "user_guide.md").read_text()
+    blocks = 0
+    for match in _FENCE.finditer(text):
+        if match.group(1) not in ("", "python", "sh", "bash", "console"):
+            continue  # yaml examples (checked above) and sample output
+        blocks += 1
+        before = text[: match.start()].rstrip().splitlines()[-1]
+        assert before.startswith("<!-- exercised: ") and before.endswith("-->"), match.group(2)
+        for path, name in re.findall(r"(tests/\w+\.py)::(\w+)", before):
+            assert f"def {name}(" in (ROOT / path).read_text(), (path, name)
+        for path in re.findall(r"(tests/\w+\.py)(?!::)", before):
+            assert (ROOT / path).exists(), path
+        if "make demo" in before or "make test" in before:
+            assert re.search(r"^demo: setup$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert blocks >= 12
+    # EUPS: the table puts this checkout's python/ and bin/ first on the paths.
+    table = (ROOT / "ups" / "gen3_workflow.table").read_text()
+    for variable, directory in (("PYTHONPATH", "python"), ("PATH", "bin")):
+        assert f"envPrepend({variable}, ${{PRODUCT_DIR}}/{directory})" in table
+        assert (ROOT / directory).is_dir()
+    for script in ("gen3wf-watch", "workflow_summary", "plot_jobs_history"):
+        assert os.access(ROOT / "bin" / script, os.X_OK), script
