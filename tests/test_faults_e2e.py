@@ -31,6 +31,7 @@ from desc.gen3_workflow.run_control import _run_processes
 from desc.gen3_workflow.state_store import JobRecord, JobState, JobStateStore, RunState
 
 SERVICE = {"BPS_WMS_SERVICE_CLASS": "desc.gen3_workflow.ParslService"}
+WORKER = "^(/usr/bin/)?work_queue_worker "  # not any command naming a path with those words
 # ctrl_bps's own final job command (bps_defaults.yaml), after a first line
 # that waits while a file exists.
 AGGREGATE = (
@@ -70,9 +71,7 @@ def _wait_for(tmp_path: Path, label: str, state: JobState, count: int = 1, timeo
             if sum(job.label == label for job in _jobs(submit_dir, states=[state])) >= count:
                 return submit_dir
         time.sleep(0.5)
-    raise AssertionError(
-        f"not {count} {label} job(s) {state.value} after {timeout} s:\n{_output(tmp_path)}"
-    )
+    raise AssertionError(f"not {count} {label} job(s) {state.value} after {timeout} s:\n{_output(tmp_path)}")
 
 
 def _output(tmp_path: Path) -> str:
@@ -138,21 +137,21 @@ def _finishes_complete(submit: subprocess.Popen, tmp_path: Path, submit_dir: str
     assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, labels)
 
 
-def test_lost_work_queue_workers_are_replaced(demo_repo: str, tmp_path: Path) -> None:
+def test_lost_wq_workers_are_replaced(demo_repo: str, tmp_path: Path) -> None:
     """Killing the workers and their jobs (a lost node) mid-run: Work Queue
     gives the jobs back, parsl starts a new block, the run completes."""
-    workers_before = pids_matching("work_queue_worker")
+    workers_before = pids_matching(WORKER)
     submit = _submit_in_background(
         tmp_path, _slow_sfp(tmp_path, demo_repo, {"executor": "WorkQueue", "provider": "Local"})
     )
     submit_dir = _wait_for(tmp_path, "characterizeImage", JobState.RUNNING)
-    lost = pids_matching("work_queue_worker") - workers_before
+    lost = pids_matching(WORKER) - workers_before
     assert lost
     for pid in lost | set(_run_processes(submit_dir)):
         os.kill(pid, signal.SIGKILL)
     (tmp_path / "slow").unlink()
     _finishes_complete(submit, tmp_path, submit_dir, SFP_LABELS)
-    assert pids_matching("work_queue_worker") <= workers_before
+    assert pids_matching(WORKER) <= workers_before
 
 
 def test_cancelled_slurm_block_is_replaced(demo_repo: str, tmp_path: Path, slurm_cluster) -> None:

@@ -22,6 +22,8 @@ from desc.gen3_workflow.parsl_settings import ParslConfigError, ParslSettings
         ({"monitoring": "yes"}, "parsl_config.monitoring: expected true or false, got 'yes'"),
         ({"walltime": "2 hours"}, "parsl_config.walltime: expected [D-]HH:MM:SS"),
         ({"log_level": "LOUD"}, "parsl_config.log_level: unknown value 'LOUD'"),
+        ({"worker_options": "--cores=1 `id`"}, "parsl_config.worker_options: '--cores=1 `id`' is not a list"),
+        ({"worker_options": "$(id)"}, "parsl_config.worker_options: '$(id)' is not a list"),
     ],
 )
 def test_bad_values_give_one_line_naming_the_key(section, message):
@@ -48,7 +50,7 @@ def test_seed_work_queue_section(tmp_path):
             "executor": "WorkQueue",
             "provider": "Local",
             "nodes_per_block": 10,
-            "worker_options": "--memory=90000; touch /tmp/pwned",
+            "worker_options": "--memory=90000 --timeout=600",
         }
     )
     run = make_parsl_config(settings, str(tmp_path), "test")
@@ -56,8 +58,7 @@ def test_seed_work_queue_section(tmp_path):
     assert isinstance(executor, WorkQueueExecutor)
     assert isinstance(executor.provider, LocalProvider)
     assert executor.provider.nodes_per_block == 10
-    # The metacharacter reaches work_queue_worker as a quoted word.
-    assert executor.worker_options == "'--memory=90000;' touch /tmp/pwned"
+    assert executor.worker_options == "--memory=90000 --timeout=600"
     assert run.config.retries == 1
     assert run.config.monitoring is not None
     assert run.takes_resource_spec

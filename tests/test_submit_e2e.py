@@ -120,6 +120,11 @@ def test_failing_final_job_fails_the_run(demo_repo: str, tmp_path: Path) -> None
         ({"max_thread": 2}, "parsl_config.max_thread: unknown key (did you mean 'max_threads'?)"),
         ({"max_threads": "four"}, "parsl_config.max_threads: expected an integer, got 'four'"),
         ({"retries": -1}, "parsl_config.retries: must be an integer >= 0, got -1"),
+        (
+            {"executor": "WorkQueue", "worker_options": "--memory=4000; touch /tmp/pwned"},
+            "parsl_config.worker_options: '--memory=4000; touch /tmp/pwned' is not a list of "
+            "work_queue_worker options",
+        ),
     ],
 )
 def test_bad_parsl_config_stops_before_any_work(
@@ -161,6 +166,9 @@ def test_high_throughput_on_slurm(demo_repo: str, tmp_path: Path, slurm_cluster)
     ("case", "message"),
     [
         ("evil_payload", "payloadName: 'x; touch {marker}' cannot be used in collection names and paths"),
+        ("backticks", "payloadName: 'x`touch {marker}`' cannot be used in collection names and paths"),
+        ("subshell", "payloadName: 'x$(touch {marker})' cannot be used in collection names and paths"),
+        ("unwritable_submit", "submitPath: cannot create"),
         ("missing_pipeline", "pipelineYaml: no such file"),
         ("missing_repo", "butlerConfig: no butler repository at"),
     ],
@@ -172,8 +180,15 @@ def test_bad_input_stops_before_any_work(demo_repo: str, tmp_path: Path, case: s
         str(tmp_path / "no_repo") if case == "missing_repo" else demo_repo,
         {"executor": "ThreadPool"},
         pipeline="no_such_pipeline" if case == "missing_pipeline" else "demo_sfp",
-        payload_name=f"x; touch {marker}" if case == "evil_payload" else "e2e",
+        payload_name={
+            "evil_payload": f"x; touch {marker}",
+            "backticks": f"x`touch {marker}`",
+            "subshell": f"x$(touch {marker})",
+        }.get(case, "e2e"),
+        # A regular file where a directory should be: not writable even as root.
+        **({"submitPath": str(tmp_path / "a_file" / "submit")} if case == "unwritable_submit" else {}),
     )
+    (tmp_path / "a_file").write_text("")
     result = run_bps("submit", str(bps_file), cwd=tmp_path, timeout=120)
     assert result.returncode == 2, result.output
     assert message.format(marker=marker) in result.output

@@ -16,6 +16,9 @@ from collections.abc import Callable
 from parsl.addresses import address_by_hostname
 from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor, WorkQueueExecutor
 from parsl.executors.base import ParslExecutor
+from parsl.executors.status_handling import BlockProviderExecutor
+from parsl.jobs.error_handlers import windowed_error_handler
+from parsl.jobs.states import JobStatus
 
 from .parsl_settings import ParslSettings
 from .providers import make_provider
@@ -32,6 +35,21 @@ class ExecutorChoice:
 
     takes_resource_spec: bool
     """Whether jobs should carry ``parsl_resource_specification``."""
+
+
+# A block that dies (a lost node, a killed worker) is replaced; only this
+# many failed blocks in a row (workers that cannot start at all) fail the
+# run's remaining jobs instead of waiting for workers forever.
+BLOCK_FAILURES_IN_A_ROW = 3
+
+
+def block_error_handler(executor: BlockProviderExecutor, status: dict[str, JobStatus]) -> None:
+    """parsl's windowed handler over the last `BLOCK_FAILURES_IN_A_ROW` blocks.
+
+    parsl's default gives up on the executor as soon as its ``init_blocks``
+    blocks have all failed, i.e. at the first lost block of a one-block run.
+    """
+    windowed_error_handler(executor, status, threshold=BLOCK_FAILURES_IN_A_ROW)
 
 
 def thread_pool(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
@@ -51,23 +69,23 @@ def work_queue(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
     # parsl pastes worker_options into a shell command line: re-quote it word
     # by word so that metacharacters reach work_queue_worker as literal text.
     worker_options = shlex.join(shlex.split(settings.worker_options))
-    return ExecutorChoice(
-        WorkQueueExecutor(
-            label="work_queue",
-            provider=make_provider(settings),
-            working_dir=os.path.join(run_dir, "work_queue"),
-            port=settings.port,
-            shared_fs=True,
-            max_retries=settings.wq_max_retries,
-            worker_options=worker_options,
-            # parsl turns Work Queue's resource monitor on only with
-            # autolabel; a job's explicit request still wins over labels,
-            # and exceeding it is then a failure, not a retry.
-            autolabel=settings.enforce_resources,
-            autocategory=True,
-        ),
-        takes_resource_spec=True,
+    executor = WorkQueueExecutor(
+        label="work_queue",
+        provider=make_provider(settings),
+        working_dir=os.path.join(run_dir, "work_queue"),
+        port=settings.port,
+        shared_fs=True,
+        max_retries=settings.wq_max_retries,
+        worker_options=worker_options,
+        # parsl turns Work Queue's resource monitor on only with
+        # autolabel; a job's explicit request still wins over labels,
+        # and exceeding it is then a failure, not a retry.
+        autolabel=settings.enforce_resources,
+        autocategory=True,
     )
+    # Its constructor takes no handler (parsl 2026.10): set it afterwards.
+    executor.block_error_handler = block_error_handler
+    return ExecutorChoice(executor, takes_resource_spec=True)
 
 
 def high_throughput(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
@@ -86,6 +104,7 @@ def high_throughput(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
             cores_per_worker=settings.cores_per_worker,
             working_dir=run_dir,
             worker_logdir_root=os.path.join(run_dir, "htex_workers"),
+            block_error_handler=block_error_handler,
         ),
         takes_resource_spec=False,
     )

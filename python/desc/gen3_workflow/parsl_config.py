@@ -61,7 +61,8 @@ def make_parsl_config(settings: ParslSettings, submit_dir: str, workflow_name: s
         monitoring = MonitoringHub(
             workflow_name=workflow_name,
             logging_endpoint=f"sqlite:///{os.path.join(submit_dir, 'monitoring.db')}",
-            resource_monitoring_enabled=False,
+            # CPU time and peak memory per job, for workflow_summary.
+            resource_monitoring_enabled=True,
         )
     memoizer = BasicMemoizer(checkpoint_mode="task_exit") if settings.checkpoint else None
     config = Config(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import traceback
 from typing import Any
 
 import click
@@ -174,7 +175,7 @@ class ParslService(BaseWmsService):
         graph = ParslGraph(
             workflow.submit_path, workflow.config, ParslSettings.from_bps_config(workflow.config)
         )
-        _finish(graph.submit_dir, graph.run(block=True))
+        _finish(graph.submit_dir, _run_loudly(graph))
         return workflow
 
     def restart(self, wms_workflow_id: str) -> tuple[str | None, str | None, str]:
@@ -203,7 +204,7 @@ class ParslService(BaseWmsService):
         except (FileNotFoundError, RuntimeError) as exc:
             return None, None, str(exc)
         try:
-            _finish(submit_dir, graph.run(block=True))
+            _finish(submit_dir, _run_loudly(graph))
         except WorkflowFailedError as exc:
             raise click.ClickException(exc.strerror) from None
         return submit_dir, os.path.basename(graph.config["uniqProcName"]), ""
@@ -269,6 +270,21 @@ class ParslService(BaseWmsService):
         """Check what the executor and provider need; ``--pass-thru`` names a
         bps file (or gives ``key=value`` settings) to take them from."""
         return service_ping(self.config, pass_thru)
+
+
+def _run_loudly(graph: ParslGraph) -> RunState | None:
+    """Run the graph; an unexpected error becomes a one-line failure that
+    points at its traceback, which ``bps --no-log-tty`` would not show."""
+    try:
+        return graph.run(block=True)
+    except Exception as exc:
+        path = os.path.join(graph.submit_dir, "submit_error.log")
+        with open(path, "a") as fh:
+            traceback.print_exc(file=fh)
+        raise WorkflowFailedError(
+            f"Run {graph.submit_dir} stopped: {type(exc).__name__}: {exc} (traceback in {path}); "
+            "bps restart resumes it"
+        ) from exc
 
 
 def _finish(submit_dir: str, state: RunState | None) -> None:

@@ -151,7 +151,11 @@ def _p95(values: list[float]) -> float:
 
 def run_modes(args: argparse.Namespace) -> None:
     from ..demo.repo import make_demo_repo
+    from ..environment import prepare_environment
 
+    # ctrl_bps's default commands call ${CTRL_MPEXEC_DIR}/bin/pipetask; this
+    # plug-in sets it for its jobs, ctrl_bps_parsl does not.
+    prepare_environment()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gen3wf_bench_")).resolve()
     repo = workdir / "repo"
     n_quanta = 3 * args.visits * args.detectors + args.visits + 1
