@@ -130,7 +130,12 @@ def _slow_sfp(tmp_path: Path, repo: str, parsl_config: dict, seconds: int = 30) 
 
 
 def _finishes_complete(submit: subprocess.Popen, tmp_path: Path, submit_dir: str, labels: list[str]) -> None:
-    assert submit.wait(timeout=300) == 0, _output(tmp_path)
+    try:
+        returncode = submit.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        submit.kill()  # not left to disturb later tests
+        raise AssertionError(f"the run hung:\n{_output(tmp_path)}") from None
+    assert returncode == 0, _output(tmp_path)
     assert run_info(submit_dir)["state"] == RunState.SUCCEEDED
     # Every output once: a job that was re-run after its worker was lost
     # did not register anything twice.
@@ -141,12 +146,18 @@ def test_lost_wq_workers_are_replaced(demo_repo: str, tmp_path: Path) -> None:
     """Killing the workers and their jobs (a lost node) mid-run: Work Queue
     gives the jobs back, parsl starts a new block, the run completes."""
     workers_before = pids_matching(WORKER)
-    submit = _submit_in_background(
-        tmp_path, _slow_sfp(tmp_path, demo_repo, {"executor": "WorkQueue", "provider": "Local"})
-    )
-    submit_dir = _wait_for(tmp_path, "characterizeImage", JobState.RUNNING)
+    # Two blocks: two workers, each with one core.
+    parsl_config = {
+        "executor": "WorkQueue",
+        "provider": "Local",
+        "init_blocks": 2,
+        "max_blocks": 2,
+        "worker_options": "--cores=1",
+    }
+    submit = _submit_in_background(tmp_path, _slow_sfp(tmp_path, demo_repo, parsl_config))
+    submit_dir = _wait_for(tmp_path, "characterizeImage", JobState.RUNNING, count=2)
     lost = pids_matching(WORKER) - workers_before
-    assert lost
+    assert len(lost) == 2, lost
     for pid in lost | set(_run_processes(submit_dir)):
         os.kill(pid, signal.SIGKILL)
     (tmp_path / "slow").unlink()

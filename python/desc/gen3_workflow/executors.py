@@ -41,6 +41,8 @@ class ExecutorChoice:
 # many failed blocks in a row (workers that cannot start at all) fail the
 # run's remaining jobs instead of waiting for workers forever.
 BLOCK_FAILURES_IN_A_ROW = 3
+HEARTBEAT_PERIOD = 10
+HEARTBEAT_THRESHOLD = 45
 
 
 def block_error_handler(executor: BlockProviderExecutor, status: dict[str, JobStatus]) -> None:
@@ -105,6 +107,10 @@ def high_throughput(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
             working_dir=run_dir,
             worker_logdir_root=os.path.join(run_dir, "htex_workers"),
             block_error_handler=block_error_handler,
+            # A node lost without a word (scancel, a crash) is noticed after
+            # HEARTBEAT_THRESHOLD s instead of parsl's 120; its jobs are retried.
+            heartbeat_period=HEARTBEAT_PERIOD,
+            heartbeat_threshold=HEARTBEAT_THRESHOLD,
         ),
         takes_resource_spec=False,
     )

@@ -67,7 +67,9 @@ ReturnToService=2
 EnforcePartLimits=ALL
 # Short waits so that cancelling and shutting down are quick.
 KillWait=2
-MinJobAge=30
+# Slurm's default: without accounting (no sacct), parsl learns that a block
+# ended only from squeue, which polls every 60 s and forgets jobs after this.
+MinJobAge=300
 SlurmdTimeout=30
 SlurmctldTimeout=30
 InactiveLimit=0
