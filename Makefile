@@ -45,6 +45,15 @@ clean-demo:
 
 # process vs in_process mode vs lsst-ctrl-bps-parsl, and planning figures
 # (options: make bench BENCH_ARGS="--runs 1 --sleep 0.1").
-bench: setup
-	$(PY) -m pip install -q -e '.[bench]'
-	$(PY) bin/gen3wf-bench $(BENCH_ARGS)
+# lsst-ctrl-bps-parsl 30.2026.300 passes Config(checkpoint_mode=...), which
+# parsl dropped after 2025.12.1: it gets a venv of its own, with this
+# package (for the demo tasks) but not its parsl.
+OFFICIAL_VENV := .venv-official
+$(OFFICIAL_VENV)/.installed:
+	test -x $(OFFICIAL_VENV)/bin/python || /usr/bin/python3 -m venv $(OFFICIAL_VENV)
+	$(OFFICIAL_VENV)/bin/pip install -q lsst-ctrl-bps-parsl lsst-ctrl-mpexec 'parsl<=2025.12.1' numpy pyyaml
+	$(OFFICIAL_VENV)/bin/pip install -q --no-deps -e .
+	touch $@
+
+bench: setup $(OFFICIAL_VENV)/.installed
+	GEN3WF_OFFICIAL_VENV=$(abspath $(OFFICIAL_VENV)) $(PY) bin/gen3wf-bench $(BENCH_ARGS)

@@ -77,14 +77,19 @@ def bps_file(workdir: Path, repo: Path, mode: str, run: int, cores: int, sleep: 
     return path
 
 
-def submit(path: Path, workdir: Path) -> tuple[int, float, float, str]:
-    """Run ``bps submit``; exit status, wall seconds, peak RSS (MB), output."""
+def submit(path: Path, workdir: Path, venv: str = sys.prefix) -> tuple[int, float, float, str]:
+    """Run ``bps submit`` of ``venv``; exit status, wall seconds, peak RSS (MB), output."""
+    bin_dir = os.path.join(venv, "bin")
+    env = {**os.environ, "PWD": str(workdir)}
+    if venv != sys.prefix:
+        # Another installation: its own pipetask and butler commands.
+        env.update(PATH=f"{bin_dir}:{env['PATH']}", CTRL_MPEXEC_DIR=venv, DAF_BUTLER_DIR=venv)
     start = time.perf_counter()
     with open(workdir / (path.stem + ".log"), "w+") as log:
         proc = subprocess.Popen(
-            [os.path.join(sys.prefix, "bin", "bps"), "--no-log-tty", "submit", str(path)],
+            [os.path.join(bin_dir, "bps"), "--no-log-tty", "submit", str(path)],
             cwd=workdir,
-            env={**os.environ, "PWD": str(workdir)},
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -166,7 +171,8 @@ def run_modes(args: argparse.Namespace) -> None:
     for run in range(args.runs):
         for mode in args.modes:
             path = bps_file(workdir, repo, mode, run, args.cores, args.sleep)
-            code, wall, rss, output = submit(path, workdir)
+            venv = args.official_venv if mode == "ctrl_bps_parsl" else sys.prefix
+            code, wall, rss, output = submit(path, workdir, venv)
             if code != 0:
                 tail = "\n    ".join(output.strip().splitlines()[-5:])
                 print(f"  {mode} run {run}: bps submit failed (exit {code}); skipped:\n    {tail}")
@@ -265,6 +271,12 @@ def main() -> None:
         "--plan-jobs", type=int, nargs="*", default=[100_000], help="synthetic workflow sizes"
     )
     parser.add_argument("--profile-top", type=int, default=12)
+    parser.add_argument(
+        "--official-venv",
+        default=os.environ.get("GEN3WF_OFFICIAL_VENV", sys.prefix),
+        help="virtual environment holding lsst-ctrl-bps-parsl (it needs parsl <= 2025.12.1, "
+        "older than this plug-in's; `make bench` builds .venv-official)",
+    )
     parser.add_argument("--skip-runs", action="store_true", help="only the planning figures")
     args = parser.parse_args()
     if not args.skip_runs:
