@@ -109,6 +109,20 @@ def run_bps(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: f
     return BpsResult(proc.returncode, proc.stdout)
 
 
+def submit_in_background(
+    tmp_path: Path, bps_file: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """Start ``bps submit`` without waiting; its output goes to ``tmp_path/submit.log``."""
+    log = open(tmp_path / "submit.log", "w")  # noqa: SIM115 (closed with the process)
+    return subprocess.Popen(
+        [BPS, "--no-log-tty", "submit", str(bps_file)],
+        cwd=tmp_path,
+        env={**os.environ, "PWD": str(tmp_path), **(env or {})},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
 def run_info(submit_dir: str) -> dict[str, Any]:
     """The run row of a submit directory's job-state store."""
     store = JobStateStore.in_dir(submit_dir)

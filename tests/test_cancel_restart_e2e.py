@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from bps_harness import (
     BPS,
     expected_outputs,
@@ -16,6 +17,7 @@ from bps_harness import (
     registered_outputs,
     run_bps,
     run_info,
+    submit_in_background,
     write_bps_file,
 )
 from conftest import DRP_LABELS as LABELS
@@ -25,19 +27,6 @@ from desc.gen3_workflow.run_control import _run_processes
 from desc.gen3_workflow.state_store import JobState, JobStateStore, RunState
 
 SERVICE = {"BPS_WMS_SERVICE_CLASS": "desc.gen3_workflow.ParslService"}
-
-
-def _submit_in_background(
-    tmp_path: Path, bps_file: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen:
-    log = open(tmp_path / "submit.log", "w")  # noqa: SIM115 (closed with the process)
-    return subprocess.Popen(
-        [BPS, "--no-log-tty", "submit", str(bps_file)],
-        cwd=tmp_path,
-        env={**os.environ, "PWD": str(tmp_path), **(env or {})},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
 
 
 def _wait_until_running(tmp_path: Path, label: str, timeout: float = 180) -> str:
@@ -76,12 +65,14 @@ def _slow_bps_file(tmp_path: Path, repo: str, parsl_config: dict | None = None) 
     )
 
 
-def _restart_finishes_the_run(tmp_path: Path, submit_dir: str) -> None:
+def _restart_finishes_the_run(tmp_path: Path, submit_dir: str, env: dict[str, str] | None = None) -> None:
     """With the slowness gone, ``bps restart`` completes the run without
     running again what had succeeded, every output registered once."""
     isr_ends = _end_times(submit_dir, "isr")
     (tmp_path / "slow").unlink()
-    restart = run_bps("restart", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=600)
+    restart = run_bps(
+        "restart", "--id", submit_dir, cwd=tmp_path, env={**SERVICE, **(env or {})}, timeout=600
+    )
     assert restart.returncode == 0, restart.output
     assert run_info(submit_dir)["state"] == RunState.SUCCEEDED
     assert _end_times(submit_dir, "isr") == isr_ends, "succeeded jobs ran again"
@@ -89,7 +80,7 @@ def _restart_finishes_the_run(tmp_path: Path, submit_dir: str) -> None:
 
 
 def test_cancel_stops_everything_and_restart_finishes(demo_repo: str, tmp_path: Path) -> None:
-    submit = _submit_in_background(tmp_path, _slow_bps_file(tmp_path, demo_repo))
+    submit = submit_in_background(tmp_path, _slow_bps_file(tmp_path, demo_repo))
     submit_dir = _wait_until_running(tmp_path, "characterizeImage")
 
     start = time.monotonic()
@@ -111,7 +102,7 @@ def test_cancel_stops_everything_and_restart_finishes(demo_repo: str, tmp_path: 
 
 
 def test_kill_9_of_the_submitting_process_then_restart(demo_repo: str, tmp_path: Path) -> None:
-    submit = _submit_in_background(tmp_path, _slow_bps_file(tmp_path, demo_repo))
+    submit = submit_in_background(tmp_path, _slow_bps_file(tmp_path, demo_repo))
     submit_dir = _wait_until_running(tmp_path, "characterizeImage")
     submit.send_signal(signal.SIGKILL)
     submit.wait(timeout=30)
@@ -134,7 +125,7 @@ def test_kill_9_of_the_submitting_process_then_restart(demo_repo: str, tmp_path:
 
 
 def _cancel_mid_run(tmp_path: Path, bps_file: Path, env: dict[str, str]) -> str:
-    submit = _submit_in_background(tmp_path, bps_file, env)
+    submit = submit_in_background(tmp_path, bps_file, env)
     submit_dir = _wait_until_running(tmp_path, "characterizeImage")
     start = time.monotonic()
     cancel = run_bps("cancel", "--id", submit_dir, cwd=tmp_path, env={**SERVICE, **env}, timeout=60)
@@ -156,14 +147,24 @@ def test_cancel_on_work_queue_leaves_no_worker(demo_repo: str, tmp_path: Path) -
     assert pids_matching("work_queue_worker") <= workers_before, "Work Queue workers left running"
 
 
-def test_cancel_on_slurm_leaves_no_slurm_job(demo_repo: str, tmp_path: Path, slurm_cluster) -> None:
+@pytest.mark.parametrize("execution", ["process", "in_process"])
+def test_cancel_on_slurm_leaves_no_slurm_job(
+    demo_repo: str, tmp_path: Path, slurm_cluster, execution: str
+) -> None:
     parsl_config = {
         "executor": "HighThroughput",
         "provider": "Slurm",
         "partition": slurm_cluster.partition,
         "exclusive": False,
         "max_workers": 2,
+        "execution": execution,
     }
-    _cancel_mid_run(tmp_path, _slow_bps_file(tmp_path, demo_repo, parsl_config), slurm_cluster.env)
+    submit_dir = _cancel_mid_run(
+        tmp_path, _slow_bps_file(tmp_path, demo_repo, parsl_config), slurm_cluster.env
+    )
     assert slurm_cluster.job_ids() == []
     assert not pids_matching("process_worker_pool"), "parsl worker pools left running"
+    if execution == "in_process":
+        # In-process runners inside a Slurm block, to the end of the run.
+        _restart_finishes_the_run(tmp_path, submit_dir, slurm_cluster.env)
+        assert slurm_cluster.job_ids() == []

@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 
 from bps_harness import (
-    BPS,
     expected_outputs,
     job_states,
     pids_matching,
     registered_outputs,
     run_bps,
     run_info,
+    submit_in_background,
     write_bps_file,
 )
 from conftest import DRP_LABELS, N_DETECTORS, N_VISITS, SFP_LABELS
@@ -46,19 +46,6 @@ def _jobs(submit_dir: str, **criteria: object) -> list[JobRecord]:
         return store.jobs(**criteria)  # type: ignore[arg-type]
     finally:
         store.close()
-
-
-def _submit_in_background(
-    tmp_path: Path, bps_file: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen:
-    log = open(tmp_path / "submit.log", "w")  # noqa: SIM115 (closed with the process)
-    return subprocess.Popen(
-        [BPS, "--no-log-tty", "submit", str(bps_file)],
-        cwd=tmp_path,
-        env={**os.environ, "PWD": str(tmp_path), **(env or {})},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
 
 
 def _wait_for(tmp_path: Path, label: str, state: JobState, count: int = 1, timeout: float = 240) -> str:
@@ -154,7 +141,7 @@ def test_lost_wq_workers_are_replaced(demo_repo: str, tmp_path: Path) -> None:
         "max_blocks": 2,
         "worker_options": "--cores=1",
     }
-    submit = _submit_in_background(tmp_path, _slow_sfp(tmp_path, demo_repo, parsl_config))
+    submit = submit_in_background(tmp_path, _slow_sfp(tmp_path, demo_repo, parsl_config))
     submit_dir = _wait_for(tmp_path, "characterizeImage", JobState.RUNNING, count=2)
     lost = pids_matching(WORKER) - workers_before
     assert len(lost) == 2, lost
@@ -177,7 +164,7 @@ def test_cancelled_slurm_block_is_replaced(demo_repo: str, tmp_path: Path, slurm
         "max_workers": 2,
         "retries": 1,
     }
-    submit = _submit_in_background(tmp_path, _slow_sfp(tmp_path, demo_repo, parsl_config), slurm_cluster.env)
+    submit = submit_in_background(tmp_path, _slow_sfp(tmp_path, demo_repo, parsl_config), slurm_cluster.env)
     submit_dir = _wait_for(tmp_path, "characterizeImage", JobState.RUNNING)
     (block,) = slurm_cluster.job_ids()
     slurm_cluster.run(["scancel", block])
@@ -204,7 +191,7 @@ def test_cancel_while_the_final_job_runs_then_restart(demo_repo: str, tmp_path: 
         pipeline="demo_sfp",
         finalJob=_final_job_waiting(tmp_path),
     )
-    submit = _submit_in_background(tmp_path, bps_file)
+    submit = submit_in_background(tmp_path, bps_file)
     submit_dir = _wait_for(tmp_path, "finalJob", JobState.RUNNING)
     cancel = run_bps("cancel", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=60)
     assert cancel.returncode == 0 and "Successfully canceled" in cancel.output, cancel.output
@@ -232,7 +219,7 @@ def test_final_job_without_its_registry_fails_and_restart_registers(demo_repo: s
         {"executor": "ThreadPool", "max_threads": 2},
         finalJob=_final_job_waiting(tmp_path),
     )
-    submit = _submit_in_background(tmp_path, bps_file)
+    submit = submit_in_background(tmp_path, bps_file)
     submit_dir = _wait_for(tmp_path, "finalJob", JobState.RUNNING)
     registry = Path(demo_repo) / "gen3.sqlite3"
     shutil.move(registry, tmp_path / "registry.away")
