@@ -14,6 +14,7 @@ from parsl.launchers import SingleNodeLauncher, SrunLauncher
 from parsl.launchers.base import Launcher
 from parsl.providers import LocalProvider, SlurmProvider
 from parsl.providers.base import ExecutionProvider
+from parsl.providers.slurm.slurm import squeue_translate_table
 
 from .parsl_settings import ParslSettings
 
@@ -60,7 +61,7 @@ def slurm_provider(settings: ParslSettings) -> ExecutionProvider:
     if settings.time_min:
         # SlurmProvider has no time-min argument; it takes raw #SBATCH lines.
         scheduler_options = f"{scheduler_options}\n#SBATCH --time-min={settings.time_min}".strip()
-    return SlurmProvider(
+    provider = SlurmProvider(
         partition=settings.partition,
         account=settings.account,
         qos=settings.qos,
@@ -76,6 +77,27 @@ def slurm_provider(settings: ParslSettings) -> ExecutionProvider:
         worker_init=_worker_init(settings),
         exclusive=settings.exclusive,
         launcher=_launcher(settings),
+    )
+    if provider._translate_table is squeue_translate_table:
+        provider._cmd = squeue_tolerating_ended_jobs(provider._cmd)
+    return provider
+
+
+def squeue_tolerating_ended_jobs(command: str) -> str:
+    """Wrap parsl's ``squeue --job IDS`` status command (used where sacct is
+    unavailable) so that jobs Slurm has forgotten read as ended.
+
+    squeue exits 1 ("Invalid job id specified") when every job it is asked
+    about has left its memory (``MinJobAge`` after ending); parsl then keeps
+    those blocks RUNNING for ever, and a run whose block was cancelled or
+    died waits for it.  If squeue itself answers, an empty listing is
+    returned instead, which parsl reads as "completed", as for any job
+    squeue omits.  A controller that does not answer is still an error.
+    """
+    return (
+        f"out=$({command} 2>/dev/null); rc=$?; "
+        "if [ $rc -ne 0 ] && ! squeue --noheader --format=%i >/dev/null 2>&1; then exit $rc; fi; "
+        "printf '%s\\n' \"$out\""
     )
 
 

@@ -67,9 +67,10 @@ ReturnToService=2
 EnforcePartLimits=ALL
 # Short waits so that cancelling and shutting down are quick.
 KillWait=2
-# Slurm's default: without accounting (no sacct), parsl learns that a block
-# ended only from squeue, which polls every 60 s and forgets jobs after this.
-MinJobAge=300
+# Shorter than parsl's 60 s status poll: without accounting (no sacct) a
+# block that ended is gone from squeue before parsl asks, which the plug-in
+# must cope with (providers.squeue_tolerating_ended_jobs).
+MinJobAge=30
 SlurmdTimeout=30
 SlurmctldTimeout=30
 InactiveLimit=0
