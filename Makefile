@@ -28,7 +28,7 @@ system-packages:
 $(INSTALLED): pyproject.toml | system-packages
 	test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q -e '.[test]'
-	$(PY) -m desc.gen3_workflow.tools.ndcctools_shim
+	$(PY) -m desc.gen3_workflow.cli.ndcctools_shim
 	touch $@
 
 demo: setup

@@ -1,4 +1,10 @@
-"""Shared fixtures: a small demo repository, copied fresh for each test."""
+"""Shared fixtures: a small demo repository, copied fresh for each test;
+and the ``unit`` / ``e2e`` markers.
+
+A test module named ``test_*_e2e.py`` runs real ``bps``, parsl executors,
+butlers, Slurm or PostgreSQL and is marked ``e2e``; every other test module
+is ``unit`` (seconds, no daemons): ``pytest -m unit`` runs those alone.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from bps_harness import quanta_per_label
+from harness import quanta_per_label
 
 from desc.gen3_workflow.demo.repo import make_demo_repo
 
-# The private Slurm cluster fixture (``slurm_cluster``).
+# The private Slurm cluster and PostgreSQL server fixtures.
 pytest_plugins = ["slurm_fixtures", "pg_fixtures"]
 
 N_VISITS = 2
@@ -19,6 +25,11 @@ QUANTA = quanta_per_label(N_VISITS, N_DETECTORS)
 """Quanta per task label of a run of the demo DRP pipeline on `demo_repo`."""
 DRP_LABELS = list(QUANTA)
 SFP_LABELS = DRP_LABELS[:3]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.e2e if item.path.name.endswith("_e2e.py") else pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")

@@ -2,54 +2,34 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from bps_harness import (
-    BPS,
+from conftest import DRP_LABELS as LABELS
+from conftest import N_DETECTORS, N_VISITS
+from harness import (
+    SERVICE_ENV,
+    BackgroundBps,
     expected_outputs,
-    job_states,
+    jobs,
     pids_matching,
     registered_outputs,
     run_bps,
-    run_info,
-    submit_in_background,
+    run_processes,
+    run_record,
+    wait_for_jobs,
     write_bps_file,
 )
-from conftest import DRP_LABELS as LABELS
-from conftest import N_DETECTORS, N_VISITS
 
-from desc.gen3_workflow.run_control import _run_processes
-from desc.gen3_workflow.state_store import JobState, JobStateStore, RunState
-
-SERVICE = {"BPS_WMS_SERVICE_CLASS": "desc.gen3_workflow.ParslService"}
+from desc.gen3_workflow.store.records import JobState, RunState
 
 
-def _wait_until_running(tmp_path: Path, label: str, timeout: float = 180) -> str:
-    """Submit directory of the run, once a job of ``label`` is running."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stores = list(tmp_path.glob("submit/**/gen3_workflow.sqlite3"))
-        if stores:
-            submit_dir = str(stores[0].parent)
-            if job_states(submit_dir).get(label, {}).get(JobState.RUNNING, 0):
-                return submit_dir
-        time.sleep(0.5)
-    raise AssertionError(
-        f"no {label} job running after {timeout} s:\n{(tmp_path / 'submit.log').read_text()}"
-    )
-
-
-def _end_times(submit_dir: str, label: str) -> dict[str, float]:
-    store = JobStateStore.in_dir(submit_dir)
-    try:
-        return {job.name: job.t_end for job in store.jobs(states=[JobState.EXEC_DONE]) if job.label == label}
-    finally:
-        store.close()
+def _end_times(submit_dir: str, label: str) -> dict[str, float | None]:
+    return {
+        job.name: job.t_end for job in jobs(submit_dir, states=[JobState.EXEC_DONE]) if job.label == label
+    }
 
 
 def _slow_bps_file(tmp_path: Path, repo: str, parsl_config: dict | None = None) -> Path:
@@ -71,10 +51,10 @@ def _restart_finishes_the_run(tmp_path: Path, submit_dir: str, env: dict[str, st
     isr_ends = _end_times(submit_dir, "isr")
     (tmp_path / "slow").unlink()
     restart = run_bps(
-        "restart", "--id", submit_dir, cwd=tmp_path, env={**SERVICE, **(env or {})}, timeout=600
+        "restart", "--id", submit_dir, cwd=tmp_path, env={**SERVICE_ENV, **(env or {})}, timeout=600
     )
     assert restart.returncode == 0, restart.output
-    assert run_info(submit_dir)["state"] == RunState.SUCCEEDED
+    assert run_record(submit_dir).state == RunState.SUCCEEDED
     # An isr job still running at the interruption runs again; none that had ended does.
     after = _end_times(submit_dir, "isr")
     assert isr_ends and {name: after[name] for name in isr_ends} == isr_ends, "succeeded jobs ran again"
@@ -82,61 +62,57 @@ def _restart_finishes_the_run(tmp_path: Path, submit_dir: str, env: dict[str, st
 
 
 def test_cancel_stops_everything_and_restart_finishes(demo_repo: str, tmp_path: Path) -> None:
-    submit = submit_in_background(tmp_path, _slow_bps_file(tmp_path, demo_repo))
-    submit_dir = _wait_until_running(tmp_path, "characterizeImage")
+    with BackgroundBps(tmp_path, _slow_bps_file(tmp_path, demo_repo)) as submit:
+        submit_dir = wait_for_jobs(submit, "characterizeImage", JobState.RUNNING)
 
-    start = time.monotonic()
-    cancel = run_bps("cancel", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=60)
-    assert cancel.returncode == 0, cancel.output
-    assert f"Successfully canceled job with id '{submit_dir}'" in cancel.output
-    assert time.monotonic() - start < 20
+        start = time.monotonic()
+        cancel = run_bps("cancel", "--id", submit_dir, cwd=tmp_path, env=SERVICE_ENV, timeout=60)
+        assert cancel.returncode == 0, cancel.output
+        assert f"Successfully canceled job with id '{submit_dir}'" in cancel.output
+        assert time.monotonic() - start < 20
 
-    assert submit.wait(timeout=120) == 1
-    assert "was cancelled" in (tmp_path / "submit.log").read_text()
-    assert run_info(submit_dir)["state"] == RunState.CANCELLED
-    assert _run_processes(submit_dir) == [], "job processes survived the cancel"
+        assert submit.wait(timeout=120) == 1
+        assert "was cancelled" in submit.output
+    assert run_record(submit_dir).state == RunState.CANCELLED
+    assert run_processes(submit_dir) == [], "job processes survived the cancel"
     # The final job registered what had succeeded: every isr output.
     assert registered_outputs(submit_dir)["postISRCCD"] == N_VISITS * N_DETECTORS
-    again = run_bps("cancel", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=60)
+    again = run_bps("cancel", "--id", submit_dir, cwd=tmp_path, env=SERVICE_ENV, timeout=60)
     assert "is not running (state: cancelled); nothing changed" in again.output
 
     _restart_finishes_the_run(tmp_path, submit_dir)
 
 
 def test_kill_9_of_the_submitting_process_then_restart(demo_repo: str, tmp_path: Path) -> None:
-    submit = submit_in_background(tmp_path, _slow_bps_file(tmp_path, demo_repo))
-    submit_dir = _wait_until_running(tmp_path, "characterizeImage")
-    submit.send_signal(signal.SIGKILL)
-    submit.wait(timeout=30)
-    # Its jobs are orphans now, still running.
-    assert _run_processes(submit_dir)
-    # Status and report see that the run was interrupted.
-    status = subprocess.run(
-        [BPS, "status", "--id", submit_dir],
-        env={**os.environ, **SERVICE},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert status.returncode == 19, status.stdout + status.stderr  # WmsStates.FAILED
-    report = run_bps("report", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=60)
-    assert "interrupted" in report.output and "bps restart" in report.output
+    with BackgroundBps(tmp_path, _slow_bps_file(tmp_path, demo_repo)) as submit:
+        submit_dir = wait_for_jobs(submit, "characterizeImage", JobState.RUNNING)
+        submit.signal(signal.SIGKILL)
+        submit.wait(timeout=30)
+        # Its jobs are orphans now, still running.
+        assert run_processes(submit_dir)
+        # Status and report see that the run was interrupted.
+        status = run_bps(
+            "status", "--id", submit_dir, cwd=tmp_path, env=SERVICE_ENV, timeout=60, log_tty=True
+        )
+        assert status.returncode == 19, status.output  # WmsStates.FAILED
+        report = run_bps("report", "--id", submit_dir, cwd=tmp_path, env=SERVICE_ENV, timeout=60)
+        assert "interrupted" in report.output and "bps restart" in report.output
 
-    _restart_finishes_the_run(tmp_path, submit_dir)
-    assert _run_processes(submit_dir) == []
+        _restart_finishes_the_run(tmp_path, submit_dir)
+    assert run_processes(submit_dir) == []
 
 
 def _cancel_mid_run(tmp_path: Path, bps_file: Path, env: dict[str, str]) -> str:
-    submit = submit_in_background(tmp_path, bps_file, env)
-    submit_dir = _wait_until_running(tmp_path, "characterizeImage")
-    start = time.monotonic()
-    cancel = run_bps("cancel", "--id", submit_dir, cwd=tmp_path, env={**SERVICE, **env}, timeout=60)
-    assert cancel.returncode == 0, cancel.output
-    assert "Successfully canceled" in cancel.output
-    assert time.monotonic() - start < 20
-    assert submit.wait(timeout=120) == 1
-    assert run_info(submit_dir)["state"] == RunState.CANCELLED
-    assert _run_processes(submit_dir) == [], "job processes survived the cancel"
+    with BackgroundBps(tmp_path, bps_file, env) as submit:
+        submit_dir = wait_for_jobs(submit, "characterizeImage", JobState.RUNNING)
+        start = time.monotonic()
+        cancel = run_bps("cancel", "--id", submit_dir, cwd=tmp_path, env={**SERVICE_ENV, **env}, timeout=60)
+        assert cancel.returncode == 0, cancel.output
+        assert "Successfully canceled" in cancel.output
+        assert time.monotonic() - start < 20
+        assert submit.wait(timeout=120) == 1
+    assert run_record(submit_dir).state == RunState.CANCELLED
+    assert run_processes(submit_dir) == [], "job processes survived the cancel"
     return submit_dir
 
 

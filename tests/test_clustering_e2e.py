@@ -6,10 +6,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from bps_harness import BpsResult, expected_outputs, registered_outputs, run_bps, run_info, write_bps_file
 from conftest import DRP_LABELS, N_DETECTORS, N_VISITS, QUANTA
+from harness import BpsResult, expected_outputs, jobs, registered_outputs, run_bps, run_record, write_bps_file
 
-from desc.gen3_workflow.state_store import JobState, JobStateStore, RunState
+from desc.gen3_workflow.store.records import JobKind, JobState, RunState
 
 # isr -> characterizeImage -> calibrate of one visit and detector in one job.
 CLUSTERING = {
@@ -37,25 +37,21 @@ def clustered_run(
 def test_clustered_run_registers_every_output(clustered_run: BpsResult) -> None:
     assert clustered_run.returncode == 0, clustered_run.output
     submit_dir = clustered_run.submit_dir
-    assert run_info(submit_dir)["state"] == RunState.SUCCEEDED
+    assert run_record(submit_dir).state == RunState.SUCCEEDED
     assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, DRP_LABELS)
 
 
 def test_one_job_per_cluster(clustered_run: BpsResult) -> None:
     assert clustered_run.returncode == 0, clustered_run.output
-    store = JobStateStore.in_dir(clustered_run.submit_dir)
-    try:
-        jobs = store.jobs(kind="quantum")
-    finally:
-        store.close()
-    assert len(jobs) == sum(CLUSTER_JOBS.values())
+    quanta = jobs(clustered_run.submit_dir, kind=JobKind.QUANTUM)
+    assert len(quanta) == sum(CLUSTER_JOBS.values())
     by_label: dict[str, int] = {}
-    for job in jobs:
+    for job in quanta:
         by_label[job.label] = by_label.get(job.label, 0) + 1
         assert job.state == JobState.EXEC_DONE
     assert by_label == CLUSTER_JOBS
     # A cluster's three quanta ran in one call, in dependency order.
-    sfp = next(job for job in jobs if job.label == "sfp")
+    sfp = next(job for job in quanta if job.label == "sfp")
     log = Path(sfp.stderr).read_text()
     order = [
         log.index(f"Constructing task and executing quantum for label={label} ") for label in DRP_LABELS[:3]

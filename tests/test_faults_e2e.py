@@ -11,26 +11,26 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import time
 from pathlib import Path
 
-from bps_harness import (
+from conftest import DRP_LABELS, N_DETECTORS, N_VISITS, SFP_LABELS
+from harness import (
+    SERVICE_ENV,
+    BackgroundBps,
     expected_outputs,
     job_states,
+    jobs,
     pids_matching,
     registered_outputs,
     run_bps,
-    run_info,
-    submit_in_background,
+    run_processes,
+    run_record,
+    wait_for_jobs,
     write_bps_file,
 )
-from conftest import DRP_LABELS, N_DETECTORS, N_VISITS, SFP_LABELS
 
-from desc.gen3_workflow.run_control import _run_processes
-from desc.gen3_workflow.state_store import JobRecord, JobState, JobStateStore, RunState
+from desc.gen3_workflow.store.records import JobKind, JobState, RunState
 
-SERVICE = {"BPS_WMS_SERVICE_CLASS": "desc.gen3_workflow.ParslService"}
 WORKER = "^(/usr/bin/)?work_queue_worker "  # not any command naming a path with those words
 # ctrl_bps's own final job command (bps_defaults.yaml), after a first line
 # that waits while a file exists.
@@ -38,31 +38,6 @@ AGGREGATE = (
     "${DAF_BUTLER_DIR}/bin/butler {finalPreCmdOpts} aggregate-graph {fileDistributionEndPoint}{qgraphFile} "
     "{butlerConfig} -j {requestCpus} --register-dataset-types {updateOutputChain} {extraAggregateOptions}"
 )
-
-
-def _jobs(submit_dir: str, **criteria: object) -> list[JobRecord]:
-    store = JobStateStore.in_dir(submit_dir)
-    try:
-        return store.jobs(**criteria)  # type: ignore[arg-type]
-    finally:
-        store.close()
-
-
-def _wait_for(tmp_path: Path, label: str, state: JobState, count: int = 1, timeout: float = 240) -> str:
-    """Submit directory of the run, once ``count`` jobs of ``label`` are in ``state``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stores = list(tmp_path.glob("submit/**/gen3_workflow.sqlite3"))
-        if stores:
-            submit_dir = str(stores[0].parent)
-            if sum(job.label == label for job in _jobs(submit_dir, states=[state])) >= count:
-                return submit_dir
-        time.sleep(0.5)
-    raise AssertionError(f"not {count} {label} job(s) {state.value} after {timeout} s:\n{_output(tmp_path)}")
-
-
-def _output(tmp_path: Path) -> str:
-    return (tmp_path / "submit.log").read_text()
 
 
 def test_work_queue_reports_a_signal_kill_and_memory_overuse(demo_repo: str, tmp_path: Path) -> None:
@@ -81,14 +56,14 @@ def test_work_queue_reports_a_signal_kill_and_memory_overuse(demo_repo: str, tmp
     )
     result = run_bps("submit", str(bps_file), cwd=tmp_path)
     assert result.returncode == 1, result.output
-    failed = {job.label: job for job in _jobs(result.submit_dir, states=[JobState.FAILED])}
+    failed = {job.label: job for job in jobs(result.submit_dir, states=[JobState.FAILED])}
     assert set(failed) == {"isr", "characterizeImage"}, failed
     killed, hog = failed["isr"], failed["characterizeImage"]
     assert '"visit":2' in killed.data_id and '"detector":1' in killed.data_id
     assert killed.message is not None and "killed by signal 9, SIGKILL" in killed.message
     assert hog.message is not None and "used more resources than requested" in hog.message
     # Both are in the submit output and the report, with their logs.
-    report = run_bps("report", "--id", result.submit_dir, cwd=tmp_path, env=SERVICE, timeout=120)
+    report = run_bps("report", "--id", result.submit_dir, cwd=tmp_path, env=SERVICE_ENV, timeout=120)
     for output in (result.output, report.output):
         assert "SIGKILL" in output and "more resources than requested" in output, output
         assert killed.stderr in output
@@ -116,14 +91,9 @@ def _slow_sfp(tmp_path: Path, repo: str, parsl_config: dict, seconds: int = 30) 
     )
 
 
-def _finishes_complete(submit: subprocess.Popen, tmp_path: Path, submit_dir: str, labels: list[str]) -> None:
-    try:
-        returncode = submit.wait(timeout=300)
-    except subprocess.TimeoutExpired:
-        submit.kill()  # not left to disturb later tests
-        raise AssertionError(f"the run hung:\n{_output(tmp_path)}") from None
-    assert returncode == 0, _output(tmp_path)
-    assert run_info(submit_dir)["state"] == RunState.SUCCEEDED
+def _finishes_complete(submit: BackgroundBps, submit_dir: str, labels: list[str]) -> None:
+    assert submit.wait(timeout=300) == 0, submit.output
+    assert run_record(submit_dir).state == RunState.SUCCEEDED
     # Every output once: a job that was re-run after its worker was lost
     # did not register anything twice.
     assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, labels)
@@ -141,14 +111,14 @@ def test_lost_wq_workers_are_replaced(demo_repo: str, tmp_path: Path) -> None:
         "max_blocks": 2,
         "worker_options": "--cores=1",
     }
-    submit = submit_in_background(tmp_path, _slow_sfp(tmp_path, demo_repo, parsl_config))
-    submit_dir = _wait_for(tmp_path, "characterizeImage", JobState.RUNNING, count=2)
-    lost = pids_matching(WORKER) - workers_before
-    assert len(lost) == 2, lost
-    for pid in lost | set(_run_processes(submit_dir)):
-        os.kill(pid, signal.SIGKILL)
-    (tmp_path / "slow").unlink()
-    _finishes_complete(submit, tmp_path, submit_dir, SFP_LABELS)
+    with BackgroundBps(tmp_path, _slow_sfp(tmp_path, demo_repo, parsl_config)) as submit:
+        submit_dir = wait_for_jobs(submit, "characterizeImage", JobState.RUNNING, count=2)
+        lost = pids_matching(WORKER) - workers_before
+        assert len(lost) == 2, lost
+        for pid in lost | set(run_processes(submit_dir)):
+            os.kill(pid, signal.SIGKILL)
+        (tmp_path / "slow").unlink()
+        _finishes_complete(submit, submit_dir, SFP_LABELS)
     assert pids_matching(WORKER) <= workers_before
 
 
@@ -164,14 +134,15 @@ def test_cancelled_slurm_block_is_replaced(demo_repo: str, tmp_path: Path, slurm
         "max_workers": 2,
         "retries": 1,
     }
-    submit = submit_in_background(tmp_path, _slow_sfp(tmp_path, demo_repo, parsl_config), slurm_cluster.env)
-    submit_dir = _wait_for(tmp_path, "characterizeImage", JobState.RUNNING)
-    (block,) = slurm_cluster.job_ids()
-    slurm_cluster.run(["scancel", block])
-    (tmp_path / "slow").unlink()
-    _finishes_complete(submit, tmp_path, submit_dir, SFP_LABELS)
+    bps_file = _slow_sfp(tmp_path, demo_repo, parsl_config)
+    with BackgroundBps(tmp_path, bps_file, slurm_cluster.env) as submit:
+        submit_dir = wait_for_jobs(submit, "characterizeImage", JobState.RUNNING)
+        (block,) = slurm_cluster.job_ids()
+        slurm_cluster.run(["scancel", block])
+        (tmp_path / "slow").unlink()
+        _finishes_complete(submit, submit_dir, SFP_LABELS)
     assert slurm_cluster.job_ids() == []
-    retried = [job for job in _jobs(submit_dir, kind="quantum") if job.attempts > 1]
+    retried = [job for job in jobs(submit_dir, kind=JobKind.QUANTUM) if job.attempts > 1]
     assert retried and {job.label for job in retried} == {"characterizeImage"}
 
 
@@ -191,21 +162,21 @@ def test_cancel_while_the_final_job_runs_then_restart(demo_repo: str, tmp_path: 
         pipeline="demo_sfp",
         finalJob=_final_job_waiting(tmp_path),
     )
-    submit = submit_in_background(tmp_path, bps_file)
-    submit_dir = _wait_for(tmp_path, "finalJob", JobState.RUNNING)
-    cancel = run_bps("cancel", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=60)
-    assert cancel.returncode == 0 and "Successfully canceled" in cancel.output, cancel.output
-    assert submit.wait(timeout=60) == 1, _output(tmp_path)
-    assert run_info(submit_dir)["state"] == RunState.CANCELLED
-    (final,) = _jobs(submit_dir, kind="final")
+    with BackgroundBps(tmp_path, bps_file) as submit:
+        submit_dir = wait_for_jobs(submit, "finalJob", JobState.RUNNING)
+        cancel = run_bps("cancel", "--id", submit_dir, cwd=tmp_path, env=SERVICE_ENV, timeout=60)
+        assert cancel.returncode == 0 and "Successfully canceled" in cancel.output, cancel.output
+        assert submit.wait(timeout=60) == 1, submit.output
+    assert run_record(submit_dir).state == RunState.CANCELLED
+    (final,) = jobs(submit_dir, kind=JobKind.FINAL)
     assert (final.state, final.message) == (JobState.FAILED, "cancelled")
     assert not pids_matching(f"while \\[ -e {tmp_path}"), "the final job survived the cancel"
     assert sum(registered_outputs(submit_dir).values()) == 0
 
     (tmp_path / "hold_final").unlink()
-    restart = run_bps("restart", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=300)
+    restart = run_bps("restart", "--id", submit_dir, cwd=tmp_path, env=SERVICE_ENV, timeout=300)
     assert restart.returncode == 0, restart.output
-    assert run_info(submit_dir)["state"] == RunState.SUCCEEDED
+    assert run_record(submit_dir).state == RunState.SUCCEEDED
     assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, SFP_LABELS)
 
 
@@ -219,22 +190,22 @@ def test_final_job_without_its_registry_fails_and_restart_registers(demo_repo: s
         {"executor": "ThreadPool", "max_threads": 2},
         finalJob=_final_job_waiting(tmp_path),
     )
-    submit = submit_in_background(tmp_path, bps_file)
-    submit_dir = _wait_for(tmp_path, "finalJob", JobState.RUNNING)
-    registry = Path(demo_repo) / "gen3.sqlite3"
-    shutil.move(registry, tmp_path / "registry.away")
-    registry.write_text("not a database\n")
-    (tmp_path / "hold_final").unlink()
-    assert submit.wait(timeout=300) == 1, _output(tmp_path)
-    assert "FAILED finalJob" in _output(tmp_path)
-    assert run_info(submit_dir)["state"] == RunState.FAILED
-    report = run_bps("report", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=120)
+    with BackgroundBps(tmp_path, bps_file) as submit:
+        submit_dir = wait_for_jobs(submit, "finalJob", JobState.RUNNING)
+        registry = Path(demo_repo) / "gen3.sqlite3"
+        shutil.move(registry, tmp_path / "registry.away")
+        registry.write_text("not a database\n")
+        (tmp_path / "hold_final").unlink()
+        assert submit.wait(timeout=300) == 1, submit.output
+        assert "FAILED finalJob" in submit.output
+    assert run_record(submit_dir).state == RunState.FAILED
+    report = run_bps("report", "--id", submit_dir, cwd=tmp_path, env=SERVICE_ENV, timeout=120)
     assert "finalJob" in report.output and "exit code" in report.output, report.output
-    quantum_ends = {job.name: job.t_end for job in _jobs(submit_dir, kind="quantum")}
+    quantum_ends = {job.name: job.t_end for job in jobs(submit_dir, kind=JobKind.QUANTUM)}
 
     shutil.move(tmp_path / "registry.away", registry)
-    restart = run_bps("restart", "--id", submit_dir, cwd=tmp_path, env=SERVICE, timeout=300)
+    restart = run_bps("restart", "--id", submit_dir, cwd=tmp_path, env=SERVICE_ENV, timeout=300)
     assert restart.returncode == 0, restart.output
-    assert run_info(submit_dir)["state"] == RunState.SUCCEEDED
-    assert {job.name: job.t_end for job in _jobs(submit_dir, kind="quantum")} == quantum_ends
+    assert run_record(submit_dir).state == RunState.SUCCEEDED
+    assert {job.name: job.t_end for job in jobs(submit_dir, kind=JobKind.QUANTUM)} == quantum_ends
     assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, DRP_LABELS)

@@ -13,19 +13,20 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from bps_harness import (
+from conftest import DRP_LABELS, N_DETECTORS, N_VISITS, QUANTA
+from harness import (
     BpsResult,
     expected_outputs,
     job_states,
+    jobs,
     registered_outputs,
     run_bps,
-    run_info,
+    run_record,
     write_bps_file,
 )
-from conftest import DRP_LABELS, N_DETECTORS, N_VISITS, QUANTA
 
-from desc.gen3_workflow.run_summary import output_counts
-from desc.gen3_workflow.state_store import JobRecord, JobState, JobStateStore, RunState
+from desc.gen3_workflow.reporting.outputs import output_counts
+from desc.gen3_workflow.store.records import JobKind, JobRecord, JobState, RunState
 
 HTEX = {"executor": "HighThroughput", "provider": "Local", "max_workers": 2, "execution": "in_process"}
 _HEADER = re.compile(r"runner pid (\d+), executor pid (\d+) \(quanta run before this job: (\d+)")
@@ -39,11 +40,7 @@ def _submit(tmp: Path, template: Path, parsl_config: dict, **extra: str) -> BpsR
 
 
 def _jobs(submit_dir: str) -> list[JobRecord]:
-    store = JobStateStore.in_dir(submit_dir)
-    try:
-        return store.jobs(kind="quantum")
-    finally:
-        store.close()
+    return jobs(submit_dir, kind=JobKind.QUANTUM)
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +65,13 @@ def failing_run(demo_repo_template: Path, tmp_path_factory: pytest.TempPathFacto
 def test_in_process_registers_what_process_mode_registers(clean_run: BpsResult) -> None:
     assert clean_run.returncode == 0, clean_run.output
     submit_dir = clean_run.submit_dir
-    assert run_info(submit_dir)["state"] == RunState.SUCCEEDED
+    assert run_record(submit_dir).state == RunState.SUCCEEDED
     # The outputs a process-mode run registers (tests/test_submit_e2e.py) ...
     assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, DRP_LABELS)
     # ... and the task metadata and logs of every quantum, as run-qbb writes them.
-    counts = output_counts(
-        run_info(submit_dir)["info"]["butlerConfig"], run_info(submit_dir)["info"]["outputRun"]
-    )
+    info = run_record(submit_dir).info
+    assert info.butler_config and info.output_run
+    counts = output_counts(info.butler_config, info.output_run)
     for label, n in QUANTA.items():
         assert counts[f"{label}_metadata"] == n and counts[f"{label}_log"] == n, label
     for job in _jobs(submit_dir):
@@ -101,8 +98,8 @@ def test_executors_are_recycled_after_max_quanta(clean_run: BpsResult) -> None:
 def test_failing_quantum_fails_only_it_and_its_descendants(failing_run: BpsResult) -> None:
     assert failing_run.returncode == 1, failing_run.output
     assert "2 job(s) failed" in failing_run.output
-    jobs = {(j.label, j.data_id): j for j in _jobs(failing_run.submit_dir)}
-    (isr,) = [j for (label, data_id), j in jobs.items() if label == "isr" and j.state == JobState.FAILED]
+    by_id = {(j.label, j.data_id): j for j in _jobs(failing_run.submit_dir)}
+    (isr,) = [j for (label, data_id), j in by_id.items() if label == "isr" and j.state == JobState.FAILED]
     assert '"visit":1' in isr.data_id and '"detector":1' in isr.data_id
     # retries: 1 means two attempts, each exiting 1 as pipetask does.
     assert (isr.attempts, isr.exit_code, isr.message) == (2, 1, "exit code 1")
@@ -110,7 +107,7 @@ def test_failing_quantum_fails_only_it_and_its_descendants(failing_run: BpsResul
     states = job_states(failing_run.submit_dir)
     assert states["isr"][JobState.EXEC_DONE] == 3
     assert states["characterizeImage"][JobState.DEP_FAIL] == 1
-    assert run_info(failing_run.submit_dir)["state"] == RunState.FAILED
+    assert run_record(failing_run.submit_dir).state == RunState.FAILED
     # Everything not downstream of a failure ran and was registered.
     outputs = registered_outputs(failing_run.submit_dir)
     assert outputs["postISRCCD"] == 3 and outputs["calexp"] == 2
@@ -118,8 +115,9 @@ def test_failing_quantum_fails_only_it_and_its_descendants(failing_run: BpsResul
 
 
 def test_crashing_quantum_is_retried_and_reported(failing_run: BpsResult) -> None:
-    jobs = _jobs(failing_run.submit_dir)
-    (crashed,) = [j for j in jobs if j.label == "calibrate" and j.state == JobState.FAILED]
+    (crashed,) = [
+        j for j in _jobs(failing_run.submit_dir) if j.label == "calibrate" and j.state == JobState.FAILED
+    ]
     assert '"visit":2' in crashed.data_id and '"detector":0' in crashed.data_id
     # Killed by SIGKILL: reported as a shell reports it (128 + 9), retried once.
     assert (crashed.attempts, crashed.exit_code) == (2, 137)

@@ -20,46 +20,31 @@ import time
 from pathlib import Path
 
 import pytest
-from bps_harness import BPS, OUTPUTS_PER_QUANTUM, job_states, registered_outputs, write_bps_file
 from conftest import DRP_LABELS, QUANTA
+from harness import (
+    OUTPUTS_PER_QUANTUM,
+    BackgroundBps,
+    job_states,
+    registered_outputs,
+    wait_for,
+    write_bps_file,
+)
 
-from desc.gen3_workflow.state_store import JobState
+from desc.gen3_workflow.store.records import JobState
 
 BIN = Path(sys.prefix) / "bin"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ALL_LABELS = ["pipetaskInit", *DRP_LABELS, "finalJob"]
 
 
-class Run:
-    """A ``bps submit`` running in the background, its output in a file."""
+class Run(BackgroundBps):
+    """A ``bps submit`` running in the background, and how it ended."""
 
-    def __init__(self, root: Path, bps_file: Path, env: dict[str, str]) -> None:
-        self.log = root / "submit.log"
-        self.env = {**os.environ, "PWD": str(root), **env}
-        with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(
-                [BPS, "--no-log-tty", "submit", str(bps_file)],
-                cwd=root,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.returncode: int | None = None
-        self.output = ""
-        self.submit_dir = ""
+    returncode: int | None = None
 
     def finish(self, timeout: float) -> None:
-        """Wait for the end; read the output and the submit directory."""
-        try:
-            self.returncode = self.proc.wait(timeout=timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-        self.output = self.log.read_text()
-        match = re.search(r"^Submit dir: (.+)$", self.output, re.MULTILINE)
-        assert match, self.output
-        self.submit_dir = match.group(1).strip()
+        """Wait for the end."""
+        self.returncode = self.wait(timeout)
 
 
 def tool(name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -116,11 +101,12 @@ def runs(demo_repo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     result.ok_root = root / "ok"
     # Watch the failing run from another process as soon as it is planned.
     index = root / "failing" / "runs.txt"
-    deadline = time.monotonic() + 300
-    while not (index.exists() and index.read_text().strip()):
-        assert result.failed.proc.poll() is None, result.failed.log.read_text()
-        assert time.monotonic() < deadline, result.failed.log.read_text()
-        time.sleep(0.2)
+
+    def planned() -> str | None:
+        assert result.failed.proc.poll() is None, result.failed.output
+        return index.exists() and index.read_text().strip()
+
+    wait_for(planned, lambda: result.failed.output, timeout=300, period=0.2)
     watch = subprocess.Popen(
         [str(BIN / "gen3wf-watch"), "--interval", "2", index.read_text().split()[0]],
         stdout=subprocess.PIPE,
@@ -132,6 +118,8 @@ def runs(demo_repo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         result.ok.finish(timeout=400)
         out, _ = watch.communicate(timeout=60)
     finally:
+        result.failed.__exit__()
+        result.ok.__exit__()
         if watch.poll() is None:
             watch.kill()
             out, _ = watch.communicate()
@@ -233,7 +221,7 @@ def test_summary_lists_the_failure(runs: Runs) -> None:
     assert "DemoTaskError" in Path(failure["log"]).read_text()
     text = tool("workflow_summary", runs.failed.submit_dir).stdout
     assert "Failed jobs (1):" in text
-    assert f"exit code 1 (exit code 1), attempts 1; log: {failure['log']}" in text
+    assert f"exit code 1, attempts 1; log: {failure['log']}" in text
     ok = tool("workflow_summary", runs.ok.submit_dir).stdout
     assert "Failed jobs: none" in ok
 

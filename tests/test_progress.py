@@ -10,8 +10,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
-import re
 import sqlite3
 import sys
 import time
@@ -19,17 +17,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from click.testing import CliRunner
+from synthetic import job, set_run, write_store
 
 from desc.gen3_workflow.cli import summary as summary_cli
 from desc.gen3_workflow.cli import watch as watch_cli
-from desc.gen3_workflow.history_plots import busy_time, plot_history, rate_bin_seconds, running_count
-from desc.gen3_workflow.job_history import load_job_history
-from desc.gen3_workflow.parsl_settings import ParslConfigError, ParslSettings
-from desc.gen3_workflow.progress import ProgressReporter, format_duration, format_snapshot, read_snapshot
-from desc.gen3_workflow.state_store import JobRecord, JobState, JobStateStore, RunState
-from desc.gen3_workflow.workflow_summary import format_summary, summarize
+from desc.gen3_workflow.errors import ParslConfigError
+from desc.gen3_workflow.reporting.history import load_job_history
+from desc.gen3_workflow.reporting.plots import busy_time, plot_history, rate_bin_seconds, running_count
+from desc.gen3_workflow.reporting.progress import ProgressReporter
+from desc.gen3_workflow.reporting.snapshot import format_snapshot, read_snapshot
+from desc.gen3_workflow.reporting.summary import format_summary, summarize
+from desc.gen3_workflow.reporting.text import format_duration
+from desc.gen3_workflow.settings.parsl_section import ParslSettings
+from desc.gen3_workflow.store.job_store import JobStateStore
+from desc.gen3_workflow.store.records import JobRecord, JobState, RunState
 
 T0 = 1_700_000_000.0
 LABELS = ["isr", "characterizeImage", "calibrate", "visitSummary", "globalTable"]
@@ -39,24 +41,13 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def _job(
     seq: int, label: str, state: JobState, start: float | None, end: float | None, **kw: object
 ) -> JobRecord:
-    kind = "init" if label == "pipetaskInit" else "final" if label == "finalJob" else "quantum"
-    job = JobRecord(
-        seq,
-        f"{label}_{seq}",
-        label,
-        kind,
-        f'{{"n":{seq}}}',
-        "true",
-        {},
-        f"/logs/{seq}.out",
-        f"/logs/{seq}.err",
-    )
-    job.state, job.t_running, job.t_end = state, start, end
-    job.t_launched = None if start is None else start - 0.5
-    job.attempts = 0 if start is None else 1
+    record = job(seq, label)
+    record.state, record.t_running, record.t_end = state, start, end
+    record.t_launched = None if start is None else start - 0.5
+    record.attempts = 0 if start is None else 1
     for key, value in kw.items():
-        setattr(job, key, value)
-    return job
+        setattr(record, key, value)
+    return record
 
 
 def make_store(
@@ -64,19 +55,13 @@ def make_store(
 ) -> str:
     """A store holding ``jobs``, its run started at ``start`` (and ended
     unless ``state`` is RUNNING)."""
-    submit_dir.mkdir(parents=True, exist_ok=True)
-    store = JobStateStore.in_dir(str(submit_dir), writable=True)
-    store.write_plan("synthetic", str(submit_dir), {"parsl_config": {}}, jobs, [])
-    store.start_run()
-    if state != RunState.RUNNING:
-        store.end_run(state)
-    store.close()
-    db = sqlite3.connect(submit_dir / "gen3_workflow.sqlite3")
+    with write_store(submit_dir, jobs) as store:
+        store.start_run()
+        if state != RunState.RUNNING:
+            store.end_run(state)
     ends = [j.t_end for j in jobs if j.t_end is not None]
     end = max(ends) + 1 if (state != RunState.RUNNING and ends) else None
-    db.execute("UPDATE run SET start_time = ?, end_time = ?", (start, end))
-    db.commit()
-    db.close()
+    set_run(submit_dir, start_time=start, end_time=end)
     return str(submit_dir)
 
 
@@ -122,9 +107,8 @@ def test_format_duration(seconds: float | None, text: str) -> None:
 
 def test_snapshot_counts_rate_and_eta(tmp_path: Path) -> None:
     submit_dir = make_store(tmp_path / "run", small_run())
-    db = sqlite3.connect(Path(submit_dir) / "gen3_workflow.sqlite3")
-    snap = read_snapshot(db, LABELS, now=T0 + 100)
-    db.close()
+    with JobStateStore.open(submit_dir) as store:
+        snap = read_snapshot(store, now=T0 + 100)
     assert list(snap.counts) == LABELS
     assert snap.counts["isr"][JobState.EXEC_DONE] == 3 and snap.counts["isr"][JobState.FAILED] == 1
     assert snap.counts["characterizeImage"][JobState.RUNNING] == 3
@@ -163,7 +147,7 @@ def test_lines_every_interval_and_a_last_report(tmp_path: Path) -> None:
     submit_dir = make_store(tmp_path / "run", small_run())
     now = [T0 + 100]
     stream = io.StringIO()
-    reporter = ProgressReporter(JobStateStore.in_dir(submit_dir), 60, stream, clock=lambda: now[0])
+    reporter = ProgressReporter(submit_dir, 60, stream, clock=lambda: now[0])
     assert reporter.mode == "lines"
     assert reporter.maybe_report()  # the first report comes at once
     now[0] += 30
@@ -180,7 +164,7 @@ def test_lines_every_interval_and_a_last_report(tmp_path: Path) -> None:
 
 def test_lines_not_repeated_when_logging_shows_them(tmp_path: Path) -> None:
     submit_dir = make_store(tmp_path / "run", small_run())
-    logger = logging.getLogger("desc.gen3_workflow.progress")
+    logger = logging.getLogger("desc.gen3_workflow.reporting.progress")
     handler = logging.StreamHandler(sys.stderr)
     old_level = logger.level
     logger.addHandler(handler)
@@ -224,12 +208,11 @@ def test_progress_settings() -> None:
 
 
 def test_reporter_off_by_setting(tmp_path: Path) -> None:
-    store = JobStateStore.in_dir(make_store(tmp_path / "run", small_run()))
-    assert ProgressReporter.from_settings(store, ParslSettings(progress=False)) is None
-    reporter = ProgressReporter.from_settings(store, ParslSettings(progress_interval=7))
+    submit_dir = make_store(tmp_path / "run", small_run())
+    assert ProgressReporter.from_settings(submit_dir, ParslSettings(progress=False)) is None
+    reporter = ProgressReporter.from_settings(submit_dir, ParslSettings(progress_interval=7))
     assert reporter is not None and reporter.interval == 7.0
     reporter.close(final_report=False)
-    store.close()
 
 
 def _monitoring_db(path: Path, stderr: dict[int, str]) -> None:
@@ -276,9 +259,7 @@ def test_summary_aggregates(tmp_path: Path) -> None:
     assert failure["label"] == "isr" and failure["exit_code"] == 1 and failure["log"] == jobs[4].stderr
     text = format_summary(summary)
     assert "CPU time and peak memory from parsl monitoring (monitoring.db)" in text
-    assert (
-        f"FAILED isr {jobs[4].data_id} exit code 1 (exit code 1), attempts 1; log: {jobs[4].stderr}" in text
-    )
+    assert f"FAILED isr {jobs[4].data_id} exit code 1, attempts 1; log: {jobs[4].stderr}" in text
     row = next(line for line in text.splitlines() if line.startswith("isr "))
     assert row.split()[1:8] == ["0", "0", "0", "3", "1", "0", "4"]
 
@@ -286,7 +267,7 @@ def test_summary_aggregates(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.output)["slowest"]) == 1
     missing = CliRunner().invoke(summary_cli.main, [str(tmp_path)])
-    assert missing.exit_code == 2 and "No such database" in missing.output
+    assert missing.exit_code == 2 and "No gen3_workflow job-state store" in missing.output
 
 
 def test_busy_time_and_running_count() -> None:
@@ -351,56 +332,3 @@ def test_watch_once_and_until_the_end(tmp_path: Path) -> None:
     result = CliRunner().invoke(watch_cli.main, [done])
     assert result.exit_code == 0 and "1/1 quanta finished" in result.output
     assert CliRunner().invoke(watch_cli.main, [str(tmp_path)]).exit_code == 2
-
-
-ROOT = Path(__file__).resolve().parents[1]
-_FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
-
-
-def test_every_parsl_config_key_is_in_the_reference() -> None:
-    text = (ROOT / "doc" / "parsl_config.md").read_text()
-    first_cells = [line.split("|")[1] for line in text.splitlines() if line.startswith("| `")]
-    documented = set(re.findall(r"`(\w+)`", " ".join(first_cells)))
-    missing = [key for key in ParslSettings.keys() if key not in documented]
-    assert not missing, f"doc/parsl_config.md does not describe: {missing}"
-    assert "(parsl_config.md)" in (ROOT / "doc" / "user_guide.md").read_text()
-
-
-def test_user_guide_parsl_config_examples_are_accepted() -> None:
-    blocks = [m.group(2) for m in _FENCE.finditer((ROOT / "doc" / "user_guide.md").read_text())]
-    sections = [
-        yaml.safe_load(b)["parsl_config"] for b in blocks if b.lstrip().startswith(("parsl_config", "wms"))
-    ]
-    assert len(sections) >= 6
-    executors = set()
-    for section in sections:
-        settings = ParslSettings.from_mapping(section)
-        executors.add((settings.executor, settings.provider))
-    assert executors >= {("WorkQueue", "Local"), ("ThreadPool", "Local"), ("HighThroughput", "Slurm")}
-    assert ("WorkQueue", "Slurm") in executors
-
-
-def test_user_guide_commands_are_exercised() -> None:
-    """Each command block of the guide names what runs it, and that exists."""
-    text = (ROOT / "doc" / "user_guide.md").read_text()
-    blocks = 0
-    for match in _FENCE.finditer(text):
-        if match.group(1) not in ("", "python", "sh", "bash", "console"):
-            continue  # yaml examples (checked above) and sample output
-        blocks += 1
-        before = text[: match.start()].rstrip().splitlines()[-1]
-        assert before.startswith("<!-- exercised: ") and before.endswith("-->"), match.group(2)
-        for path, name in re.findall(r"(tests/\w+\.py)::(\w+)", before):
-            assert f"def {name}(" in (ROOT / path).read_text(), (path, name)
-        for path in re.findall(r"(tests/\w+\.py)(?!::)", before):
-            assert (ROOT / path).exists(), path
-        if "make demo" in before or "make test" in before:
-            assert re.search(r"^demo: setup$", (ROOT / "Makefile").read_text(), re.MULTILINE)
-    assert blocks >= 12
-    # EUPS: the table puts this checkout's python/ and bin/ first on the paths.
-    table = (ROOT / "ups" / "gen3_workflow.table").read_text()
-    for variable, directory in (("PYTHONPATH", "python"), ("PATH", "bin")):
-        assert f"envPrepend({variable}, ${{PRODUCT_DIR}}/{directory})" in table
-        assert (ROOT / directory).is_dir()
-    for script in ("gen3wf-watch", "workflow_summary", "plot_jobs_history"):
-        assert os.access(ROOT / "bin" / script, os.X_OK), script

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from bps_harness import (
-    BPS,
+from conftest import DRP_LABELS, N_DETECTORS, N_VISITS
+from harness import (
+    BackgroundBps,
     BpsResult,
     expected_outputs,
     job_states,
     registered_outputs,
     run_bps,
-    run_info,
+    run_record,
     write_bps_file,
 )
-from conftest import DRP_LABELS, N_DETECTORS, N_VISITS
 
-from desc.gen3_workflow.state_store import JobState
+from desc.gen3_workflow.store.records import JobState
 from desc.gen3_workflow.testing.postgres_server import PostgresServer
 
 THREAD_POOL = {"executor": "ThreadPool", "max_threads": 2}
@@ -79,35 +77,19 @@ def test_submit_against_postgres_registry(
     assert not leaks, f"password found in {leaks}"
 
 
-def _start_bps(bps_file: Path, cwd: Path) -> subprocess.Popen[bytes]:
-    """Start ``bps submit`` like `bps_harness.run_bps`, without waiting for it;
-    its output goes to ``cwd/bps.out`` (no pipe to fill while the other run is awaited)."""
-    with open(cwd / "bps.out", "wb") as out:
-        return subprocess.Popen(
-            [BPS, "--no-log-tty", "submit", str(bps_file)],
-            cwd=cwd,
-            env={**os.environ, "PWD": str(cwd)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
 def _two_runs_at_once(repo: str, tmp_path: Path) -> None:
-    procs = {}
+    submits = {}
     for name in ("runa", "runb"):
         cwd = tmp_path / name
         cwd.mkdir()
-        procs[name] = _start_bps(write_bps_file(cwd, repo, THREAD_POOL, payload_name=name), cwd)
+        submits[name] = BackgroundBps(cwd, write_bps_file(cwd, repo, THREAD_POOL, payload_name=name))
     results = {}
     try:
-        for name, proc in procs.items():
-            returncode = proc.wait(timeout=600)
-            results[name] = BpsResult(returncode, (tmp_path / name / "bps.out").read_text(errors="replace"))
+        for name, submit in submits.items():
+            results[name] = BpsResult(submit.wait(timeout=600), submit.output)
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        for submit in submits.values():
+            submit.__exit__()
     for name, result in results.items():
         assert result.returncode == 0, f"{name}:\n{result.output}"
         assert not LOCK_TROUBLE.search(result.output), f"{name}:\n{result.output}"
@@ -117,8 +99,8 @@ def _two_runs_at_once(repo: str, tmp_path: Path) -> None:
             assert not re.search(r"database is locked|OperationalError", text), f"{path}:\n{text[-3000:]}"
     assert results["runa"].submit_dir != results["runb"].submit_dir
     # They did run at the same time.
-    infos = [run_info(result.submit_dir) for result in results.values()]
-    (a_start, a_end), (b_start, b_end) = ((info["start_time"], info["end_time"]) for info in infos)
+    runs = [run_record(result.submit_dir) for result in results.values()]
+    (a_start, a_end), (b_start, b_end) = ((run.start_time or 0, run.end_time or 0) for run in runs)
     assert a_start < b_end and b_start < a_end, "the two runs did not overlap"
     for result in results.values():
         _assert_complete(result.submit_dir)

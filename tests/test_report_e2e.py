@@ -11,22 +11,23 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from bps_harness import BPS, BpsResult, run_bps, write_bps_file
 from conftest import DRP_LABELS as LABELS
 from conftest import QUANTA
+from harness import BackgroundBps, BpsResult, run_bps, wait_for, write_bps_file
+
+from desc.gen3_workflow.constants import SERVICE_CLASS
 
 ALL_JOBS = {"pipetaskInit": 1, **QUANTA, "finalJob": 1}
 STATES = ["UNKNOWN", "MISFIT", "UNREADY", "READY", "PENDING", "RUNNING"]
 STATES += ["DELETED", "HELD", "SUCCEEDED", "FAILED", "PRUNED", "EXPECTED"]
 
-SERVICES = ["desc.gen3_workflow.ParslService"]
+SERVICES = [SERVICE_CLASS]
 
 
 class Runs:
@@ -43,16 +44,8 @@ class Runs:
     def bps(self, service: str, *args: str, env: dict[str, str] | None = None) -> BpsResult:
         """A bps command with the given service class, its log on the terminal
         (``bps ping`` and ``bps status`` say everything through the log)."""
-        proc = subprocess.run(
-            [BPS, *args],
-            cwd=self.root,
-            env={**os.environ, **self.env, "BPS_WMS_SERVICE_CLASS": service, **(env or {})},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=120,
-        )
-        return BpsResult(proc.returncode, proc.stdout)
+        env = {**self.env, "BPS_WMS_SERVICE_CLASS": service, **(env or {})}
+        return run_bps(*args, cwd=self.root, env=env, timeout=120, log_tty=True)
 
 
 def _table(output: str) -> dict[str, dict[str, int]]:
@@ -70,18 +63,18 @@ def _table(output: str) -> dict[str, dict[str, int]]:
     return rows
 
 
-def _wait_for_running(runs: Runs, service: str, deadline: float) -> tuple[str, BpsResult]:
+def _wait_for_running(runs: Runs, service: str, submit: BackgroundBps) -> tuple[str, BpsResult]:
     """The submit dir of the module's first run and a report that shows jobs running."""
     index = Path(runs.env["GEN3WF_RUN_INDEX"])
-    while not (index.exists() and index.read_text().strip()):
-        assert time.monotonic() < deadline, (runs.root / "submit.log").read_text()
-        time.sleep(0.5)
-    submit_dir = index.read_text().split()[0]
-    while True:
+    submit_dir = wait_for(lambda: index.exists() and index.read_text().split()[0], lambda: submit.output)
+
+    def report_with_running_jobs() -> BpsResult | None:
         result = runs.bps(service, "report", "--id", submit_dir)
         if "UNKNOWN" in result.output and _table(result.output)["TOTAL"]["RUNNING"] > 0:
-            return submit_dir, result
-        assert time.monotonic() < deadline, result.output
+            return result
+        return None
+
+    return submit_dir, wait_for(report_with_running_jobs, lambda: submit.output, period=0)
 
 
 @pytest.fixture(scope="module")
@@ -102,28 +95,16 @@ def runs(demo_repo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         payload_name="failing",
         extraQgraphOptions="-c isr:failOn=visit:1,detector:1 -c isr:sleep=5 -c characterizeImage:sleep=5",
     )
-    with open(root / "submit.log", "w") as log:
-        submit = subprocess.Popen(
-            [BPS, "--no-log-tty", "submit", str(failing)],
-            cwd=root,
-            env={**os.environ, "PWD": str(root), **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
+    with BackgroundBps(root, failing, env) as submit:
+        result.failed_dir, shown = _wait_for_running(result, SERVICES[0], submit)
+        result.while_running["first report --id"] = shown
+        for i, service in enumerate(SERVICES):
+            result.while_running[f"{i} status"] = result.bps(service, "status", "--id", result.failed_dir)
+            result.while_running[f"{i} report"] = result.bps(service, "report")
+        result.while_running["service report --id"] = result.bps(
+            SERVICES[0], "report", "--id", result.failed_dir
         )
-        try:
-            result.failed_dir, shown = _wait_for_running(result, SERVICES[0], time.monotonic() + 240)
-            result.while_running["first report --id"] = shown
-            for i, service in enumerate(SERVICES):
-                result.while_running[f"{i} status"] = result.bps(service, "status", "--id", result.failed_dir)
-                result.while_running[f"{i} report"] = result.bps(service, "report")
-            result.while_running["service report --id"] = result.bps(
-                SERVICES[0], "report", "--id", result.failed_dir
-            )
-            assert submit.wait(timeout=300) == 1, (root / "submit.log").read_text()
-        finally:
-            if submit.poll() is None:
-                submit.kill()
-                submit.wait()
+        assert submit.wait(timeout=300) == 1, submit.output
     result.seconds["failing submit"] = time.monotonic() - start
 
     start = time.monotonic()

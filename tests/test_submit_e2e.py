@@ -6,25 +6,26 @@ import os
 from pathlib import Path
 
 import pytest
-from bps_harness import (
+from conftest import DRP_LABELS, N_DETECTORS, N_VISITS, SFP_LABELS
+from harness import (
     expected_outputs,
     job_states,
+    jobs,
     pids_matching,
     registered_outputs,
     run_bps,
-    run_info,
+    run_record,
     write_bps_file,
 )
-from conftest import DRP_LABELS, N_DETECTORS, N_VISITS, SFP_LABELS
 
-from desc.gen3_workflow.state_store import JobState, JobStateStore, RunState
+from desc.gen3_workflow.store.records import JobState, RunState
 
 
 def _assert_complete(submit_dir: str, labels: list[str]) -> None:
     assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, labels)
     for label, by_state in job_states(submit_dir).items():
         assert by_state[JobState.EXEC_DONE] == sum(by_state.values()), label
-    assert run_info(submit_dir)["state"] == RunState.SUCCEEDED
+    assert run_record(submit_dir).state == RunState.SUCCEEDED
 
 
 def test_thread_pool_runs_the_whole_pipeline(demo_repo: str, tmp_path: Path) -> None:
@@ -74,9 +75,7 @@ def test_failing_quantum_fails_the_run_and_keeps_the_rest(demo_repo: str, tmp_pa
     assert "DemoTaskError" in Path(log_path).read_text()
 
     # retries: 2 means three attempts, recorded with the exit code.
-    store = JobStateStore.in_dir(result.submit_dir)
-    (failed,) = store.jobs(states=[JobState.FAILED])
-    store.close()
+    (failed,) = jobs(result.submit_dir, states=[JobState.FAILED])
     assert (failed.label, failed.attempts, failed.exit_code) == ("isr", 3, 1)
 
     states = job_states(result.submit_dir)
@@ -85,7 +84,7 @@ def test_failing_quantum_fails_the_run_and_keeps_the_rest(demo_repo: str, tmp_pa
     # Downstream of the failed isr: its characterizeImage and calibrate, the
     # visit's summary, and the global table.
     assert [states[label][JobState.DEP_FAIL] for label in DRP_LABELS] == [0, 1, 1, 1, 1]
-    assert run_info(result.submit_dir)["state"] == RunState.FAILED
+    assert run_record(result.submit_dir).state == RunState.FAILED
 
     # The final job still registered everything that succeeded.
     outputs = registered_outputs(result.submit_dir)
@@ -106,7 +105,7 @@ def test_failing_final_job_fails_the_run(demo_repo: str, tmp_path: Path) -> None
     result = run_bps("submit", str(bps_file), cwd=tmp_path)
     assert result.returncode == 1, result.output
     assert "FAILED finalJob" in result.output
-    assert run_info(result.submit_dir)["state"] == RunState.FAILED
+    assert run_record(result.submit_dir).state == RunState.FAILED
     # Every quantum ran, but nothing was registered.
     assert job_states(result.submit_dir)["calibrate"][JobState.EXEC_DONE] == N_VISITS * N_DETECTORS
     assert sum(registered_outputs(result.submit_dir).values()) == 0

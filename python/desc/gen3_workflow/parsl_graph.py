@@ -8,7 +8,6 @@ and ``bps submit`` / ``bps restart`` run through the very same `run`.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 import sys
@@ -18,16 +17,18 @@ from typing import IO, Any
 
 from lsst.ctrl.bps import BpsConfig
 
-from .graph_runner import GraphRunner
-from .parsl_settings import ParslSettings
-from .run_control import clear_cancel_marks, kill_run_processes
-from .run_index import submitter_alive
-from .state_store import JobRecord, JobState, JobStateStore, RunState
-from .status_table import format_status_table
+from .constants import SERVICE_CLASS
+from .errors import RunInProgressError, RunNotFoundError
+from .execution.cancel import clear_cancel_marks
+from .execution.processes import kill_run_processes
+from .execution.runner import GraphRunner
+from .reporting.text import format_status_table
+from .settings.parsl_section import ParslSettings
+from .store.job_store import JobStateStore
+from .store.liveness import Liveness, liveness
+from .store.records import JobRecord, JobState, RunState
 
-__all__ = ["ParslGraph", "RunInProgressError", "start_pipeline"]
-
-SERVICE_CLASS = "desc.gen3_workflow.ParslService"
+__all__ = ["ParslGraph", "start_pipeline"]
 
 
 def start_pipeline(config_file: str, **kwargs: Any) -> ParslGraph:
@@ -54,10 +55,6 @@ def start_pipeline(config_file: str, **kwargs: Any) -> ParslGraph:
     kwargs.setdefault("wms_service", SERVICE_CLASS)
     config, workflow = prepare_driver(config_file, **kwargs)
     return ParslGraph(workflow.submit_path, config, ParslSettings.from_bps_config(config))
-
-
-class RunInProgressError(RuntimeError):
-    """The run is already being executed (by this object or another process)."""
 
 
 class ParslGraph:
@@ -98,14 +95,14 @@ class ParslGraph:
             A graph whose `run` runs only what has not succeeded.
         """
         submit_dir = os.path.abspath(submit_dir)
-        with _reading(submit_dir) as store:
-            run = store.run_info()
+        with JobStateStore.open(submit_dir) as store:
+            run = store.run()
         saved = sorted(glob.glob(os.path.join(submit_dir, "*_config.yaml")))
         if not saved:
-            raise FileNotFoundError(f"No saved bps config (*_config.yaml) in {submit_dir}")
+            raise RunNotFoundError(f"No saved bps config (*_config.yaml) in {submit_dir}")
         config = BpsConfig(saved[0])
         settings = ParslSettings.from_mapping(
-            parsl_config if parsl_config is not None else run["info"]["parsl_config"]
+            parsl_config if parsl_config is not None else run.info.parsl_config
         )
         return cls(submit_dir, config, settings)
 
@@ -125,7 +122,7 @@ class ParslGraph:
             Label -> state name (``pending`` ... ``dep_fail``) -> count, labels
             in pipeline order.
         """
-        with _reading(self.submit_dir) as store:
+        with JobStateStore.open(self.submit_dir) as store:
             counts = store.counts()
         if file is not None:
             print(format_status_table(counts), file=file)
@@ -136,13 +133,13 @@ class ParslGraph:
     def get_jobs(self, task_label: str | None = None, status: str | None = None) -> list[str]:
         """Names of the jobs of one task label, optionally in one state."""
         states = None if status is None else [JobState(status)]
-        with _reading(self.submit_dir) as store:
+        with JobStateStore.open(self.submit_dir) as store:
             jobs = store.jobs(states=states)
         return [job.name for job in jobs if task_label is None or job.label == task_label]
 
     def __getitem__(self, job_name: str) -> JobRecord:
         """The job called ``job_name``: state, command line, log files."""
-        with _reading(self.submit_dir) as store:
+        with JobStateStore.open(self.submit_dir) as store:
             job = store.job(job_name)
         if job is None:
             raise KeyError(job_name)
@@ -216,21 +213,20 @@ class ParslGraph:
     def _execute(self, selected: set[int] | None) -> None:
         # The store connection belongs to this thread: sqlite3 objects must
         # not cross threads.
-        store = JobStateStore.in_dir(self.submit_dir, writable=True)
         try:
-            # Jobs of an earlier attempt whose submitting process was killed
-            # may still run here; they must not race their own re-runs.
-            kill_run_processes(self.submit_dir)
-            store.reset_unfinished()
-            clear_cancel_marks(self.submit_dir)
-            self._outcome = GraphRunner(store, self.settings, self.submit_dir, selected).run()
+            with JobStateStore.open(self.submit_dir, writable=True) as store:
+                # Jobs of an earlier attempt whose submitting process was
+                # killed may still run here; they must not race their own
+                # re-runs.
+                kill_run_processes(self.submit_dir)
+                store.reset_unfinished()
+                clear_cancel_marks(self.submit_dir)
+                self._outcome = GraphRunner(store, self.settings, self.submit_dir, selected).run()
         except BaseException as exc:  # re-raised by wait()
             self._outcome = exc
-        finally:
-            store.close()
 
     def _with_ancestors(self, names: Iterable[str]) -> set[int]:
-        with _reading(self.submit_dir) as store:
+        with JobStateStore.open(self.submit_dir) as store:
             by_name = {job.name: job.seq for job in store.jobs()}
             parents = store.parents()
         missing = [name for name in names if name not in by_name]
@@ -246,20 +242,13 @@ class ParslGraph:
         return selected
 
     def _check_not_running_elsewhere(self) -> None:
-        with _reading(self.submit_dir) as store:
-            run = store.run_info()
-        if run["state"] != RunState.RUNNING or run["pid"] in (None, os.getpid()):
-            return
-        if run["host"] != os.uname().nodename:
+        with JobStateStore.open(self.submit_dir) as store:
+            run = store.run()
+        alive = liveness(run)
+        if alive == Liveness.ELSEWHERE:
             raise RunInProgressError(
-                f"{self.submit_dir} is marked running by pid {run['pid']} on host {run['host']}; "
+                f"{self.submit_dir} is marked running by pid {run.pid} on host {run.host}; "
                 "run it from there, or cancel it first"
             )
-        if not submitter_alive(run["pid"], run["start_time"]):
-            return  # The submitting process died; the run may be resumed.
-        raise RunInProgressError(f"{self.submit_dir} is being run by pid {run['pid']} on this host")
-
-
-def _reading(submit_dir: str) -> contextlib.closing[JobStateStore]:
-    """A read-only connection to the run's store, closed on exit."""
-    return contextlib.closing(JobStateStore.in_dir(submit_dir))
+        if alive == Liveness.ALIVE and run.pid not in (None, os.getpid()):
+            raise RunInProgressError(f"{self.submit_dir} is being run by pid {run.pid} on this host")

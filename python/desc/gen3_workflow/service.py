@@ -6,10 +6,13 @@ bps file, ``--wms-service-class`` or ``BPS_WMS_SERVICE_CLASS``.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import traceback
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import click
 from lsst.ctrl.bps import (
@@ -24,34 +27,45 @@ from lsst.ctrl.bps import (
 from lsst.daf.butler import Config
 from lsst.resources import ResourcePath
 
-from .environment import prepare_environment
+from .constants import DEFAULTS_URI
+from .errors import Gen3WorkflowError, WorkflowFailedError
+from .execution.cancel import request_cancel
+from .execution.environment import prepare_environment
 from .parsl_graph import ParslGraph
-from .parsl_settings import ParslSettings
-from .ping import service_ping
-from .run_control import request_cancel
-from .run_index import register_run
-from .state_store import JobStateStore, RunState
-from .submission_checks import check_submission
-from .submit_report import failure_summary
-from .wms_report import active_runs, detailed_report, quick_status, summary_reports
-from .workflow_plan import plan_workflow
+from .plan.workflow import plan_workflow, run_info
+from .reporting.bps_report import active_runs, detailed_report, quick_status, summary_reports
+from .reporting.failures import failure_summary
+from .settings.parsl_section import ParslSettings
+from .settings.ping import service_ping
+from .settings.submission_checks import check_submission
+from .store.job_store import JobStateStore
+from .store.records import RunState
+from .store.run_index import register_run
 
-__all__ = ["ParslService", "ParslWorkflow", "WorkflowFailedError"]
+__all__ = ["ParslService", "ParslWorkflow"]
 
 _LOG = logging.getLogger(__name__)
 
-DEFAULTS_URI = "resource://desc.gen3_workflow/config/bps_defaults.yaml"
+_T = TypeVar("_T")
 
 
-class WorkflowFailedError(BpsSubprocessError):
-    """Some job, or the final job, of a run did not succeed.
+@contextlib.contextmanager
+def _bps_errors() -> Iterator[None]:
+    """Hand the plug-in's errors to ctrl_bps as it expects them: ``bps``
+    prints the one-line message and exits with the error's status."""
+    try:
+        yield
+    except Gen3WorkflowError as exc:
+        raise BpsSubprocessError(exc.exit_status, str(exc)) from exc
 
-    ctrl_bps prints the message and exits with ``errno`` (1) rather than
-    showing a traceback.
-    """
 
-    def __init__(self, message: str) -> None:
-        super().__init__(1, message)
+def _with_bps_errors(method: Callable[..., _T]) -> Callable[..., _T]:
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> _T:
+        with _bps_errors():
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 class ParslWorkflow(BaseWmsWorkflow):
@@ -72,7 +86,6 @@ class ParslWorkflow(BaseWmsWorkflow):
         super().__init__(name, config)
         self.submit_path = submit_path
         self.run_id = submit_path
-        self.service_class = f"{ParslService.__module__}.{ParslService.__qualname__}"
 
     @classmethod
     def from_generic_workflow(
@@ -82,27 +95,15 @@ class ParslWorkflow(BaseWmsWorkflow):
         settings = ParslSettings.from_bps_config(config)
         workflow = cls(generic_workflow.name, config, out_prefix)
         plan = plan_workflow(config, generic_workflow, out_prefix)
-        info = run_info(config, settings)
-        store = JobStateStore.in_dir(out_prefix, writable=True)
-        try:
+        info = run_info(config, settings.as_dict())
+        with JobStateStore.open(out_prefix, writable=True) as store:
             store.write_plan(generic_workflow.name, out_prefix, info, plan.jobs, plan.edges)
-        finally:
-            store.close()
         register_run(out_prefix)
-        _LOG.info("Planned %d jobs in %s", len(plan.jobs), store.path)
+        _LOG.info("Planned %d jobs in %s", len(plan.jobs), out_prefix)
         return workflow
 
     def write(self, out_prefix: str) -> None:
         """Nothing to write: `from_generic_workflow` filled the store."""
-
-
-def run_info(config: BpsConfig, settings: ParslSettings) -> dict[str, Any]:
-    """What report and restart need to know about a run, from its config."""
-    info: dict[str, Any] = {}
-    for key in ("operator", "project", "campaign", "payloadName", "outputRun", "butlerConfig"):
-        _, info[key] = config.search(key, opt={"default": None})
-    info["parsl_config"] = {k: getattr(settings, k) for k in settings.keys()}
-    return info
 
 
 class ParslService(BaseWmsService):
@@ -132,12 +133,14 @@ class ParslService(BaseWmsService):
         """Where the plug-in's bps defaults live."""
         return ResourcePath(DEFAULTS_URI)
 
+    @_with_bps_errors
     def run_submission_checks(self) -> None:
         """Validate ``parsl_config``, names and paths before the QuantumGraph
         is built."""
         ParslSettings.from_bps_config(self.config)
         check_submission(self.config)
 
+    @_with_bps_errors
     def prepare(
         self, config: BpsConfig, generic_workflow: GenericWorkflow, out_prefix: str | None = None
     ) -> ParslWorkflow:
@@ -159,10 +162,9 @@ class ParslService(BaseWmsService):
         """
         if out_prefix is None:
             raise ValueError("ParslService.prepare needs the submit directory (out_prefix)")
-        return ParslWorkflow.from_generic_workflow(
-            config, generic_workflow, out_prefix, self.__class__.__name__
-        )
+        return ParslWorkflow.from_generic_workflow(config, generic_workflow, out_prefix, "")
 
+    @_with_bps_errors
     def submit(self, workflow: ParslWorkflow, **kwargs: Any) -> ParslWorkflow:
         """Run the workflow; return when it has ended.
 
@@ -201,12 +203,12 @@ class ParslService(BaseWmsService):
         submit_dir = os.path.abspath(wms_workflow_id)
         try:
             graph = ParslGraph.restore(submit_dir)
-        except (FileNotFoundError, RuntimeError) as exc:
+        except Gen3WorkflowError as exc:
             return None, None, str(exc)
         try:
             _finish(submit_dir, _run_loudly(graph))
         except WorkflowFailedError as exc:
-            raise click.ClickException(exc.strerror) from None
+            raise click.ClickException(str(exc)) from None
         return submit_dir, os.path.basename(graph.config["uniqProcName"]), ""
 
     def cancel(self, wms_id: str, pass_thru: str | None = None) -> tuple[bool, str]:
@@ -229,7 +231,7 @@ class ParslService(BaseWmsService):
         submit_dir = os.path.abspath(wms_id)
         try:
             return request_cancel(submit_dir)
-        except (FileNotFoundError, RuntimeError) as exc:
+        except Gen3WorkflowError as exc:
             return False, str(exc)
 
     def list_submitted_jobs(

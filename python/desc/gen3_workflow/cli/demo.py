@@ -19,9 +19,9 @@ from importlib import resources
 
 import click
 
-__all__ = ["main"]
+from ..constants import SERVICE_CLASS
 
-SERVICE_CLASS = "desc.gen3_workflow.ParslService"
+__all__ = ["main"]
 
 
 def example_config(name: str) -> str:
@@ -47,7 +47,7 @@ def _bps() -> str:
 def main(workdir: str, visits: int, detectors: int, bps_file: str | None) -> None:
     """Build (once) the demo repository, run the demo pipeline, show the result."""
     from ..demo.repo import make_demo_repo
-    from ..run_summary import print_outputs
+    from ..reporting.outputs import print_outputs
 
     workdir = os.path.abspath(workdir)
     repo = os.path.join(workdir, "repo")

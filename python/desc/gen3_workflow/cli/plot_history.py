@@ -1,14 +1,13 @@
 """``plot_jobs_history SUBMIT_DIR [-o OUT.png]``: a run's history as a PNG.
 
 A timeline of jobs by task label, the number of jobs running at once and
-the jobs finished per minute (see `desc.gen3_workflow.history_plots`).
+the jobs finished per minute (see `desc.gen3_workflow.reporting.plots`).
 Headless (matplotlib's Agg backend); fast for 10^5 jobs.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 import time
 
@@ -25,13 +24,14 @@ DEFAULT_NAME = "jobs_history.png"
 @click.option("--bins", default=200, show_default=True, help="Time bins of the aggregated panels.")
 def main(submit_dir: str, output: str | None, bins: int) -> None:
     """Plot the jobs of the run in SUBMIT_DIR."""
-    from ..history_plots import plot_history
-    from ..job_history import load_job_history
+    from ..reporting.history import load_job_history
+    from ..reporting.plots import plot_history
+    from ..store.job_store import UNREADABLE
 
     start = time.monotonic()
     try:
         history = load_job_history(submit_dir, monitoring=False)
-    except (FileNotFoundError, RuntimeError, sqlite3.Error) as exc:
+    except UNREADABLE as exc:
         click.echo(f"plot_jobs_history: {exc}", err=True)
         sys.exit(2)
     output = output or os.path.join(submit_dir, DEFAULT_NAME)

@@ -9,7 +9,6 @@ after it, and on a copy of a submit directory.
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 
 import click
@@ -25,12 +24,13 @@ __all__ = ["main"]
 def main(submit_dir: str, as_json: bool, slowest: int, max_failures: int) -> None:
     """Summarize the run in SUBMIT_DIR (its job-state store and, if there is
     one, parsl's monitoring.db)."""
-    from ..job_history import load_job_history
-    from ..workflow_summary import format_summary, summarize
+    from ..reporting.history import load_job_history
+    from ..reporting.summary import format_summary, summarize
+    from ..store.job_store import UNREADABLE
 
     try:
         history = load_job_history(submit_dir)
-    except (FileNotFoundError, RuntimeError, sqlite3.Error) as exc:
+    except UNREADABLE as exc:
         click.echo(f"workflow_summary: {exc}", err=True)
         sys.exit(2)
     summary = summarize(history, slowest=slowest)

@@ -16,7 +16,6 @@ import argparse
 import atexit
 import contextlib
 import glob
-import json
 import os
 import pwd
 import re
@@ -25,14 +24,14 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..processes import is_alive, kill_processes, proc_stat
+from ..execution.processes import is_alive, kill_processes, process_name
+from .daemons import PrivateServer
 
 __all__ = ["PostgresServer", "PostgresServerError", "find_bindir", "postgres_unavailable_reason"]
 
@@ -105,12 +104,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-class PostgresServer:
+class PostgresServer(PrivateServer):
     """A private PostgreSQL cluster, database and login role on this machine.
 
     Parameters
     ----------
-    root_dir : `str` or `~pathlib.Path`, optional
+    directory : `str` or `~pathlib.Path`, optional
         Directory for the cluster, socket, log and credentials. A temporary one is
         made (and removed by `stop`) if not given; a given one is kept, and a
         cluster already in it is reused by `start`.
@@ -123,7 +122,7 @@ class PostgresServer:
 
     Attributes
     ----------
-    root_dir : `~pathlib.Path`
+    directory : `~pathlib.Path`
         Directory holding everything the server writes.
     data_dir, socket_dir, log_path, auth_path : `~pathlib.Path`
         The cluster, its unix socket directory, its log and the credentials file.
@@ -139,22 +138,22 @@ class PostgresServer:
         How long `start` took.
     """
 
+    RECORD = "server.json"
+    DIR_PREFIX = "pg-server-"
+
     def __init__(
         self,
-        root_dir: str | Path | None = None,
+        directory: str | Path | None = None,
         *,
         database: str = "butler",
         user: str = "gen3wf",
         start_timeout: float = 60.0,
     ) -> None:
-        self._own_dir = root_dir is None
-        self.root_dir = Path(
-            tempfile.mkdtemp(prefix="pg-server-") if root_dir is None else root_dir
-        ).resolve()
-        self.data_dir = self.root_dir / "data"
-        self.socket_dir = self.root_dir / "socket"
-        self.log_path = self.root_dir / "log" / "postgres.log"
-        self.auth_path = self.root_dir / "db-auth.yaml"
+        super().__init__(directory)
+        self.data_dir = self.directory / "data"
+        self.socket_dir = self.directory / "socket"
+        self.log_path = self.directory / "log" / "postgres.log"
+        self.auth_path = self.directory / "db-auth.yaml"
         self.env = {"LSST_DB_AUTH": str(self.auth_path)}
         self.host = "127.0.0.1"
         self.port: int | None = None
@@ -166,7 +165,7 @@ class PostgresServer:
         self._run_as = _OS_USER if os.geteuid() == 0 else None
 
     def __repr__(self) -> str:
-        return f"PostgresServer({str(self.root_dir)!r}, port={self.port}, database={self.database!r})"
+        return f"PostgresServer({str(self.directory)!r}, port={self.port}, database={self.database!r})"
 
     # ---------------------------------------------------------------- URLs
 
@@ -260,22 +259,13 @@ class PostgresServer:
             if is_alive(pid):
                 # Still there: an immediate shutdown, by pid.
                 kill_processes({pid}, timeout=10.0)
-        (self.root_dir / "server.json").unlink(missing_ok=True)
-        if self._own_dir:
-            shutil.rmtree(self.root_dir, ignore_errors=True)
+        self._forget()
 
     @classmethod
-    def attach(cls, root_dir: str | Path) -> PostgresServer:
-        """Return a handle (for `stop`, `url`) on a server another process started.
-
-        Parameters
-        ----------
-        root_dir : `str` or `~pathlib.Path`
-            The directory that server was given; its ``server.json`` is read.
-        """
-        server = cls(root_dir)
-        info_file = server.root_dir / "server.json"
-        info: dict[str, Any] = json.loads(info_file.read_text()) if info_file.exists() else {}
+    def attach(cls, directory: str | Path) -> PostgresServer:
+        # Docstring inherited.
+        server = cls(directory)
+        info = server._read_record()
         server.port = info.get("port")
         server.database = info.get("database", server.database)
         server.user = info.get("user", server.user)
@@ -283,11 +273,22 @@ class PostgresServer:
             server._bindir = Path(info["bindir"])
         return server
 
-    def __enter__(self) -> PostgresServer:
-        return self.start()
+    @classmethod
+    def add_options(cls, parser: argparse.ArgumentParser) -> None:
+        # Docstring inherited.
+        parser.add_argument("--database", default="butler")
+        parser.add_argument("--user", default="gen3wf")
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    @classmethod
+    def from_options(cls, directory: Path, options: argparse.Namespace) -> PostgresServer:
+        # Docstring inherited.
+        reason = postgres_unavailable_reason()
+        if reason is not None:
+            raise PostgresServerError(reason)
+        server = cls.attach(directory)
+        if server.running and server.port is not None:
+            return server  # start() returns at once
+        return cls(directory, database=options.database, user=options.user)
 
     # -------------------------------------------------------------- helpers
 
@@ -306,14 +307,14 @@ class PostgresServer:
         )
 
     def _prepare_dirs(self) -> None:
-        self.root_dir.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(parents=True, exist_ok=True)
         if self._run_as is None:
             for sub in (self.socket_dir, self.log_path.parent):
                 sub.mkdir(exist_ok=True)
             return
         # The server account must get into root_dir (not read it) and own its own parts.
-        self.root_dir.chmod(0o711)
-        if closed := [p for p in self.root_dir.parents if not p.stat().st_mode & 0o001]:
+        self.directory.chmod(0o711)
+        if closed := [p for p in self.directory.parents if not p.stat().st_mode & 0o001]:
             raise PostgresServerError(f"user {self._run_as} cannot get through {closed[0]} (not o+x)")
         for sub in (self.data_dir, self.socket_dir, self.log_path.parent):
             sub.mkdir(exist_ok=True)
@@ -325,7 +326,7 @@ class PostgresServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["LC_ALL"] = "C"
         return subprocess.run(
-            args, cwd=self.root_dir, env=env, capture_output=True, text=True, timeout=timeout,
+            args, cwd=self.directory, env=env, capture_output=True, text=True, timeout=timeout,
             stdin=subprocess.DEVNULL, user=self._run_as, group=self._run_as, check=False,
         )  # fmt: skip
 
@@ -349,7 +350,7 @@ class PostgresServer:
 
     def _write_info(self) -> None:
         info = {"port": self.port, "database": self.database, "user": self.user, "bindir": str(self._bindir)}
-        (self.root_dir / "server.json").write_text(json.dumps(info, indent=1) + "\n")
+        self._save_record(info)
 
     def _pg_ctl_start(self) -> bool:
         assert self._bindir is not None
@@ -401,8 +402,7 @@ class PostgresServer:
             pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
         except (OSError, ValueError):
             return None
-        stat = proc_stat(pid)
-        return pid if is_alive(pid) and stat is not None and stat.comm == "postgres" else None
+        return pid if is_alive(pid) and process_name(pid) == "postgres" else None
 
     def _log_tail(self, lines: int = 20) -> str:
         try:
@@ -412,48 +412,5 @@ class PostgresServer:
         return f"--- {self.log_path} ---\n" + "\n".join(tail)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Start or stop a server whose files live in ``--dir``; return the exit status.
-
-    ``start`` prints ``export LSST_DB_AUTH=...`` on stdout and the database URL (with
-    no password) on stderr; the password is only in the credentials file.
-
-    Parameters
-    ----------
-    argv : `list` [`str`], optional
-        Command-line arguments; `sys.argv` if not given.
-    """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["start", "stop"])
-    parser.add_argument(
-        "--dir", required=True, type=Path, help="directory for the cluster, log and credentials"
-    )
-    parser.add_argument("--database", default="butler")
-    parser.add_argument("--user", default="gen3wf")
-    args = parser.parse_args(argv)
-    if args.action == "start":
-        reason = postgres_unavailable_reason()
-        if reason is not None:
-            print(f"cannot start PostgreSQL: {reason}", file=sys.stderr)
-            return 1
-        server = PostgresServer.attach(args.dir)
-        if server.running and server.port is not None:
-            print(f"already running; registry db: {server.url()}", file=sys.stderr)
-        else:
-            server = PostgresServer(args.dir, database=args.database, user=args.user)
-            try:
-                server.start()
-            except PostgresServerError as exc:
-                print(f"cannot start PostgreSQL: {exc}", file=sys.stderr)
-                return 1
-            # The server must outlive this command.
-            atexit.unregister(server.stop)
-            print(f"started in {server.start_seconds:.1f} s; registry db: {server.url()}", file=sys.stderr)
-        print(f"export LSST_DB_AUTH={server.auth_path}")
-    else:
-        PostgresServer.attach(args.dir).stop()
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(PostgresServer.main(description=__doc__.splitlines()[0]))

@@ -11,19 +11,19 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
-import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from ..processes import descendants, is_alive, kill_processes, proc_stat, proc_table
+import psutil
+
+from ..execution.processes import descendants, is_alive, kill_processes, process_name
+from .daemons import PrivateServer
 
 __all__ = ["SlurmCluster", "SlurmClusterError", "slurm_unavailable_reason"]
 
@@ -114,12 +114,12 @@ def _available_memory_mb() -> int:
     return int(meminfo["MemAvailable"].split()[0]) // 1024  # the value is in kB
 
 
-class SlurmCluster:
+class SlurmCluster(PrivateServer):
     """A private Slurm controller, one compute node and munged on this machine.
 
     Parameters
     ----------
-    workdir : `str` or `~pathlib.Path`, optional
+    directory : `str` or `~pathlib.Path`, optional
         Directory for config, state, logs and pids. A temporary one is made (and
         removed by `stop`) if not given; a given one is kept.
     partition : `str`, optional
@@ -131,7 +131,7 @@ class SlurmCluster:
 
     Attributes
     ----------
-    workdir : `~pathlib.Path`
+    directory : `~pathlib.Path`
         Directory holding everything the cluster writes.
     conf_path : `~pathlib.Path`
         The cluster's ``slurm.conf``.
@@ -147,20 +147,21 @@ class SlurmCluster:
         How long `start` took, until the node was idle.
     """
 
+    RECORD = "pids.json"
+    DIR_PREFIX = "slurm-cluster-"
+
     def __init__(
         self,
-        workdir: str | Path | None = None,
+        directory: str | Path | None = None,
         *,
         partition: str = "debug",
         mem_headroom_mb: int = 2048,
         start_timeout: float = 30.0,
     ) -> None:
-        self._own_dir = workdir is None
-        self.workdir = Path(tempfile.mkdtemp(prefix="slurm-cluster-") if workdir is None else workdir)
-        self.workdir = self.workdir.resolve()
-        if any(c.isspace() for c in str(self.workdir)):
-            raise SlurmClusterError(f"slurm.conf paths cannot hold blanks: {self.workdir}")
-        self.conf_path = self.workdir / "slurm.conf"
+        super().__init__(directory)
+        if any(c.isspace() for c in str(self.directory)):
+            raise SlurmClusterError(f"slurm.conf paths cannot hold blanks: {self.directory}")
+        self.conf_path = self.directory / "slurm.conf"
         self.env = {"SLURM_CONF": str(self.conf_path)}
         self.partition = partition
         self.node_name = socket.gethostname().split(".")[0]
@@ -209,9 +210,7 @@ class SlurmCluster:
             # Anything still in a job (linuxproc cannot track daemonized children).
             kill_processes(stepds | self._job_processes())
             self._stop_daemon("munged")
-            (self.workdir / "pids.json").unlink(missing_ok=True)
-        if self._own_dir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        self._forget()
 
     def run(
         self, args: list[str], check: bool = True, timeout: float = 30.0
@@ -235,40 +234,40 @@ class SlurmCluster:
         return self.run(["squeue", "--noheader", "--format=%i"]).stdout.split()
 
     @classmethod
-    def attach(cls, workdir: str | Path) -> SlurmCluster:
-        """Return a handle (for `stop`) on a cluster another process started.
-
-        Parameters
-        ----------
-        workdir : `str` or `~pathlib.Path`
-            The directory that cluster was given; its ``pids.json`` is read.
-        """
-        cluster = cls(workdir)
-        pids_file = cluster.workdir / "pids.json"
-        info: dict[str, Any] = json.loads(pids_file.read_text()) if pids_file.exists() else {}
+    def attach(cls, directory: str | Path) -> SlurmCluster:
+        # Docstring inherited.
+        cluster = cls(directory)
+        info = cluster._read_record()
         cluster.partition = info.get("partition", cluster.partition)
         # Only trust a recorded pid while it still runs the program recorded.
         recorded: dict[str, int] = info.get("pids", {})
-        cluster.pids = {n: pid for n, pid in recorded.items() if getattr(proc_stat(pid), "comm", "") == n}
+        cluster.pids = {n: pid for n, pid in recorded.items() if process_name(pid) == n}
         return cluster
 
-    def __enter__(self) -> SlurmCluster:
-        return self.start()
+    @classmethod
+    def add_options(cls, parser: argparse.ArgumentParser) -> None:
+        # Docstring inherited.
+        parser.add_argument("--partition", default="debug")
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    @classmethod
+    def from_options(cls, directory: Path, options: argparse.Namespace) -> SlurmCluster:
+        # Docstring inherited.
+        return cls(directory, partition=options.partition)
+
+    def __repr__(self) -> str:
+        return f"SlurmCluster({str(self.directory)!r}, partition={self.partition!r}, pids={self.pids})"
 
     def _write_config(self) -> None:
         for sub in ("state", "spool"):
             # A reused directory must not hand old job state to the new daemons.
-            shutil.rmtree(self.workdir / sub, ignore_errors=True)
-            (self.workdir / sub).mkdir(parents=True)
-        (self.workdir / "log").mkdir(exist_ok=True)
-        (self.workdir / "plugstack.conf").write_text("")  # not /etc/slurm/plugstack.conf
+            shutil.rmtree(self.directory / sub, ignore_errors=True)
+            (self.directory / sub).mkdir(parents=True)
+        (self.directory / "log").mkdir(exist_ok=True)
+        (self.directory / "plugstack.conf").write_text("")  # not /etc/slurm/plugstack.conf
         ctld_port, node_port = _free_ports(2)
         self.conf_path.write_text(
             _CONF_TEMPLATE.format(
-                dir=self.workdir, node=self.node_name, ctld_port=ctld_port, node_port=node_port,
+                dir=self.directory, node=self.node_name, ctld_port=ctld_port, node_port=node_port,
                 cpus=self.cpus, mem=self.real_memory_mb, mem_per_cpu=self.real_memory_mb // self.cpus,
                 partition=self.partition,
             )
@@ -281,10 +280,10 @@ class SlurmCluster:
             MUNGE_KEY.chmod(0o600)
         # munged runs as user munge and insists its directories are writable only by it,
         # yet searchable by all so clients can reach the socket.
-        self.workdir.chmod(0o755)
-        if closed := [p for p in self.workdir.parents if not p.stat().st_mode & 0o001]:
+        self.directory.chmod(0o755)
+        if closed := [p for p in self.directory.parents if not p.stat().st_mode & 0o001]:
             raise SlurmClusterError(f"user munge cannot get through {closed[0]} (not o+x)")
-        mdir = self.workdir / "munge"
+        mdir = self.directory / "munge"
         mdir.mkdir(exist_ok=True)
         shutil.chown(mdir, "munge", "munge")
         mdir.chmod(0o755)
@@ -297,17 +296,16 @@ class SlurmCluster:
     def _spawn(self, name: str, args: list[str], user: str | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM")}
         env.update(self.env)
-        with open(self.workdir / "log" / f"{name}.out", "ab") as out:
+        with open(self.directory / "log" / f"{name}.out", "ab") as out:
             # In the foreground, so the pid is known at once; in its own session, so no
             # terminal signal reaches it and its helpers can be found by session id.
             proc = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                cwd=self.workdir, start_new_session=True, user=user, group=user,
+                cwd=self.directory, start_new_session=True, user=user, group=user,
             )  # fmt: skip
         self._procs[name] = proc
         self.pids[name] = proc.pid
-        info = {"partition": self.partition, "conf": str(self.conf_path), "pids": self.pids}
-        (self.workdir / "pids.json").write_text(json.dumps(info, indent=1) + "\n")
+        self._save_record({"partition": self.partition, "conf": str(self.conf_path), "pids": self.pids})
 
     def _node_idle(self) -> bool:
         sinfo = ["sinfo", "--noheader", "--Node", "--format=%T", "--nodes", self.node_name]
@@ -326,7 +324,7 @@ class SlurmCluster:
 
     def _log_tail(self, lines: int = 15) -> str:
         """Last lines of each daemon log, for error messages."""
-        logs = sorted((self.workdir / "log").glob("*")) + [self.workdir / "munge" / "munged.log"]
+        logs = sorted((self.directory / "log").glob("*")) + [self.directory / "munge" / "munged.log"]
         parts = []
         for log in logs:
             if log.is_file():
@@ -347,18 +345,19 @@ class SlurmCluster:
 
     def _job_processes(self) -> set[int]:
         """Find slurmstepd processes of this cluster and everything under them."""
-        marker = f"\0SLURM_CONF={self.conf_path}\0".encode()
-        table = proc_table()
         found = set()
-        for pid in (pid for pid, stat in table.items() if stat.comm == "slurmstepd"):
+        for process in psutil.process_iter(["name"]):
+            if process.info["name"] != "slurmstepd":
+                continue
             # slurmstepd inherits slurmd's environment (our SLURM_CONF) and working directory.
             try:
-                environ = b"\0" + Path(f"/proc/{pid}/environ").read_bytes()
-                if marker in environ or Path(f"/proc/{pid}/cwd").resolve() == self.workdir:
-                    found.add(pid)
-            except OSError:
+                if process.environ().get("SLURM_CONF") == str(self.conf_path) or (
+                    Path(process.cwd()).resolve() == self.directory
+                ):
+                    found.add(process.pid)
+            except psutil.Error:
                 pass  # it has just exited
-        return found | descendants(found, table)
+        return found | descendants(found)
 
     def _stop_daemon(self, name: str) -> None:
         pid = self.pids.get(name)
@@ -366,37 +365,18 @@ class SlurmCluster:
             return
         proc = self._procs.pop(name, None)
         # Daemons were started in their own sessions: take any helper child along.
-        session = {p for p, stat in proc_table().items() if stat.session == pid}
+        session = set()
+        for process in psutil.process_iter():
+            try:
+                if os.getsid(process.pid) == pid:
+                    session.add(process.pid)
+            except OSError:
+                continue
         kill_processes(session | {pid})
         if proc is not None:
             proc.wait()  # reap our child so no zombie is left
         del self.pids[name]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Start or stop a cluster whose files and pids live in ``--dir``; return the exit status.
-
-    Parameters
-    ----------
-    argv : `list` [`str`], optional
-        Command-line arguments; `sys.argv` if not given.
-    """
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["start", "stop"])
-    parser.add_argument("--dir", required=True, type=Path, help="directory for config, logs and pids")
-    parser.add_argument("--partition", default="debug")
-    args = parser.parse_args(argv)
-    if args.action == "start":
-        args.dir.mkdir(parents=True, exist_ok=True)
-        cluster = SlurmCluster(args.dir, partition=args.partition).start()
-        # The daemons must outlive this command.
-        atexit.unregister(cluster.stop)
-        print(f"started in {cluster.start_seconds:.1f} s; pids {cluster.pids}", file=sys.stderr)
-        print(f"export SLURM_CONF={cluster.conf_path}")
-    else:
-        SlurmCluster.attach(args.dir).stop()
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(SlurmCluster.main(description=__doc__.splitlines()[0]))

@@ -1,0 +1,288 @@
+"""Benchmark ``bps submit`` in process and in_process modes and ctrl_bps_parsl.
+
+Builds a demo repository (default 10 visits x 20 detectors: 611 quanta of the
+demo DRP pipeline), then runs the modes alternately ``--runs`` times, each in
+its own output collection, with HighThroughput workers on this machine's
+cores (ctrl_bps_parsl: its ``Local`` site, same cores).  Per run it measures
+
+- ``submit``: wall time of the ``bps submit`` subprocess;
+- ``span``: first quantum start to last quantum end;
+- per-quantum ``overhead`` (median, p95): ``ready -> start`` of each quantum,
+  i.e. (ready -> done) minus the quantum's own time.  A quantum's own time is
+  ``prepUtc -> endUtc`` of its task metadata (``SingleQuantumExecutor``'s
+  own measurement, the same in every mode).  ``ready`` is the later of its
+  parents' ends and the moment an execution slot (one per core) freed up:
+  quanta are replayed in start order over ``cores`` slots, each taking the
+  slot that became free last before it started.  Process start-up, graph
+  reading, butler set-up and parsl dispatch all land in the overhead;
+- ``rss``: peak RSS of the ``bps submit`` process tree (``wait4``).
+
+and prints medians across runs and same-run ratios.  Then it times planning
+(GenericWorkflow -> store rows -> SQLite) of synthetic workflows
+(``--plan-jobs``), with the extra peak RSS and cProfile's top entries.
+Never a pass/fail test: figures on a shared machine are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime
+import os
+import pstats
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MODES = ("process", "in_process", "ctrl_bps_parsl")
+LABELS = ("isr", "characterizeImage", "calibrate", "visitSummary", "globalTable")
+PIPELINE = Path(__file__).resolve().parents[1] / "config" / "pipelines" / "demo_drp.yaml"
+
+
+def bps_file(workdir: Path, repo: Path, mode: str, run: int, cores: int, sleep: float) -> Path:
+    """The bps file of one benchmark run."""
+    content: dict[str, Any] = {
+        "pipelineYaml": str(PIPELINE),
+        "operator": "bench",
+        "payload": {
+            "payloadName": f"{mode}_{run}",
+            "butlerConfig": str(repo),
+            "inCollection": "DemoCam/defaults",
+            "dataQuery": "instrument = 'DemoCam'",
+        },
+    }
+    if sleep:
+        content["extraQgraphOptions"] = " ".join(f"-c {label}:sleep={sleep}" for label in LABELS)
+    if mode == "ctrl_bps_parsl":
+        content["wmsServiceClass"] = "lsst.ctrl.bps.parsl.ParslService"
+        content["computeSite"] = "local"
+        content["site"] = {"local": {"class": "lsst.ctrl.bps.parsl.sites.Local", "cores": cores}}
+    else:
+        content["wmsServiceClass"] = "desc.gen3_workflow.ParslService"
+        content["parsl_config"] = {
+            "executor": "HighThroughput",
+            "max_workers": cores,
+            "execution": mode,
+            "progress": False,
+        }
+    path = workdir / f"bps_{mode}_{run}.yaml"
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    return path
+
+
+def submit(path: Path, workdir: Path, venv: str = sys.prefix) -> tuple[int, float, float, str]:
+    """Run ``bps submit`` of ``venv``; exit status, wall seconds, peak RSS (MB), output."""
+    bin_dir = os.path.join(venv, "bin")
+    env = {**os.environ, "PWD": str(workdir)}
+    if venv != sys.prefix:
+        # Another installation: its own pipetask and butler commands.
+        env.update(PATH=f"{bin_dir}:{env['PATH']}", CTRL_MPEXEC_DIR=venv, DAF_BUTLER_DIR=venv)
+    start = time.perf_counter()
+    with open(workdir / (path.stem + ".log"), "w+") as log:
+        proc = subprocess.Popen(
+            [os.path.join(bin_dir, "bps"), "--no-log-tty", "submit", str(path)],
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        log.seek(0)
+        output = log.read()
+    return os.waitstatus_to_exitcode(status), wall, usage.ru_maxrss / 1024, output
+
+
+def quantum_times(
+    repo: Path, collection: str
+) -> dict[tuple[str, int | None, int | None], tuple[float, float]]:
+    """(label, visit, detector) -> (prep, end) from the task metadata."""
+    from lsst.daf.butler import Butler
+
+    def utc(value: Any) -> float:
+        text = value[-1] if isinstance(value, list) else value
+        return datetime.datetime.fromisoformat(text).timestamp()
+
+    butler = Butler.from_config(str(repo))
+    times: dict[tuple[str, Any, Any], tuple[float, float]] = {}
+    for label in LABELS:
+        for ref in butler.query_datasets(f"{label}_metadata", collections=collection, explain=False):
+            quantum = butler.get(ref)["quantum"]
+            key = (label, ref.dataId.get("visit"), ref.dataId.get("detector"))
+            times[key] = (utc(quantum["prepUtc"]), utc(quantum["endUtc"]))
+    butler.close()
+    return times
+
+
+def overheads(times: dict[tuple[str, Any, Any], tuple[float, float]], cores: int) -> list[float]:
+    """Per-quantum ready -> start, replaying the quanta over ``cores`` slots."""
+    keys = sorted(times, key=lambda k: times[k][0])
+    calibrate_by_visit: dict[Any, list] = {}
+    for key in keys:
+        if key[0] == "calibrate":
+            calibrate_by_visit.setdefault(key[1], []).append(key)
+    t0 = times[keys[0]][0]
+    slots = [t0] * cores
+    result = []
+    for key in keys:
+        prep, end = times[key]
+        label, visit, detector = key
+        if label == "visitSummary":
+            parents = calibrate_by_visit.get(visit, [])
+        elif label == "globalTable":
+            parents = [k for k in keys if k[0] == "visitSummary"]
+        elif label != LABELS[0]:
+            parents = [(LABELS[LABELS.index(label) - 1], visit, detector)]
+        else:
+            parents = []
+        free = [i for i, t in enumerate(slots) if t <= prep]
+        slot = max(free, key=lambda i: slots[i]) if free else min(range(cores), key=lambda i: slots[i])
+        ready = max([slots[slot], *(times[p][1] for p in parents if p in times)])
+        result.append(max(0.0, prep - ready))
+        slots[slot] = end
+    return result
+
+
+def _p95(values: list[float]) -> float:
+    return sorted(values)[min(len(values) - 1, int(0.95 * len(values)))]
+
+
+def run_modes(args: argparse.Namespace) -> None:
+    from ..demo.repo import make_demo_repo
+    from ..execution.environment import prepare_environment
+
+    # ctrl_bps's default commands call ${CTRL_MPEXEC_DIR}/bin/pipetask; this
+    # plug-in sets it for its jobs, ctrl_bps_parsl does not.
+    prepare_environment()
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gen3wf_bench_")).resolve()
+    repo = workdir / "repo"
+    n_quanta = 3 * args.visits * args.detectors + args.visits + 1
+    if not repo.exists():
+        make_demo_repo(str(repo), n_visits=args.visits, n_detectors=args.detectors)
+    print(f"Repository {repo}: {n_quanta} quanta, sleep {args.sleep} s, {args.cores} cores, {args.runs} runs")
+    results: dict[str, list[dict[str, float]]] = {mode: [] for mode in args.modes}
+    for run in range(args.runs):
+        for mode in args.modes:
+            path = bps_file(workdir, repo, mode, run, args.cores, args.sleep)
+            venv = args.official_venv if mode == "ctrl_bps_parsl" else sys.prefix
+            code, wall, rss, output = submit(path, workdir, venv)
+            if code != 0:
+                tail = "\n    ".join(output.strip().splitlines()[-5:])
+                print(f"  {mode} run {run}: bps submit failed (exit {code}); skipped:\n    {tail}")
+                continue
+            times = quantum_times(repo, f"u/bench/{mode}_{run}")
+            extra = overheads(times, args.cores)
+            figures = {
+                "submit": wall,
+                "span": max(e for _, e in times.values()) - min(p for p, _ in times.values()),
+                "overhead_median": statistics.median(extra),
+                "overhead_p95": _p95(extra),
+                "rss": rss,
+                "quanta": len(times),
+            }
+            results[mode].append(figures)
+            print(
+                f"  {mode:>15} run {run}: submit {wall:7.1f} s, span {figures['span']:7.1f} s, overhead "
+                f"median {figures['overhead_median'] * 1000:7.0f} ms p95 "
+                f"{figures['overhead_p95'] * 1000:7.0f} ms, peak RSS {rss:6.0f} MB, {len(times)} quanta",
+                flush=True,
+            )
+    print("\nMedians across runs:")
+    medians = {}
+    for mode, runs in results.items():
+        if not runs:
+            print(f"  {mode:>15}: no successful run")
+            continue
+        medians[mode] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        m = medians[mode]
+        print(
+            f"  {mode:>15}: submit {m['submit']:7.1f} s, span {m['span']:7.1f} s, overhead median "
+            f"{m['overhead_median'] * 1000:7.0f} ms p95 {m['overhead_p95'] * 1000:7.0f} ms, peak RSS "
+            f"{m['rss']:6.0f} MB"
+        )
+    for other in ("process", "ctrl_bps_parsl"):
+        if "in_process" in medians and other in medians:
+            a, b = medians[other], medians["in_process"]
+            print(
+                f"  {other} / in_process: submit x{a['submit'] / b['submit']:.1f}, span "
+                f"x{a['span'] / b['span']:.1f}, "
+                f"overhead x{a['overhead_median'] / max(b['overhead_median'], 1e-6):.1f}"
+            )
+
+
+def plan_figures(n_jobs: int, top: int) -> None:
+    """Time and memory of planning a synthetic ``n_jobs`` workflow."""
+    from lsst.ctrl.bps import BpsConfig
+
+    from ..plan.workflow import plan_workflow
+    from ..store.job_store import JobStateStore
+    from ..store.records import RunInfo
+    from .bench_status import synthetic_workflow
+
+    workflow = synthetic_workflow(n_jobs)
+    n = len(workflow)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with tempfile.TemporaryDirectory() as submit_dir:
+        start = time.perf_counter()
+        plan = plan_workflow(BpsConfig({}), workflow, submit_dir)
+        planned = time.perf_counter() - start
+        with JobStateStore.open(submit_dir, writable=True) as store:
+            store.write_plan("bench", submit_dir, RunInfo(), plan.jobs, plan.edges)
+        total = time.perf_counter() - start
+        extra = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+        del plan
+    print(
+        f"\nPlanning {n} jobs: {total:.1f} s ({planned:.1f} s plan_workflow, {total - planned:.1f} s "
+        f"store write), extra peak RSS {extra:.0f} MB"
+    )
+    if top:
+        with tempfile.TemporaryDirectory() as submit_dir:
+            profile = cProfile.Profile()
+            profile.enable()
+            plan = plan_workflow(BpsConfig({}), workflow, submit_dir)
+            with JobStateStore.open(submit_dir, writable=True) as store:
+                store.write_plan("bench", submit_dir, RunInfo(), plan.jobs, plan.edges)
+            profile.disable()
+        print(f"Where the time goes (cProfile, top {top} by own time):")
+        pstats.Stats(profile, stream=sys.stdout).sort_stats("tottime").print_stats(top)
+
+
+def main() -> None:
+    """Run the benchmark and print its figures."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--visits", type=int, default=10)
+    parser.add_argument("--detectors", type=int, default=20)
+    parser.add_argument("--sleep", type=float, default=0.0, help="seconds each quantum sleeps")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--workdir", help="keep repository and runs here (default: a new temporary dir)")
+    parser.add_argument(
+        "--plan-jobs", type=int, nargs="*", default=[100_000], help="synthetic workflow sizes"
+    )
+    parser.add_argument("--profile-top", type=int, default=12)
+    parser.add_argument(
+        "--official-venv",
+        default=os.environ.get("GEN3WF_OFFICIAL_VENV", sys.prefix),
+        help="virtual environment holding lsst-ctrl-bps-parsl (it needs parsl <= 2025.12.1, "
+        "older than this plug-in's; `make bench` builds .venv-official)",
+    )
+    parser.add_argument("--skip-runs", action="store_true", help="only the planning figures")
+    args = parser.parse_args()
+    if not args.skip_runs:
+        run_modes(args)
+    for n_jobs in args.plan_jobs:
+        plan_figures(n_jobs, args.profile_top)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""In-process execution of quantum jobs (``parsl_config.execution: in_process``).
+
+In ``process`` mode every quantum job is a bash app starting a fresh
+``pipetask run-qbb`` (about 1.5 s of imports before any work).  In
+``in_process`` mode the job is a parsl python app, `run_quantum_job`, that
+hands the job to a *runner*: a long-lived Python process, one per parsl
+worker (per thread for ThreadPool), that imported the middleware once.  For
+each job the runner forks a child, which redirects its stdout/stderr to the
+job's log files and runs ``pipetask run-qbb`` through pipetask's own command
+line entry point (click parsing, logging set-up, `~lsst.pipe.base.
+single_quantum_executor.SingleQuantumExecutor` on a `~lsst.daf.butler.
+QuantumBackedButler`, graph reading by node id, job summary): the same code,
+outputs, logs, metadata and exit codes as the subprocess, minus the imports.
+
+The fork gives isolation for free: task configs, logging handlers and butler
+caches die with the child; a crash (signal, ``os._exit``) kills only the
+child, and is reported like the bash app reports it (exit code 128 + signal),
+so parsl retries it per ``retries``.  The runner itself never executes a
+quantum; it is replaced by a fresh one after ``max_quanta_per_worker`` quanta
+(0: never).  Runners and their children inherit ``GEN3WF_RUN_DIR`` at exec
+time, so ``bps cancel`` kills them like bash jobs.
+
+A job whose command is not a plain ``pipetask ... run-qbb`` (a
+``commandPrepend`` container launcher, a custom ``runQuantumCommand``) still
+runs through the runner: its child runs the command's shell line.
+
+This module imports only the standard library and the package's import-free
+modules (the submit side and every parsl worker import it); the runner, with
+the middleware, is `desc.gen3_workflow.execution.in_process_runner`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from ..constants import CANCELLED_EXIT_CODE, CANCELLED_MARK, RUN_DIR_VARIABLE
+from ..errors import RunnerError
+from ..store.records import JobCommand
+
+__all__ = ["pipetask_argv", "quantum_count", "run_quantum_job", "stop_runners"]
+
+
+def pipetask_argv(command: JobCommand, environ: dict[str, str]) -> tuple[dict[str, str], list[str]] | None:
+    """The variables to set and the ``pipetask`` argument vector of a job
+    that runs ``pipetask ... run-qbb``; `None` for any other command.
+
+    Parameters
+    ----------
+    command : `JobCommand`
+        The job's command.
+    environ : `dict` [`str`, `str`]
+        The environment in which ``<ENV:NAME>`` markers are expanded.
+    """
+    exports, argv = command.expanded(environ)
+    if not argv or os.path.basename(argv[0]) != "pipetask" or "run-qbb" not in argv:
+        return None
+    return exports, argv
+
+
+def quantum_count(argv: list[str]) -> int:
+    """How many quanta (QuantumGraph node ids) a ``run-qbb`` command runs."""
+    count = 0
+    for i, word in enumerate(argv):
+        if word in ("--qgraph-node-id", "--qgraph-node-ids") and i + 1 < len(argv):
+            count += len([n for n in argv[i + 1].split(",") if n])
+        elif word.startswith("--qgraph-node-id="):
+            count += len([n for n in word.split("=", 1)[1].split(",") if n])
+    return max(count, 1)
+
+
+# --- the parsl side: runs in a parsl worker (or ThreadPool thread) --------
+
+
+class _Runner:
+    """A runner subprocess and the pipes to it."""
+
+    def __init__(self, run_dir: str, max_quanta: int) -> None:
+        env = {**os.environ, RUN_DIR_VARIABLE: run_dir}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "desc.gen3_workflow.execution.in_process_runner", str(max_quanta)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            text=True,
+            bufsize=1,
+        )
+
+    def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except OSError:
+            line = ""
+        if not line:
+            status = self.proc.wait()
+            raise RunnerError(f"in-process runner {self.proc.pid} died (exit status {status})")
+        return json.loads(line)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+_RUNNERS: dict[tuple[int, int, str], _Runner] = {}
+_LOCK = threading.Lock()
+
+
+def _runner_for(run_dir: str, max_quanta: int) -> _Runner:
+    key = (os.getpid(), threading.get_ident(), run_dir)
+    with _LOCK:
+        runner = _RUNNERS.get(key)
+        if runner is None or not runner.alive():
+            runner = _RUNNERS[key] = _Runner(run_dir, max_quanta)
+        return runner
+
+
+def stop_runners(run_dir: str | None = None) -> None:
+    """Stop this process's runners (of one run, or all)."""
+    with _LOCK:
+        keys = [k for k in _RUNNERS if k[0] == os.getpid() and run_dir in (None, k[2])]
+        runners = [_RUNNERS.pop(k) for k in keys]
+    for runner in runners:
+        runner.stop()
+
+
+def run_quantum_job(
+    command: JobCommand,
+    log_stdout: str,
+    log_stderr: str,
+    run_dir: str,
+    max_quanta: int = 0,
+    inputs: Iterable = (),
+    **kwargs: object,
+) -> dict[str, Any]:
+    """Run one quantum job through this worker's runner (the parsl app).
+
+    Returns
+    -------
+    timing : `dict`
+        ``runner``/``child`` pids and the child's ``start``/``end`` times.
+
+    Raises
+    ------
+    parsl.app.errors.BashExitFailure
+        The job exited non-zero or was killed (128 + signal), as a bash app
+        would report it; 143 if the run was cancelled before it started.
+    RunnerError
+        The runner died under the job (killed by a cancel or the system).
+    """
+    from parsl.app.errors import BashExitFailure
+
+    if os.path.exists(os.path.join(run_dir, CANCELLED_MARK)):
+        raise BashExitFailure("cancelled", CANCELLED_EXIT_CODE)
+    request = {
+        "argv": list(command.argv),
+        "env": [list(pair) for pair in command.env],
+        "stdout": log_stdout,
+        "stderr": log_stderr,
+    }
+    reply = _runner_for(run_dir, max_quanta).call(request)
+    status = int(reply["status"])
+    if os.WIFSIGNALED(status):
+        raise BashExitFailure("in-process quantum", 128 + os.WTERMSIG(status))
+    code = os.WEXITSTATUS(status)
+    if code != 0:
+        raise BashExitFailure("in-process quantum", code)
+    return reply

@@ -1,0 +1,115 @@
+"""Find and stop processes, by pid or by the run they belong to (psutil).
+
+Used to stop a run's jobs (``bps cancel``, restarts after a crash, a job
+that never returns) and by the test harnesses to stop what they started and
+to check that nothing is left behind; nothing here matches processes by a
+broad name alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterable
+
+import psutil
+
+from ..constants import RUN_DIR_VARIABLE
+
+__all__ = ["descendants", "is_alive", "kill_processes", "kill_run_processes", "process_name", "run_processes"]
+
+
+def is_alive(pid: int) -> bool:
+    """Whether a process runs; a zombie has exited and counts as gone."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def process_name(pid: int) -> str | None:
+    """The command name of a process, `None` if there is none."""
+    try:
+        return psutil.Process(pid).name()
+    except psutil.Error:
+        return None
+
+
+def descendants(roots: Iterable[int]) -> set[int]:
+    """The children, grandchildren, ... of ``roots`` (not the roots)."""
+    found: set[int] = set()
+    for pid in roots:
+        try:
+            found.update(child.pid for child in psutil.Process(pid).children(recursive=True))
+        except psutil.Error:
+            continue
+    return found
+
+
+def run_processes(submit_dir: str) -> list[int]:
+    """Pids of this machine's processes that belong to jobs of the run in
+    ``submit_dir`` (they carry ``GEN3WF_RUN_DIR``), other than this one."""
+    pids = []
+    for process in psutil.process_iter():
+        if process.pid == os.getpid():
+            continue
+        try:
+            if process.environ().get(RUN_DIR_VARIABLE) == submit_dir:
+                pids.append(process.pid)
+        except psutil.Error:  # gone, or not ours to read
+            continue
+    return pids
+
+
+def kill_processes(pids: Iterable[int], timeout: float = 5.0) -> set[int]:
+    """Send SIGTERM, wait up to ``timeout`` seconds, then SIGKILL what is left.
+
+    Exited processes are never reaped here (a zombie counts as gone): their
+    parent, often a `subprocess.Popen` in this process, must still read
+    their exit status.
+
+    Parameters
+    ----------
+    pids : `~collections.abc.Iterable` [`int`]
+        Processes to stop.
+    timeout : `float`, optional
+        Grace period after SIGTERM, in seconds.
+
+    Returns
+    -------
+    survivors : `set` [`int`]
+        Pids still alive 5 s after SIGKILL (normally empty).
+    """
+    remaining = set(pids)
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        remaining = {pid for pid in remaining if is_alive(pid)}
+        for pid in remaining:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while remaining and time.monotonic() < deadline:
+            remaining = {pid for pid in remaining if is_alive(pid)}
+            time.sleep(0.05)
+    return remaining
+
+
+def kill_run_processes(submit_dir: str, grace: float = 3.0) -> int:
+    """Terminate every local process of the run's jobs.
+
+    Parameters
+    ----------
+    submit_dir : `str`
+        The run's submit directory.
+    grace : `float`
+        Seconds between SIGTERM and SIGKILL.
+
+    Returns
+    -------
+    count : `int`
+        How many processes were signalled.
+    """
+    pids = run_processes(submit_dir)
+    kill_processes(pids, timeout=grace)
+    return len(pids)

@@ -1,0 +1,178 @@
+"""Turn a GenericWorkflowJob into a `JobCommand`: argument vector and
+environment, as data.
+
+ctrl_bps leaves three kinds of placeholder in a job's executable and
+arguments (see ``lsst.ctrl.bps.transform._enhance_command``):
+
+- ``{name}``: a value from the job's ``cmdvals``;
+- ``<FILE:name>``: a file of the GenericWorkflow, used in place on a shared
+  filesystem;
+- ``<ENV:NAME>``: an environment variable, expanded on the worker.
+
+The template is split into words *before* any value is substituted, so a
+value from the bps file (a ``payloadName`` holding ``; rm -rf ~``, a data
+query with quotes) always reaches the program as one literal argument; the
+store keeps the words, and a shell sees them only through
+`~desc.gen3_workflow.store.records.JobCommand.shell`, which quotes each one
+and leaves only ``<ENV:NAME>`` for the shell to expand.  Placeholders that
+name option lists (``{runPreCmdOpts}``, ``{extraRunQuantumOptions}``, ...)
+stand alone as a word and are split into several words, again without a
+shell.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shlex
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from lsst.ctrl.bps import GenericWorkflow, GenericWorkflowJob
+
+from ..errors import CommandError
+from ..store.records import ENV_NAME, JobCommand
+
+__all__ = ["JobCommandBuilder", "is_option_list"]
+
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+_FILE = re.compile(r"<FILE:([^>]+)>")
+_ENV = re.compile(r"<ENV:([^>]*)>")
+# Substitution may reveal further placeholders (a cmdval that refers to
+# another); stop after this many rounds rather than loop on a cycle.
+_MAX_ROUNDS = 10
+
+
+def is_option_list(key: str) -> bool:
+    """Whether placeholder ``key`` holds several command-line words.
+
+    By ctrl_bps's naming, ``*PreCmdOpts``, ``*Options`` and ``extra*``
+    values are option lists (``--long-log --log-level=VERBOSE``).
+    """
+    return key.startswith("extra") or key.endswith(("Opts", "Options"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _split_template(template: str) -> tuple[str, ...]:
+    # Jobs of one label share one template; cache the (slow) shlex split.
+    return tuple(shlex.split(template))
+
+
+class JobCommandBuilder:
+    """Build the commands of the jobs of one GenericWorkflow.
+
+    Parameters
+    ----------
+    generic_workflow : `lsst.ctrl.bps.GenericWorkflow`
+        The workflow whose files ``<FILE:name>`` refers to.
+    command_prepend : `~collections.abc.Callable`, optional
+        Returns the ``commandPrepend`` words for a job label (e.g. a
+        container launcher); none by default.
+    """
+
+    def __init__(
+        self,
+        generic_workflow: GenericWorkflow,
+        command_prepend: Callable[[str], str] | None = None,
+    ) -> None:
+        self._workflow = generic_workflow
+        self._command_prepend = command_prepend or (lambda label: "")
+        self._file_uris: dict[str, str] = {}
+
+    def words(self, gwjob: GenericWorkflowJob) -> list[str]:
+        """The job's argument vector, ``<ENV:NAME>`` markers kept.
+
+        Parameters
+        ----------
+        gwjob : `lsst.ctrl.bps.GenericWorkflowJob`
+            The job.
+
+        Returns
+        -------
+        words : `list` [`str`]
+            Executable first, then its arguments.
+        """
+        if gwjob.executable is None or gwjob.executable.src_uri is None:
+            raise CommandError(f"job {gwjob.name}: no executable")
+        template = f"{gwjob.executable.src_uri} {gwjob.arguments or ''}"
+        words = list(_split_template(self._command_prepend(gwjob.label)))
+        for token in _split_template(template):
+            whole = _PLACEHOLDER.fullmatch(token)
+            if whole and is_option_list(whole.group(1)):
+                value = self._substitute(gwjob.name, token, gwjob.cmdvals)
+                words.extend(self._files(gwjob.name, w) for w in shlex.split(value))
+            else:
+                words.append(self._files(gwjob.name, self._substitute(gwjob.name, token, gwjob.cmdvals)))
+        return words
+
+    def command(self, gwjob: GenericWorkflowJob) -> JobCommand:
+        """The job's command: its environment and argument vector.
+
+        Parameters
+        ----------
+        gwjob : `lsst.ctrl.bps.GenericWorkflowJob`
+            The job.
+
+        Returns
+        -------
+        command : `JobCommand`
+            The job's own environment variables (sorted by name) and words.
+
+        Raises
+        ------
+        CommandError
+            If a placeholder, file or variable name cannot be resolved.
+        """
+        words = self.words(gwjob)
+        for word in words:
+            for name in _ENV.findall(word):
+                self._env_name(gwjob.name, name, f"<ENV:{name}>")
+        env = tuple(
+            (self._env_name(gwjob.name, str(k), str(k)), str(v))
+            for k, v in sorted((gwjob.environment or {}).items())
+        )
+        return JobCommand(tuple(words), env)
+
+    @staticmethod
+    def _env_name(job_name: str, name: str, where: str) -> str:
+        if not ENV_NAME.match(name):
+            raise CommandError(f"job {job_name}: invalid environment variable name in {where!r}")
+        return name
+
+    @staticmethod
+    def _substitute(job_name: str, text: str, cmdvals: Mapping[str, Any]) -> str:
+        for _ in range(_MAX_ROUNDS):
+            if "{" not in text:
+                return text
+
+            def value(match: re.Match[str]) -> str:
+                key = match.group(1)
+                if key not in cmdvals:
+                    raise CommandError(f"job {job_name}: no value for placeholder {{{key}}}")
+                return str(cmdvals[key])
+
+            new = _PLACEHOLDER.sub(value, text)
+            if new == text:
+                return text
+            text = new
+        raise CommandError(
+            f"job {job_name}: placeholders still unresolved after {_MAX_ROUNDS} rounds: {text}"
+        )
+
+    def _files(self, job_name: str, word: str) -> str:
+        if "<FILE:" not in word:
+            return word
+        return _FILE.sub(lambda m: self._file_uri(job_name, m.group(1)), word)
+
+    def _file_uri(self, job_name: str, name: str) -> str:
+        # On a shared filesystem every job reads a file where it is, whether
+        # or not ctrl_bps marked it for transfer.
+        if name not in self._file_uris:
+            try:
+                gwfile = self._workflow.get_file(name)
+            except KeyError:
+                raise CommandError(f"job {job_name}: unknown workflow file <FILE:{name}>") from None
+            if gwfile.src_uri is None:
+                raise CommandError(f"job {job_name}: workflow file {name} has no location")
+            self._file_uris[name] = str(gwfile.src_uri)
+        return self._file_uris[name]

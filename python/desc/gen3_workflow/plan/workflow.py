@@ -1,0 +1,168 @@
+"""Flatten a GenericWorkflow into the rows of the job-state store.
+
+Every job gets its command line, resource request, log paths and a position
+in one topological order; edges are kept as pairs of positions.  No-op
+nodes (ctrl_bps's job-ordering helpers) are dissolved: their children depend
+on their parents directly.  The walk is iterative (Kahn's algorithm in
+networkx), so graph depth never meets Python's recursion limit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import networkx
+from lsst.ctrl.bps import BpsConfig, GenericWorkflow, GenericWorkflowJob
+from lsst.ctrl.bps.generic_workflow import GenericWorkflowNodeType
+
+from ..constants import INIT_JOB_NAME
+from ..store.records import JobKind, JobRecord, RunInfo
+from .commands import JobCommandBuilder
+
+__all__ = ["WorkflowPlan", "job_resources", "plan_workflow", "run_info"]
+
+
+@dataclasses.dataclass
+class WorkflowPlan:
+    """A workflow ready for the store: jobs in topological order and
+    edges between their positions."""
+
+    jobs: list[JobRecord]
+    edges: list[tuple[int, int]]
+
+
+def job_resources(gwjob: GenericWorkflowJob) -> dict[str, int | str | None]:
+    """The job's resource request, in ctrl_bps units (MB, cores).
+
+    Parameters
+    ----------
+    gwjob : `lsst.ctrl.bps.GenericWorkflowJob`
+        The job.
+
+    Returns
+    -------
+    resources : `dict`
+        ``cpus``, ``memory`` (MB), ``disk`` (MB), ``walltime`` and
+        ``priority``; `None` where the workflow did not say.
+    """
+    return {
+        "cpus": gwjob.request_cpus,
+        "memory": gwjob.request_memory,
+        "disk": gwjob.request_disk,
+        "walltime": gwjob.request_walltime,
+        "priority": gwjob.priority,
+    }
+
+
+def _data_id(gwjob: GenericWorkflowJob) -> str:
+    # ctrl_bps tags hold the data ID plus bookkeeping (label, QuantumGraph node).
+    tags = {k: v for k, v in (gwjob.tags or {}).items() if k not in ("label", "node_number")}
+    return json.dumps(tags, default=str, separators=(",", ":"))
+
+
+def _log_paths(submit_dir: str, gwjob: GenericWorkflowJob) -> tuple[str, str]:
+    base = os.path.join(submit_dir, "logs", gwjob.label, gwjob.name)
+    return f"{base}.stdout", f"{base}.stderr"
+
+
+def command_prepend_lookup(config: BpsConfig) -> Callable[[str], str]:
+    """``commandPrepend`` per job label, as ctrl_bps resolves other per-label
+    values (``pipetask.<label>.commandPrepend`` beats the global one)."""
+    cache: dict[str, str] = {}
+
+    def lookup(label: str) -> str:
+        if label not in cache:
+            _, value = config.search(
+                "commandPrepend",
+                opt={"curvals": {"curr_pipetask": label}, "default": "", "replaceVars": True},
+            )
+            cache[label] = str(value or "")
+        return cache[label]
+
+    return lookup
+
+
+def plan_workflow(config: BpsConfig, generic_workflow: GenericWorkflow, submit_dir: str) -> WorkflowPlan:
+    """Turn the GenericWorkflow into store rows.
+
+    Parameters
+    ----------
+    config : `lsst.ctrl.bps.BpsConfig`
+        The run's configuration (for ``commandPrepend``).
+    generic_workflow : `lsst.ctrl.bps.GenericWorkflow`
+        The workflow ctrl_bps transformed from the QuantumGraph.
+    submit_dir : `str`
+        The run's submit directory (log files go under ``logs/``).
+
+    Returns
+    -------
+    plan : `WorkflowPlan`
+        Jobs with ``seq`` in topological order; the final job, if any, last.
+    """
+    builder = JobCommandBuilder(generic_workflow, command_prepend_lookup(config))
+    jobs: list[JobRecord] = []
+    edges: list[tuple[int, int]] = []
+    seq_of: dict[str, int] = {}
+    # A no-op node stands for the set of real jobs it waits for.
+    noop_parents: dict[str, set[int]] = {}
+    for name in networkx.topological_sort(generic_workflow):
+        gwjob = generic_workflow.get_job(name)
+        parents: set[int] = set()
+        for parent in generic_workflow.predecessors(name):
+            parents.update(noop_parents[parent] if parent in noop_parents else {seq_of[parent]})
+        if gwjob.node_type == GenericWorkflowNodeType.NOOP:
+            noop_parents[name] = parents
+            continue
+        if gwjob.node_type != GenericWorkflowNodeType.PAYLOAD:
+            raise NotImplementedError(
+                f"gen3_workflow cannot run workflow node {name} of type {gwjob.node_type}"
+            )
+        kind = JobKind.INIT if name == INIT_JOB_NAME else JobKind.QUANTUM
+        seq = len(jobs)
+        seq_of[name] = seq
+        jobs.append(_record(builder, submit_dir, gwjob, seq, kind))
+        edges.extend((parent, seq) for parent in sorted(parents))
+    final = generic_workflow.get_final()
+    if final is not None:
+        if not isinstance(final, GenericWorkflowJob):
+            raise NotImplementedError("gen3_workflow runs a final job, not a final sub-workflow")
+        jobs.append(_record(builder, submit_dir, final, len(jobs), JobKind.FINAL))
+    return WorkflowPlan(jobs, edges)
+
+
+def _record(
+    builder: JobCommandBuilder, submit_dir: str, gwjob: GenericWorkflowJob, seq: int, kind: JobKind
+) -> JobRecord:
+    stdout, stderr = _log_paths(submit_dir, gwjob)
+    return JobRecord(
+        seq=seq,
+        name=gwjob.name,
+        label=gwjob.label,
+        kind=kind,
+        data_id=_data_id(gwjob),
+        command=builder.command(gwjob),
+        resources=job_resources(gwjob),
+        stdout=stdout,
+        stderr=stderr,
+    )
+
+
+def run_info(config: BpsConfig, parsl_config: dict[str, Any]) -> RunInfo:
+    """What report and restart need to know about a run, from its config.
+
+    Parameters
+    ----------
+    config : `lsst.ctrl.bps.BpsConfig`
+        The run's configuration.
+    parsl_config : `dict`
+        Its validated ``parsl_config`` section, every key filled in.
+    """
+    values = {}
+    for field, key in RunInfo.BPS_KEYS.items():
+        _, value = config.search(key, opt={"default": None})
+        values[field] = None if value is None else str(value)
+    return RunInfo(**values, parsl_config=parsl_config)

@@ -1,0 +1,95 @@
+"""Text shared by every view of a run: durations, times, a failed job's
+line and the seed's status table."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from ..store.records import JobState
+
+__all__ = ["MAX_LISTED", "format_clock", "format_duration", "format_failed_job", "format_status_table"]
+
+MAX_LISTED = 20
+"""Jobs listed one per line in a report; the rest are counted."""
+
+
+def format_duration(seconds: float | None) -> str:
+    """A short human-readable duration.
+
+    Parameters
+    ----------
+    seconds : `float` or `None`
+        The duration; `None`, negative or non-finite values are unknown.
+
+    Returns
+    -------
+    text : `str`
+        ``"42s"``, ``"3m05s"``, ``"2h07m"``, ``"3d04h"``, or ``"?"``.
+    """
+    if seconds is None or not (0 <= seconds < float("inf")):
+        return "?"
+    total = int(round(seconds))
+    if total < 60:
+        return f"{total}s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def format_clock(when: float | None) -> str:
+    """A local date and time, ``-`` if unknown."""
+    if when is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when))
+
+
+def format_failed_job(
+    label: str,
+    data_id: str,
+    exit_code: int | None,
+    message: str | None,
+    log: str,
+    attempts: int | None = None,
+) -> str:
+    """One line for a failed job, the same in every report.
+
+    Returns
+    -------
+    line : `str`
+        ``FAILED label data_id exit code N (why)[, attempts K]; log: path``;
+        the cause is left out when the message only repeats the exit code.
+    """
+    outcome = "no exit code" if exit_code is None else f"exit code {exit_code}"
+    if message and message != outcome:
+        # The runner's message often starts by saying the exit code itself.
+        outcome = message if message.startswith(outcome + " ") else f"{outcome} ({message})"
+    tries = "" if attempts is None else f", attempts {attempts}"
+    return f"FAILED {label} {data_id} {outcome}{tries}; log: {log}"
+
+
+def format_status_table(counts: Mapping[str, Mapping[JobState, int]]) -> str:
+    """Render job counts per label and state.
+
+    Parameters
+    ----------
+    counts : `~collections.abc.Mapping`
+        Label -> state -> count, labels in pipeline order.
+
+    Returns
+    -------
+    table : `str`
+        ``task_type pending launched running exec_done failed dep_fail total``.
+    """
+    width = max([len("task_type"), *(len(label) for label in counts)])
+    header = f"{'task_type':<{width}}" + "".join(f"{s.value:>11}" for s in JobState) + f"{'total':>11}"
+    lines = [header]
+    for label, by_state in counts.items():
+        cells = "".join(f"{by_state.get(s, 0):>11}" for s in JobState)
+        lines.append(f"{label:<{width}}{cells}{sum(by_state.values()):>11}")
+    return "\n".join(lines)

@@ -1,0 +1,136 @@
+"""Executor factories: how parsl runs the jobs it is given.
+
+One small function per ``parsl_config.executor`` value, each returning an
+`ExecutorChoice`: the parsl executor plus whether it understands parsl's
+per-task resource specification.  Adding an executor is one new function and
+one entry in `EXECUTOR_FACTORIES`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+from collections.abc import Callable
+
+from parsl.addresses import address_by_hostname
+from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor, WorkQueueExecutor
+from parsl.executors.base import ParslExecutor
+from parsl.executors.status_handling import BlockProviderExecutor
+from parsl.jobs.error_handlers import windowed_error_handler
+from parsl.jobs.states import JobStatus
+
+from .parsl_section import ParslSettings
+from .providers import make_provider
+
+__all__ = ["EXECUTOR_FACTORIES", "ExecutorChoice", "make_executor"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutorChoice:
+    """A configured executor and what it accepts."""
+
+    executor: ParslExecutor
+    """The parsl executor that runs the quantum jobs."""
+
+    takes_resource_spec: bool
+    """Whether jobs should carry ``parsl_resource_specification``."""
+
+
+# A block that dies (a lost node, a killed worker) is replaced; only this
+# many failed blocks in a row (workers that cannot start at all) fail the
+# run's remaining jobs instead of waiting for workers forever.
+BLOCK_FAILURES_IN_A_ROW = 3
+HEARTBEAT_PERIOD = 10
+HEARTBEAT_THRESHOLD = 45
+
+
+def block_error_handler(executor: BlockProviderExecutor, status: dict[str, JobStatus]) -> None:
+    """parsl's windowed handler over the last `BLOCK_FAILURES_IN_A_ROW` blocks.
+
+    parsl's default gives up on the executor as soon as its ``init_blocks``
+    blocks have all failed, i.e. at the first lost block of a one-block run.
+    """
+    windowed_error_handler(executor, status, threshold=BLOCK_FAILURES_IN_A_ROW)
+
+
+def thread_pool(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
+    """Jobs in threads of the submitting process, ``max_threads`` at once."""
+    return ExecutorChoice(
+        ThreadPoolExecutor(label="thread_pool", max_threads=settings.max_threads, working_dir=run_dir),
+        takes_resource_spec=False,
+    )
+
+
+def work_queue(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
+    """Jobs on Work Queue workers that the provider starts.
+
+    Each task declares cores, memory and disk, so a worker runs as many at
+    once as fit; without that Work Queue runs one task per worker.
+    """
+    # parsl pastes worker_options into a shell command line: re-quote it word
+    # by word so that metacharacters reach work_queue_worker as literal text.
+    worker_options = shlex.join(shlex.split(settings.worker_options))
+    executor = WorkQueueExecutor(
+        label="work_queue",
+        provider=make_provider(settings),
+        working_dir=os.path.join(run_dir, "work_queue"),
+        port=settings.port,
+        shared_fs=True,
+        max_retries=settings.wq_max_retries,
+        worker_options=worker_options,
+        # parsl turns Work Queue's resource monitor on only with
+        # autolabel; a job's explicit request still wins over labels,
+        # and exceeding it is then a failure, not a retry.
+        autolabel=settings.enforce_resources,
+        autocategory=True,
+    )
+    # Its constructor takes no handler (parsl 2026.10): set it afterwards.
+    executor.block_error_handler = block_error_handler
+    return ExecutorChoice(executor, takes_resource_spec=True)
+
+
+def high_throughput(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
+    """Jobs on parsl's own worker pools that the provider starts."""
+    address = settings.address
+    if address is None:
+        # Remote workers need an IP address they can reach; parsl refuses a
+        # bare host name.
+        address = "127.0.0.1" if settings.provider == "Local" else address_by_hostname()
+    return ExecutorChoice(
+        HighThroughputExecutor(
+            label="htex",
+            provider=make_provider(settings),
+            address=address,
+            max_workers_per_node=settings.max_workers,
+            cores_per_worker=settings.cores_per_worker,
+            working_dir=run_dir,
+            worker_logdir_root=os.path.join(run_dir, "htex_workers"),
+            block_error_handler=block_error_handler,
+            # A node lost without a word (scancel, a crash) is noticed after
+            # HEARTBEAT_THRESHOLD s instead of parsl's 120; its jobs are retried.
+            heartbeat_period=HEARTBEAT_PERIOD,
+            heartbeat_threshold=HEARTBEAT_THRESHOLD,
+        ),
+        takes_resource_spec=False,
+    )
+
+
+EXECUTOR_FACTORIES: dict[str, Callable[[ParslSettings, str], ExecutorChoice]] = {
+    "ThreadPool": thread_pool,
+    "WorkQueue": work_queue,
+    "HighThroughput": high_throughput,
+}
+
+
+def make_executor(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
+    """Build the executor named by ``settings.executor``.
+
+    Parameters
+    ----------
+    settings : `ParslSettings`
+        Validated ``parsl_config``.
+    run_dir : `str`
+        Directory for the executor's own files (inside the submit directory).
+    """
+    return EXECUTOR_FACTORIES[settings.executor](settings, run_dir)

@@ -1,0 +1,82 @@
+"""Assemble a `parsl.config.Config` from validated settings.
+
+Config -> Executor -> Provider -> Launcher, as parsl composes them; the
+executor and provider come from their factories, this module adds what is
+run-wide: retries, monitoring, checkpointing and where parsl writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from parsl.config import Config
+from parsl.dataflow.memoization import BasicMemoizer
+
+from .executors import make_executor
+from .parsl_section import ParslSettings
+
+__all__ = ["ParslRunConfig", "make_parsl_config"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ParslRunConfig:
+    """The parsl `Config` for one run and facts about its executor."""
+
+    config: Config
+    """Ready to hand to `parsl.load`."""
+
+    executor_label: str
+    """Label of the executor that runs quantum jobs."""
+
+    takes_resource_spec: bool
+    """Whether that executor takes per-task resource specifications."""
+
+
+def make_parsl_config(settings: ParslSettings, submit_dir: str, workflow_name: str) -> ParslRunConfig:
+    """Build the parsl configuration of one run.
+
+    Parameters
+    ----------
+    settings : `ParslSettings`
+        Validated ``parsl_config`` section.
+    submit_dir : `str`
+        The run's submit directory; parsl's run directory, monitoring
+        database and checkpoints go inside it.
+    workflow_name : `str`
+        Name shown by parsl monitoring.
+
+    Returns
+    -------
+    run_config : `ParslRunConfig`
+        The parsl config and the quantum executor's label and abilities.
+    """
+    run_dir = os.path.join(submit_dir, "parsl_runinfo")
+    choice = make_executor(settings, run_dir)
+    monitoring = None
+    if settings.monitoring:
+        # Imported only when asked for: it pulls in SQLAlchemy machinery.
+        from parsl.monitoring import MonitoringHub
+
+        monitoring = MonitoringHub(
+            workflow_name=workflow_name,
+            logging_endpoint=f"sqlite:///{os.path.join(submit_dir, 'monitoring.db')}",
+            # CPU time and peak memory per job, for workflow_summary.
+            resource_monitoring_enabled=True,
+        )
+    memoizer = BasicMemoizer(checkpoint_mode="task_exit") if settings.checkpoint else None
+    config = Config(
+        executors=[choice.executor],
+        retries=settings.retries,
+        run_dir=run_dir,
+        monitoring=monitoring,
+        memoizer=memoizer,
+        # The plug-in sets up parsl's logging itself (see execution.parsl_logging).
+        initialize_logging=False,
+        usage_tracking=0,
+        exit_mode="wait",
+        # parsl asks providers for the first blocks only at its first
+        # strategy tick; the default 5 s is dead time at the start of a run.
+        strategy_period=1,
+    )
+    return ParslRunConfig(config, choice.executor.label, choice.takes_resource_spec)

@@ -1,0 +1,310 @@
+"""The ``parsl_config:`` section of a bps file, validated up front.
+
+Every key the plug-in understands is a field of `ParslSettings`, with its
+type and default.  `ParslSettings.from_mapping` rejects unknown keys, wrong
+types and out-of-range values with a one-line
+`~desc.gen3_workflow.errors.ParslConfigError` that names
+the key and what it accepts, so that ``bps submit`` stops before the
+QuantumGraph is built and before any job starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ParslConfigError
+
+__all__ = ["EXECUTIONS", "EXECUTORS", "LAUNCHERS", "LOG_LEVELS", "PROVIDERS", "ParslSettings"]
+
+EXECUTORS = ("ThreadPool", "WorkQueue", "HighThroughput")
+PROVIDERS = ("Local", "Slurm")
+LAUNCHERS = ("Single", "Srun")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+EXECUTIONS = ("process", "in_process")
+
+_WALLTIME = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
+_WORKER_OPTIONS = re.compile(r"^[\w\s.,:=/+@%-]*$")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ParslSettings:
+    """Validated contents of the ``parsl_config`` section.
+
+    Field docstrings double as the reference of the keys (see ``doc/``).
+    """
+
+    executor: str = "ThreadPool"
+    """Parsl executor: ThreadPool, WorkQueue or HighThroughput."""
+
+    provider: str = "Local"
+    """Where workers run, for WorkQueue and HighThroughput: Local or Slurm."""
+
+    launcher: str | None = None
+    """How a block starts its workers: Single (one node) or Srun (inside an
+    allocation).  Default: Single when ``nodes_per_block`` is 1, else Srun."""
+
+    retries: int = 0
+    """How many times parsl retries a failed job."""
+
+    monitoring: bool = False
+    """Run parsl's MonitoringHub, database ``monitoring.db`` in the submit
+    directory."""
+
+    checkpoint: bool = False
+    """Write parsl checkpoints at each task exit."""
+
+    log_level: str = "WARNING"
+    """Lowest level of parsl's messages echoed to the terminal; parsl's full
+    log always goes to ``parsl.log`` in the submit directory."""
+
+    progress: bool = True
+    """Show the run's progress during ``bps submit``: per task label done,
+    failed, running and total, rate and ETA; redrawn in place on a terminal,
+    printed (and logged at INFO) every ``progress_interval`` seconds
+    otherwise."""
+
+    progress_interval: float = 60.0
+    """Seconds between progress reports when the output is not a terminal."""
+
+    max_threads: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
+    """ThreadPool: number of jobs run at once (default: this machine's cores)."""
+
+    nodes_per_block: int = 1
+    """Nodes per provider block."""
+
+    init_blocks: int = 1
+    """Blocks requested when the run starts."""
+
+    min_blocks: int = 0
+    """Blocks kept even when idle."""
+
+    max_blocks: int = 1
+    """Most blocks requested at once."""
+
+    worker_options: str = ""
+    """WorkQueue: extra ``work_queue_worker`` options, e.g. ``--memory=90000``."""
+
+    worker_init: str = ""
+    """Shell commands run before workers start (e.g. activating an
+    environment)."""
+
+    port: int = 0
+    """WorkQueue: manager port; 0 picks a free one."""
+
+    wq_max_retries: int = 1
+    """WorkQueue: how often Work Queue itself resubmits a task whose worker
+    was lost, before parsl's own ``retries``."""
+
+    enforce_resources: bool = True
+    """WorkQueue: hold each job to its ctrl_bps request (``requestMemory``,
+    ``requestCpus``, ``requestDisk``) with Work Queue's resource monitor; a
+    job that uses more fails with "task used more resources than
+    requested" instead of crowding its neighbours.  False trusts the
+    requests without measuring."""
+
+    max_workers: int | None = None
+    """HighThroughput: workers per node (default: cores / cores_per_worker)."""
+
+    cores_per_worker: float = 1.0
+    """HighThroughput: cores each worker claims."""
+
+    address: str | None = None
+    """HighThroughput: address workers use to reach the submitting host.
+    Default: 127.0.0.1 with the Local provider, the host name otherwise."""
+
+    partition: str | None = None
+    """Slurm partition."""
+
+    account: str | None = None
+    """Slurm account."""
+
+    qos: str | None = None
+    """Slurm quality of service."""
+
+    constraint: str | None = None
+    """Slurm node constraint (e.g. ``cpu`` at NERSC)."""
+
+    cores_per_node: int | None = None
+    """Slurm: cores requested per node (``--cpus-per-task``); without it
+    Slurm grants one core however many workers run."""
+
+    mem_per_node: int | None = None
+    """Slurm: memory requested per node, in GB (``--mem``)."""
+
+    walltime: str = "01:00:00"
+    """Slurm: wall time of each block, ``[D-]HH:MM:SS``."""
+
+    time_min: str | None = None
+    """Slurm: minimum wall time (``--time-min``) for backfill."""
+
+    scheduler_options: str = ""
+    """Slurm: extra ``#SBATCH`` lines."""
+
+    exclusive: bool = True
+    """Slurm: request whole nodes."""
+
+    execution: str = "process"
+    """How a worker runs a quantum job: ``process`` (a ``pipetask run-qbb``
+    subprocess per job) or ``in_process`` (a long-lived runner per worker that
+    imported the middleware once runs ``pipetask run-qbb`` in a forked
+    executor; see ``doc/parsl_config.md``)."""
+
+    max_quanta_per_worker: int = 100
+    """in_process: quanta a forked executor runs before it exits and the
+    runner forks a fresh one; 1 forks a fresh executor for every job (full
+    isolation, slower), 0 never recycles."""
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """Names of every accepted key, in declaration order."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every key with its value (what `from_mapping` takes back)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_mapping(cls, section: Mapping[str, Any] | None) -> ParslSettings:
+        """Validate a ``parsl_config`` section.
+
+        Parameters
+        ----------
+        section : `~collections.abc.Mapping` or `None`
+            The section as read from the bps file; `None` or empty gives the
+            defaults (ThreadPool on this machine's cores).
+
+        Returns
+        -------
+        settings : `ParslSettings`
+            The validated settings.
+
+        Raises
+        ------
+        ParslConfigError
+            One line naming the offending key and what it accepts.
+        """
+        section = dict(section or {})
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in section.items():
+            if key not in fields:
+                close = difflib.get_close_matches(str(key), fields, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ParslConfigError(
+                    f"parsl_config.{key}: unknown key{hint}; allowed keys: {', '.join(fields)}"
+                )
+            values[key] = _coerce(key, value, fields[key].type)
+        settings = cls(**values)
+        settings._check_ranges()
+        return settings
+
+    @classmethod
+    def from_bps_config(cls, config: Any) -> ParslSettings:
+        """Validate the ``parsl_config`` section of a bps configuration.
+
+        Parameters
+        ----------
+        config : `lsst.ctrl.bps.BpsConfig`
+            The run's configuration.
+        """
+        found, section = config.search("parsl_config", opt={"default": None})
+        if found and section is not None and not hasattr(section, "items"):
+            raise ParslConfigError(f"parsl_config: expected a mapping of settings, got {section!r}")
+        return cls.from_mapping(section.toDict() if hasattr(section, "toDict") else section)
+
+    def _check_ranges(self) -> None:
+        _one_of("executor", self.executor, EXECUTORS)
+        _one_of("provider", self.provider, PROVIDERS)
+        if self.launcher is not None:
+            _one_of("launcher", self.launcher, LAUNCHERS)
+        _one_of("log_level", self.log_level, LOG_LEVELS)
+        _one_of("execution", self.execution, EXECUTIONS)
+        _at_least("max_quanta_per_worker", self.max_quanta_per_worker, 0)
+        for key in ("retries", "min_blocks", "port", "wq_max_retries"):
+            _at_least(key, getattr(self, key), 0)
+        for key in ("max_threads", "nodes_per_block", "init_blocks", "max_blocks"):
+            _at_least(key, getattr(self, key), 1)
+        for key in ("max_workers", "cores_per_node", "mem_per_node"):
+            if getattr(self, key) is not None:
+                _at_least(key, getattr(self, key), 1)
+        if self.cores_per_worker <= 0:
+            raise ParslConfigError(f"parsl_config.cores_per_worker: must be > 0, got {self.cores_per_worker}")
+        if self.progress_interval <= 0:
+            raise ParslConfigError(
+                f"parsl_config.progress_interval: must be > 0 (seconds), got {self.progress_interval}"
+            )
+        if self.port > 65535:
+            raise ParslConfigError(f"parsl_config.port: must be between 0 and 65535, got {self.port}")
+        if self.init_blocks > self.max_blocks or self.min_blocks > self.max_blocks:
+            raise ParslConfigError(
+                f"parsl_config.max_blocks: must be >= init_blocks and min_blocks, got {self.max_blocks}"
+            )
+        for key in ("walltime", "time_min"):
+            value = getattr(self, key)
+            if value is not None and not _WALLTIME.match(value):
+                raise ParslConfigError(f"parsl_config.{key}: expected [D-]HH:MM:SS, got {value!r}")
+        if not _WORKER_OPTIONS.match(self.worker_options):
+            # Quoted anyway, but a worker given ';' or '$(..)' as an argument
+            # would not start, and the run would wait for it forever.
+            raise ParslConfigError(
+                f"parsl_config.worker_options: {self.worker_options!r} is not a list of work_queue_worker "
+                "options (letters, digits, spaces and -_.,:=/+@% only), e.g. '--memory=90000 --cores=32'"
+            )
+
+    @property
+    def effective_launcher(self) -> str:
+        """The launcher used when none is configured."""
+        return self.launcher or ("Single" if self.nodes_per_block == 1 else "Srun")
+
+
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ParslConfigError(f"parsl_config.{key}: unknown value {value!r}; allowed: {', '.join(allowed)}")
+
+
+def _at_least(key: str, value: int, minimum: int) -> None:
+    if value < minimum:
+        raise ParslConfigError(f"parsl_config.{key}: must be an integer >= {minimum}, got {value}")
+
+
+_TYPE_NAMES = {
+    "str": "a string",
+    "str | None": "a string",
+    "int": "an integer",
+    "int | None": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+}
+
+
+def _coerce(key: str, value: Any, type_name: Any) -> Any:
+    """Check one value against its field's declared type.
+
+    YAML already gives typed scalars, so this only refuses what does not fit;
+    it never parses strings into numbers (``max_threads: four`` is an error,
+    not a guess).
+    """
+    type_name = str(type_name)
+    optional = type_name.endswith("| None")
+    if value is None and optional:
+        return None
+    ok: bool
+    if type_name.startswith("bool"):
+        ok = isinstance(value, bool)
+    elif type_name.startswith("int"):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif type_name.startswith("float"):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ParslConfigError(
+            f"parsl_config.{key}: expected {_TYPE_NAMES.get(type_name, type_name)}, got {value!r}"
+        )
+    return value

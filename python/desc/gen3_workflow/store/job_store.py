@@ -1,0 +1,340 @@
+"""The job-state store: one SQLite file in the submit directory.
+
+It holds the run's plan (every job's command, resources and dependencies,
+written once at prepare time) and its progress (each job's state, attempts,
+exit code and timestamps; the run's pid, host, start, end and state).  It is
+the single source of truth that submit, restart, status and report read,
+and the only module that knows its tables.
+
+Only the submitting process writes; workers never touch it (a shared SQLite
+file on a parallel filesystem is a recipe for lock errors).  Readers in other
+processes open it read-only; WAL journaling lets them read while the writer
+commits.  Use it as a context manager::
+
+    with JobStateStore.open(submit_dir) as store:
+        run = store.run()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from ..constants import STORE_FILENAME
+from ..errors import RunNotFoundError
+from .records import JobCommand, JobKind, JobRecord, JobState, JobUpdate, RunInfo, RunRecord, RunState
+
+__all__ = ["UNREADABLE", "JobStateStore", "LabelStats"]
+
+UNREADABLE = (RunNotFoundError, sqlite3.Error)
+"""What opening or reading a store that is missing, half-written (prepare
+still running) or damaged raises."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS run (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    name TEXT NOT NULL, submit_dir TEXT NOT NULL, info TEXT NOT NULL,
+    state TEXT NOT NULL, pid INTEGER, host TEXT, start_time REAL, end_time REAL,
+    submissions INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, label TEXT NOT NULL,
+    kind TEXT NOT NULL, data_id TEXT NOT NULL, command TEXT NOT NULL, resources TEXT NOT NULL,
+    stdout TEXT NOT NULL, stderr TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, exit_code INTEGER,
+    t_launched REAL, t_running REAL, t_end REAL, message TEXT
+);
+CREATE TABLE IF NOT EXISTS edges (parent INTEGER NOT NULL, child INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_label_state ON jobs (label, state);
+CREATE INDEX IF NOT EXISTS edges_child ON edges (child);
+CREATE INDEX IF NOT EXISTS edges_parent ON edges (parent);
+"""
+
+_JOB_COLUMNS = (
+    "seq, name, label, kind, data_id, command, resources, stdout, stderr, state, attempts, exit_code, "
+    "t_launched, t_running, t_end, message"
+)
+_RUN_COLUMNS = "name, submit_dir, info, state, pid, host, start_time, end_time, submissions"
+
+LabelStats = dict[str, dict[JobState, int]]
+"""Label -> state -> number of jobs, labels in pipeline order."""
+
+
+class JobStateStore:
+    """Access to one run's store.
+
+    Parameters
+    ----------
+    path : `str`
+        The SQLite file (`STORE_FILENAME` in the submit directory).
+    writable : `bool`
+        Open for writing; only the submitting process should.
+
+    Raises
+    ------
+    RunNotFoundError
+        Opening read-only a store that does not exist.
+    """
+
+    def __init__(self, path: str, writable: bool = False) -> None:
+        self.path = path
+        if writable:
+            self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        else:
+            if not os.path.exists(path):
+                raise RunNotFoundError(f"No gen3_workflow job-state store at {path}")
+            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60, isolation_level=None)
+
+    @classmethod
+    def open(cls, submit_dir: str, writable: bool = False) -> JobStateStore:
+        """Open the store of the run in ``submit_dir``."""
+        return cls(os.path.join(submit_dir, STORE_FILENAME), writable=writable)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+    def __enter__(self) -> JobStateStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # --- writing (submitting process only) -------------------------------
+
+    def write_plan(
+        self,
+        name: str,
+        submit_dir: str,
+        info: RunInfo,
+        jobs: Iterable[JobRecord],
+        edges: Iterable[tuple[int, int]],
+    ) -> None:
+        """Record the run and every job of its DAG, all pending."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO run (id, name, submit_dir, info, state) VALUES (1, ?, ?, ?, ?)",
+                (name, submit_dir, info.to_json(), RunState.PREPARED.value),
+            )
+            db.executemany(
+                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 16)})",
+                (_job_row(job) for job in jobs),
+            )
+            db.executemany("INSERT INTO edges (parent, child) VALUES (?, ?)", edges)
+
+    def apply(self, updates: Iterable[JobUpdate]) -> None:
+        """Write a batch of job-state changes in one transaction."""
+        rows = [
+            (u.state.value, u.attempts, u.exit_code, u.message, *(u.state.value, u.time) * 3, u.seq)
+            for u in updates
+        ]
+        if not rows:
+            return
+        with self._transaction() as db:
+            db.executemany(
+                "UPDATE jobs SET state = ?, attempts = COALESCE(?, attempts), exit_code = ?, message = ?, "
+                "t_launched = CASE WHEN ? = 'launched' THEN ? ELSE t_launched END, "
+                "t_running = CASE WHEN ? = 'running' THEN ? ELSE t_running END, "
+                "t_end = CASE WHEN ? IN ('exec_done', 'failed', 'dep_fail') THEN ? ELSE t_end END "
+                "WHERE seq = ?",
+                rows,
+            )
+
+    def reset_unfinished(self) -> int:
+        """Return every job that did not succeed, and the final job, to
+        pending, for a restart.
+
+        Returns
+        -------
+        count : `int`
+            How many jobs will run again.
+        """
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE jobs SET state = 'pending', exit_code = NULL, message = NULL, "
+                "t_launched = NULL, t_running = NULL, t_end = NULL WHERE state != 'exec_done' "
+                "OR kind = 'final'"
+            )
+            return cursor.rowcount
+
+    def start_run(self) -> None:
+        """Mark the run as running in this process, on this host."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE run SET state = ?, pid = ?, host = ?, start_time = ?, end_time = NULL, "
+                "submissions = submissions + 1 WHERE id = 1",
+                (RunState.RUNNING.value, os.getpid(), os.uname().nodename, time.time()),
+            )
+
+    def end_run(self, state: RunState) -> None:
+        """Record how the run ended."""
+        with self._transaction() as db:
+            db.execute("UPDATE run SET state = ?, end_time = ? WHERE id = 1", (state.value, time.time()))
+
+    # --- reading (any process) -------------------------------------------
+
+    def run(self) -> RunRecord:
+        """The run's record.
+
+        Raises
+        ------
+        RunNotFoundError
+            If the store holds no run yet (prepare has not written it).
+        """
+        row = self._db.execute(f"SELECT {_RUN_COLUMNS} FROM run").fetchone()
+        if row is None:
+            raise RunNotFoundError(f"{self.path} holds no run")
+        name, submit_dir, info, state, pid, host, start, end, submissions = row
+        return RunRecord(
+            name, submit_dir, RunInfo.from_json(info), RunState(state), pid, host, start, end, submissions
+        )
+
+    def jobs(self, kind: JobKind | None = None, states: Iterable[JobState] | None = None) -> list[JobRecord]:
+        """Jobs in topological order, optionally only of one kind or states."""
+        where, params = [], []
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind.value)
+        if states is not None:
+            values = [s.value for s in states]
+            where.append(f"state IN ({', '.join('?' * len(values))})")
+            params.extend(values)
+        sql = f"SELECT {_JOB_COLUMNS} FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [_job_record(row) for row in self._db.execute(sql + " ORDER BY seq", params)]
+
+    def job(self, name: str) -> JobRecord | None:
+        """The job called ``name``, if there is one."""
+        row = self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE name = ?", (name,)).fetchone()
+        return None if row is None else _job_record(row)
+
+    def parents(self) -> dict[int, list[int]]:
+        """For each job with parents, the seqs of its parents."""
+        result: dict[int, list[int]] = {}
+        for parent, child in self._db.execute("SELECT parent, child FROM edges"):
+            result.setdefault(child, []).append(parent)
+        return result
+
+    def labels(self, kind: JobKind | None = JobKind.QUANTUM) -> list[str]:
+        """Task labels in pipeline (topological) order, of one kind of job
+        or (`None`) of all."""
+        where = "" if kind is None else "WHERE kind = ?"
+        params = () if kind is None else (kind.value,)
+        return [
+            label
+            for (label,) in self._db.execute(
+                f"SELECT label FROM jobs {where} GROUP BY label ORDER BY MIN(seq)", params
+            )
+        ]
+
+    def counts(self, kind: JobKind = JobKind.QUANTUM) -> LabelStats:
+        """Number of jobs per label and state, labels in topological order."""
+        counts, _, _ = self.label_stats(kind)
+        return counts
+
+    def label_stats(
+        self, kind: JobKind = JobKind.QUANTUM, ended_since: float | None = None
+    ) -> tuple[LabelStats, dict[str, int], dict[str, float]]:
+        """Counts per label and state, and what a rate needs; one pass over
+        the ``jobs`` table.
+
+        Parameters
+        ----------
+        kind : `JobKind`
+            Which jobs.
+        ended_since : `float`, optional
+            Also count, per label, the jobs that ended (succeeded or failed)
+            at or after this time.
+
+        Returns
+        -------
+        counts : `LabelStats`
+            Label -> state -> count, every state present.
+        recent : `dict` [`str`, `int`]
+            Label -> jobs ended since ``ended_since`` (0 without it).
+        first_start : `dict` [`str`, `float`]
+            Label -> earliest start (or launch) of its jobs, for labels with
+            one.
+        """
+        counts: LabelStats = {label: dict.fromkeys(JobState, 0) for label in self.labels(kind)}
+        recent = dict.fromkeys(counts, 0)
+        first_start: dict[str, float] = {}
+        rows = self._db.execute(
+            "SELECT label, state, COUNT(*), SUM(CASE WHEN t_end >= ? AND state IN ('exec_done', 'failed') "
+            "THEN 1 ELSE 0 END), MIN(COALESCE(t_running, t_launched)) "
+            "FROM jobs WHERE kind = ? GROUP BY label, state",
+            (float("inf") if ended_since is None else ended_since, kind.value),
+        )
+        for label, state, count, ended, started in rows:
+            counts.setdefault(label, dict.fromkeys(JobState, 0))[JobState(state)] = count
+            recent[label] = recent.get(label, 0) + (ended or 0)
+            if started is not None:
+                first_start[label] = min(first_start.get(label, started), started)
+        return counts, recent, first_start
+
+    def history_rows(self) -> list[tuple[Any, ...]]:
+        """Every job's label, state, start, end, attempts, exit code, name,
+        data ID, stderr and message, in ``seq`` order (for summaries and
+        plots).  A job's start is when it was seen running, or launched if
+        it ended before that was seen."""
+        return self._db.execute(
+            "SELECT label, state, COALESCE(t_running, t_launched), t_end, attempts, exit_code, name, "
+            "data_id, stderr, message FROM jobs ORDER BY seq"
+        ).fetchall()
+
+
+def _job_row(job: JobRecord) -> tuple[Any, ...]:
+    return (
+        job.seq,
+        job.name,
+        job.label,
+        job.kind.value,
+        job.data_id,
+        job.command.to_json(),
+        json.dumps(job.resources),
+        job.stdout,
+        job.stderr,
+        job.state.value,
+        job.attempts,
+        job.exit_code,
+        job.t_launched,
+        job.t_running,
+        job.t_end,
+        job.message,
+    )
+
+
+def _job_record(row: tuple[Any, ...]) -> JobRecord:
+    seq, name, label, kind, data_id, command, resources, stdout, stderr, state, *rest = row
+    return JobRecord(
+        seq,
+        name,
+        label,
+        JobKind(kind),
+        data_id,
+        JobCommand.from_json(command),
+        json.loads(resources),
+        stdout,
+        stderr,
+        JobState(state),
+        *rest,
+    )

@@ -1,0 +1,55 @@
+"""Job-state stores written directly, for unit tests (no parsl, no butler)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from desc.gen3_workflow.constants import STORE_FILENAME
+from desc.gen3_workflow.store.job_store import JobStateStore
+from desc.gen3_workflow.store.records import JobCommand, JobKind, JobRecord, RunInfo
+
+KIND_OF_LABEL = {"pipetaskInit": JobKind.INIT, "finalJob": JobKind.FINAL}
+
+
+def job(seq: int, label: str, submit_dir: Path | str = "/run", data_id: str | None = None) -> JobRecord:
+    """A pending job; its kind follows from the label (pipetaskInit, finalJob
+    or a quantum), its logs are under ``submit_dir/logs/label``."""
+    log = Path(submit_dir) / "logs" / label / f"{label}_{seq}"
+    return JobRecord(
+        seq,
+        f"{label}_{seq}",
+        label,
+        KIND_OF_LABEL.get(label, JobKind.QUANTUM),
+        data_id if data_id is not None else f'{{"n":{seq}}}',
+        JobCommand(("true",)),
+        {},
+        f"{log}.stdout",
+        f"{log}.stderr",
+    )
+
+
+def write_store(
+    submit_dir: Path | str,
+    jobs: list[JobRecord],
+    edges: list[tuple[int, int]] | None = None,
+    name: str = "synthetic",
+    info: RunInfo | None = None,
+) -> JobStateStore:
+    """A store holding ``jobs`` (states and times as given), open for writing."""
+    Path(submit_dir).mkdir(parents=True, exist_ok=True)
+    store = JobStateStore.open(str(submit_dir), writable=True)
+    store.write_plan(name, str(submit_dir), info or RunInfo(), jobs, edges or [])
+    return store
+
+
+def set_run(submit_dir: Path | str, **columns: object) -> None:
+    """Overwrite columns of a store's run row (pid, host, start_time, ...),
+    as another process or another host would have written them."""
+    db = sqlite3.connect(Path(submit_dir) / STORE_FILENAME)
+    try:
+        assignments = ", ".join(f"{name} = ?" for name in columns)
+        db.execute(f"UPDATE run SET {assignments}", tuple(columns.values()))
+        db.commit()
+    finally:
+        db.close()

@@ -1,0 +1,126 @@
+"""Planning: a GenericWorkflow becomes store rows (jobs in topological order,
+their commands as data, resources, log paths, edges)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from lsst.ctrl.bps import (
+    BpsConfig,
+    GenericWorkflow,
+    GenericWorkflowExec,
+    GenericWorkflowFile,
+    GenericWorkflowJob,
+)
+from lsst.ctrl.bps.generic_workflow import GenericWorkflowNoopJob
+
+from desc.gen3_workflow.errors import CommandError
+from desc.gen3_workflow.plan.workflow import plan_workflow, run_info
+from desc.gen3_workflow.store.records import JobKind
+
+PIPETASK = GenericWorkflowExec("pipetask", "/bin/pipetask")
+
+
+def _job(name: str, label: str, **tags: object) -> GenericWorkflowJob:
+    job = GenericWorkflowJob(name, label)
+    job.executable = PIPETASK
+    job.arguments = "run-qbb {butlerConfig} <FILE:runQgraphFile> --qgraph-node-id {qgraphNodeId}"
+    job.cmdvals = {"butlerConfig": "/repo", "qgraphNodeId": name}
+    job.tags = {"label": label, "node_number": 7, **tags}
+    job.request_cpus = 1
+    job.request_memory = 2048
+    return job
+
+
+def _workflow() -> GenericWorkflow:
+    """pipetaskInit -> isr x2 -> (ordering no-op) -> summary; a final job.
+
+    Jobs are added children first, so that insertion order is not a
+    topological order.
+    """
+    workflow = GenericWorkflow("wf")
+    workflow.add_job(_job("summary", "visitSummary", visit=1))
+    workflow.add_job(GenericWorkflowNoopJob("order", "order"), child_names="summary")
+    for detector in (1, 0):
+        workflow.add_job(_job(f"isr_{detector}", "isr", visit=1, detector=detector), child_names="order")
+    workflow.add_job(_job("pipetaskInit", "pipetaskInit"), child_names=["isr_0", "isr_1"])
+    final = _job("finalJob", "finalJob")
+    final.arguments = "aggregate-graph <FILE:runQgraphFile> {butlerConfig}"
+    workflow.add_final(final)
+    qgraph = GenericWorkflowFile("runQgraphFile", "/submit/run.qg", wms_transfer=True)
+    for name in ("summary", "isr_0", "isr_1", "pipetaskInit"):
+        workflow.add_job_inputs(name, qgraph)
+    workflow.add_job_inputs("finalJob", qgraph)
+    return workflow
+
+
+def test_jobs_in_topological_order_with_no_ops_dissolved(tmp_path: Path) -> None:
+    plan = plan_workflow(BpsConfig({}), _workflow(), str(tmp_path))
+    names = [job.name for job in plan.jobs]
+    assert names[0] == "pipetaskInit" and set(names[1:3]) == {"isr_0", "isr_1"}
+    assert names[3:] == ["summary", "finalJob"]
+    assert [job.seq for job in plan.jobs] == list(range(5))
+    assert [job.kind for job in plan.jobs] == [JobKind.INIT, *[JobKind.QUANTUM] * 3, JobKind.FINAL]
+    # Every edge goes from an earlier job to a later one; the no-op's parents
+    # are the summary's parents; the final job has no edges (it runs last).
+    seq = {job.name: job.seq for job in plan.jobs}
+    assert sorted(plan.edges) == sorted(
+        [
+            (seq["pipetaskInit"], seq["isr_0"]),
+            (seq["pipetaskInit"], seq["isr_1"]),
+            (seq["isr_0"], seq["summary"]),
+            (seq["isr_1"], seq["summary"]),
+        ]
+    )
+
+
+def test_job_rows_carry_command_resources_logs_and_data_id(tmp_path: Path) -> None:
+    plan = plan_workflow(BpsConfig({}), _workflow(), str(tmp_path))
+    isr = next(job for job in plan.jobs if job.name == "isr_1")
+    assert isr.command.argv == (
+        "/bin/pipetask",
+        "run-qbb",
+        "/repo",
+        "/submit/run.qg",
+        "--qgraph-node-id",
+        "isr_1",
+    )
+    assert isr.command.env == ()
+    assert isr.resources == {"cpus": 1, "memory": 2048, "disk": None, "walltime": None, "priority": None}
+    assert isr.stdout == str(tmp_path / "logs" / "isr" / "isr_1.stdout")
+    assert isr.stderr == str(tmp_path / "logs" / "isr" / "isr_1.stderr")
+    # The data ID without ctrl_bps's bookkeeping tags.
+    assert json.loads(isr.data_id) == {"visit": 1, "detector": 1}
+    final = plan.jobs[-1]
+    assert final.command.argv == ("/bin/pipetask", "aggregate-graph", "/submit/run.qg", "/repo")
+
+
+def test_command_prepend_per_label(tmp_path: Path) -> None:
+    config = BpsConfig({"commandPrepend": "time", "pipetask": {"isr": {"commandPrepend": "nice -n 5"}}})
+    plan = plan_workflow(config, _workflow(), str(tmp_path))
+    argv = {job.label: job.command.argv for job in plan.jobs}
+    assert argv["isr"][:4] == ("nice", "-n", "5", "/bin/pipetask")
+    assert argv["visitSummary"][:2] == ("time", "/bin/pipetask")
+
+
+def test_a_command_that_cannot_be_built_stops_the_plan(tmp_path: Path) -> None:
+    workflow = _workflow()
+    workflow.get_job("isr_0").cmdvals = {"butlerConfig": "/repo"}  # no qgraphNodeId
+    with pytest.raises(CommandError, match=r"job isr_0: no value for placeholder \{qgraphNodeId\}"):
+        plan_workflow(BpsConfig({}), workflow, str(tmp_path))
+
+
+def test_run_info_from_the_bps_config() -> None:
+    config = BpsConfig(
+        {"operator": "me", "payloadName": "drp", "outputRun": "u/me/drp/1", "butlerConfig": "/repo"}
+    )
+    info = run_info(config, {"executor": "ThreadPool"})
+    assert (info.operator, info.payload_name, info.output_run, info.butler_config) == (
+        "me",
+        "drp",
+        "u/me/drp/1",
+        "/repo",
+    )
+    assert info.project is None and info.parsl_config == {"executor": "ThreadPool"}

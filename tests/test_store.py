@@ -1,0 +1,131 @@
+"""The job-state store: what it keeps, how states change, what readers see,
+and when a run's submitting process counts as alive."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from synthetic import job, set_run, write_store
+
+from desc.gen3_workflow.errors import RunNotFoundError
+from desc.gen3_workflow.store.job_store import JobStateStore
+from desc.gen3_workflow.store.liveness import Liveness, liveness
+from desc.gen3_workflow.store.records import JobCommand, JobKind, JobState, JobUpdate, RunInfo, RunState
+
+
+def _run(submit_dir: Path) -> JobStateStore:
+    """pipetaskInit -> isr 1, 2 -> calibrate 3 (after isr 1) -> finalJob."""
+    jobs = [job(0, "pipetaskInit", submit_dir), job(1, "isr", submit_dir), job(2, "isr", submit_dir)]
+    jobs += [job(3, "calibrate", submit_dir), job(4, "finalJob", submit_dir)]
+    jobs[1].command = JobCommand(("pipetask", "run-qbb", "a b"), (("X", "1"),))
+    info = RunInfo(operator="me", output_run="u/me/r", parsl_config={"executor": "ThreadPool"})
+    return write_store(submit_dir, jobs, [(0, 1), (0, 2), (1, 3)], name="r", info=info)
+
+
+def test_plan_is_read_back_as_written(tmp_path: Path) -> None:
+    with _run(tmp_path):
+        pass
+    with JobStateStore.open(str(tmp_path)) as store:
+        run = store.run()
+        assert (run.name, run.submit_dir, run.state, run.pid, run.submissions) == (
+            "r",
+            str(tmp_path),
+            RunState.PREPARED,
+            None,
+            0,
+        )
+        assert run.info.operator == "me" and run.info.parsl_config == {"executor": "ThreadPool"}
+        everything = store.jobs()
+        assert [j.seq for j in everything] == [0, 1, 2, 3, 4]
+        assert store.job("isr_1") == everything[1]
+        assert everything[1].command == JobCommand(("pipetask", "run-qbb", "a b"), (("X", "1"),))
+        assert store.job("nothing") is None
+        assert [j.name for j in store.jobs(kind=JobKind.FINAL)] == ["finalJob_4"]
+        assert store.parents() == {1: [0], 2: [0], 3: [1]}
+        assert store.labels() == ["isr", "calibrate"]
+        assert store.labels(kind=None) == ["pipetaskInit", "isr", "calibrate", "finalJob"]
+
+
+def test_updates_set_times_attempts_and_counts(tmp_path: Path) -> None:
+    with _run(tmp_path) as store:
+        store.start_run()
+        store.apply([JobUpdate(1, JobState.LAUNCHED, 10.0), JobUpdate(2, JobState.LAUNCHED, 11.0)])
+        store.apply([JobUpdate(1, JobState.RUNNING, 12.0)])
+        store.apply([JobUpdate(1, JobState.EXEC_DONE, 20.0, attempts=1, exit_code=0)])
+        store.apply([JobUpdate(2, JobState.FAILED, 30.0, attempts=2, exit_code=1, message="exit code 1")])
+        store.apply([JobUpdate(3, JobState.DEP_FAIL, 30.0, attempts=0)])
+        isr1, isr2 = store.jobs(kind=JobKind.QUANTUM)[:2]
+        assert (isr1.t_launched, isr1.t_running, isr1.t_end, isr1.attempts) == (10.0, 12.0, 20.0, 1)
+        assert (isr2.state, isr2.exit_code, isr2.message, isr2.attempts) == (
+            JobState.FAILED,
+            1,
+            "exit code 1",
+            2,
+        )
+        assert isr2.t_running is None and isr2.t_end == 30.0
+        counts = store.counts()
+        assert counts["isr"][JobState.EXEC_DONE] == 1 and counts["isr"][JobState.FAILED] == 1
+        assert counts["calibrate"][JobState.DEP_FAIL] == 1
+        assert set(counts["isr"]) == set(JobState)  # every state present
+        # Ended since t=25: the failure only; first starts per label.
+        _, recent, first = store.label_stats(ended_since=25.0)
+        assert recent == {"isr": 1, "calibrate": 0} and first == {"isr": 11.0}  # start, else launch
+        rows = store.history_rows()
+        assert rows[1][:6] == ("isr", "exec_done", 12.0, 20.0, 1, 0)
+        assert rows[2][2] == 11.0  # never seen running: its launch stands for its start
+
+        # A restart: what did not succeed, and the final job, start again.
+        store.apply([JobUpdate(4, JobState.EXEC_DONE, 40.0)])
+        assert store.reset_unfinished() == 4  # pipetaskInit never ran here
+        assert [j.state for j in store.jobs()] == [
+            JobState.PENDING,  # never ran in this test
+            JobState.EXEC_DONE,
+            JobState.PENDING,
+            JobState.PENDING,
+            JobState.PENDING,
+        ]
+        reset = store.jobs()[2]
+        assert (reset.exit_code, reset.message, reset.t_end, reset.attempts) == (None, None, None, 2)
+        store.end_run(RunState.FAILED)
+        run = store.run()
+        assert run.state == RunState.FAILED and run.pid == os.getpid() and run.submissions == 1
+        assert run.end_time is not None and run.start_time is not None and run.end_time >= run.start_time
+
+
+def test_readers_see_commits_and_cannot_write(tmp_path: Path) -> None:
+    with _run(tmp_path) as writer, JobStateStore.open(str(tmp_path)) as reader:
+        writer.apply([JobUpdate(1, JobState.RUNNING, 1.0)])
+        assert reader.job("isr_1").state == JobState.RUNNING  # type: ignore[union-attr]
+        with pytest.raises(Exception, match="readonly"):
+            reader.apply([JobUpdate(1, JobState.FAILED, 2.0)])
+
+
+def test_missing_or_empty_stores(tmp_path: Path) -> None:
+    with pytest.raises(RunNotFoundError, match="No gen3_workflow job-state store"):
+        JobStateStore.open(str(tmp_path))
+    with JobStateStore.open(str(tmp_path), writable=True) as store, pytest.raises(RunNotFoundError):
+        store.run()  # created, but prepare has not written the run yet
+
+
+def test_liveness(tmp_path: Path) -> None:
+    with _run(tmp_path) as store:
+        assert liveness(store.run()) == Liveness.ENDED  # prepared
+        store.start_run()
+        run = store.run()
+        assert liveness(run) == Liveness.ALIVE  # this process
+        assert run.start_time is not None
+        # A pid reused by a process that started long after the run did.
+        assert liveness(dataclasses.replace(run, start_time=run.start_time - 3600)) == Liveness.GONE
+        assert liveness(dataclasses.replace(run, host="elsewhere.example")) == Liveness.ELSEWHERE
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        set_run(tmp_path, pid=gone.pid)
+        assert liveness(store.run()) == Liveness.GONE
+        store.end_run(RunState.SUCCEEDED)
+        assert liveness(store.run()) == Liveness.ENDED
+        assert time.time() >= run.start_time
