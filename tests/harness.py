@@ -27,7 +27,7 @@ import yaml
 from desc.gen3_workflow.constants import SERVICE_CLASS
 from desc.gen3_workflow.execution.processes import run_processes
 from desc.gen3_workflow.reporting.outputs import output_counts
-from desc.gen3_workflow.store.job_store import JobStateStore
+from desc.gen3_workflow.store.job_store import UNREADABLE, JobStateStore
 from desc.gen3_workflow.store.records import JobKind, JobRecord, JobState, RunRecord
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "BackgroundBps",
     "BpsResult",
     "expected_outputs",
+    "find_submit_dir",
     "job_states",
     "jobs",
     "pids_matching",
@@ -282,8 +283,11 @@ def wait_for_jobs(
 
     def reached() -> str | None:
         submit_dir = find_submit_dir(submit.cwd)
-        if submit_dir and job_states(submit_dir, kind=None).get(label, {}).get(state, 0) >= count:
-            return submit_dir
+        try:
+            if submit_dir and job_states(submit_dir, kind=None).get(label, {}).get(state, 0) >= count:
+                return submit_dir
+        except UNREADABLE:  # prepare is still writing it
+            pass
         return None
 
     return wait_for(reached, lambda: f"{count} {label} job(s) {state.value}:\n{submit.output}", timeout)

@@ -107,6 +107,7 @@ def test_job_and_run_state_mappings() -> None:
         RunState.SUCCEEDED: WmsStates.SUCCEEDED,
         RunState.FAILED: WmsStates.FAILED,
         RunState.CANCELLED: WmsStates.DELETED,
+        RunState.INTERRUPTED: WmsStates.FAILED,
     }
 
 

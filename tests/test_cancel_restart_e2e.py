@@ -146,3 +146,24 @@ def test_cancel_on_slurm_leaves_no_slurm_job(
         # In-process runners inside a Slurm block, to the end of the run.
         _restart_finishes_the_run(tmp_path, submit_dir, slurm_cluster.env)
         assert slurm_cluster.job_ids() == []
+
+
+def test_sigterm_of_bps_submit_stops_everything_then_restart(demo_repo: str, tmp_path: Path) -> None:
+    """A pilot job's walltime end: SIGTERM to bps submit stops the Work Queue
+    workers and jobs, records the run as interrupted, and bps restart
+    finishes it."""
+    workers_before = pids_matching("work_queue_worker")
+    bps_file = _slow_bps_file(
+        tmp_path, demo_repo, {"executor": "WorkQueue", "worker_options": "--memory=4000"}
+    )
+    with BackgroundBps(tmp_path, bps_file) as submit:
+        submit_dir = wait_for_jobs(submit, "characterizeImage", JobState.RUNNING)
+        submit.signal(signal.SIGTERM)
+        assert submit.wait(timeout=120) == 128 + signal.SIGTERM, submit.output
+        assert "interrupted by SIGTERM" in submit.output and f"bps restart --id {submit_dir}" in submit.output
+    assert run_record(submit_dir).state == RunState.INTERRUPTED
+    assert run_processes(submit_dir) == [], "job processes survived the signal"
+    assert pids_matching("work_queue_worker") <= workers_before, "Work Queue workers left running"
+    status = run_bps("status", "--id", submit_dir, cwd=tmp_path, env=SERVICE_ENV, timeout=60, log_tty=True)
+    assert status.returncode == 19, status.output  # WmsStates.FAILED
+    _restart_finishes_the_run(tmp_path, submit_dir)

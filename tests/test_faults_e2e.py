@@ -61,11 +61,12 @@ def test_work_queue_reports_a_signal_kill_and_memory_overuse(demo_repo: str, tmp
     killed, hog = failed["isr"], failed["characterizeImage"]
     assert '"visit":2' in killed.data_id and '"detector":1' in killed.data_id
     assert killed.message is not None and "killed by signal 9, SIGKILL" in killed.message
-    assert hog.message is not None and "used more resources than requested" in hog.message
+    # The job supervisor names the resource.
+    assert hog.message is not None and "more than the 2048 MB requested" in hog.message
     # Both are in the submit output and the report, with their logs.
     report = run_bps("report", "--id", result.submit_dir, cwd=tmp_path, env=SERVICE_ENV, timeout=120)
     for output in (result.output, report.output):
-        assert "SIGKILL" in output and "more resources than requested" in output, output
+        assert "SIGKILL" in output and "more than the 2048 MB requested" in output, output
         assert killed.stderr in output
     # Everything else ran and was registered.
     states = job_states(result.submit_dir)

@@ -1,5 +1,7 @@
 """Validation of the parsl_config section and the factories it selects."""
 
+import os
+
 import pytest
 from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor, WorkQueueExecutor
 from parsl.providers import LocalProvider, SlurmProvider
@@ -25,6 +27,13 @@ from desc.gen3_workflow.settings.parsl_section import ParslSettings
         ({"log_level": "LOUD"}, "parsl_config.log_level: unknown value 'LOUD'"),
         ({"worker_options": "--cores=1 `id`"}, "parsl_config.worker_options: '--cores=1 `id`' is not a list"),
         ({"worker_options": "$(id)"}, "parsl_config.worker_options: '$(id)' is not a list"),
+        (
+            {"resource_monitor": "cgroups"},
+            "parsl_config.resource_monitor: unknown value 'cgroups'; allowed: supervisor, work_queue",
+        ),
+        ({"return_grace": 0}, "parsl_config.return_grace: must be > 0, got 0.0"),
+        ({"stuck_factor": -1}, "parsl_config.stuck_factor: must be >= 0, got -1.0"),
+        ({"max_in_flight": 0}, "parsl_config.max_in_flight: must be an integer >= 1, got 0"),
     ],
 )
 def test_bad_values_give_one_line_naming_the_key(section, message):
@@ -60,9 +69,16 @@ def test_seed_work_queue_section(tmp_path):
     assert isinstance(executor.provider, LocalProvider)
     assert executor.provider.nodes_per_block == 10
     assert executor.worker_options == "--memory=90000 --timeout=600"
-    assert run.config.retries == 1
+    # The runner retries (a new attempt per try); parsl never does.
+    assert run.config.retries == 0 and settings.retries == 1
     assert run.config.monitoring is not None
     assert run.takes_resource_spec
+    # 10 nodes of this machine's cores, twice over.
+    assert run.capacity == max(16, 2 * 10 * (os.cpu_count() or 1))
+    # The job supervisor measures memory; Work Queue's own monitor stays off.
+    assert not executor.autolabel
+    monitored = ParslSettings.from_mapping({"executor": "WorkQueue", "resource_monitor": "work_queue"})
+    assert make_parsl_config(monitored, str(tmp_path), "t").config.executors[0].autolabel
 
 
 def test_thread_pool_and_slurm_htex(tmp_path):
@@ -70,6 +86,7 @@ def test_thread_pool_and_slurm_htex(tmp_path):
     assert isinstance(run.config.executors[0], ThreadPoolExecutor)
     assert run.config.executors[0].max_threads == 3
     assert not run.takes_resource_spec
+    assert run.capacity == 16
 
     settings = ParslSettings.from_mapping(
         {
@@ -93,3 +110,12 @@ def test_thread_pool_and_slurm_htex(tmp_path):
     assert (provider.partition, provider.account, provider.qos) == ("debug", "m1727", "regular")
     assert "#SBATCH --time-min=00:30:00" in provider.scheduler_options
     assert executor.max_workers_per_node == 4
+    assert (
+        run.capacity == 16
+        and make_parsl_config(
+            ParslSettings.from_mapping({"executor": "HighThroughput", "max_workers": 8, "max_blocks": 2}),
+            str(tmp_path),
+            "t",
+        ).capacity
+        == 32
+    )

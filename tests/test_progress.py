@@ -332,3 +332,21 @@ def test_watch_once_and_until_the_end(tmp_path: Path) -> None:
     result = CliRunner().invoke(watch_cli.main, [done])
     assert result.exit_code == 0 and "1/1 quanta finished" in result.output
     assert CliRunner().invoke(watch_cli.main, [str(tmp_path)]).exit_code == 2
+
+
+def test_slow_jobs_are_named_with_their_logs(tmp_path: Path) -> None:
+    submit_dir = make_store(tmp_path / "run", small_run())
+    with JobStateStore.open(submit_dir, writable=True) as store:
+        # What the runner records: characterizeImage typically takes 30 s.
+        store.set_typical_durations({"characterizeImage": 30.0, "isr": 40.0})
+    with JobStateStore.open(submit_dir) as store:
+        assert read_snapshot(store, now=T0 + 150).slow == []  # 70 s: not 3x the median
+        snap = read_snapshot(store, now=T0 + 200)  # ~120 s: 4x
+    assert [job.label for job, _ in snap.slow] == ["characterizeImage"] * 3
+    lines = format_snapshot(snap)
+    assert "  3 job(s) running over 3x their label's median:" in lines
+    first = snap.slow[0][0]
+    assert (
+        f"    SLOW characterizeImage {first.data_id} running for 2m00s, 4x the median (30s) of "
+        f"characterizeImage; log: {first.stderr}" in lines
+    )

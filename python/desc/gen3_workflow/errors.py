@@ -14,6 +14,7 @@ __all__ = [
     "Gen3WorkflowError",
     "ParslConfigError",
     "RunInProgressError",
+    "RunInterruptedError",
     "RunNotFoundError",
     "RunStateError",
     "RunnerError",
@@ -67,3 +68,13 @@ class RunnerError(Gen3WorkflowError):
 
 class WorkflowFailedError(Gen3WorkflowError):
     """Some job, or the final job, of a run did not succeed."""
+
+
+class RunInterruptedError(Gen3WorkflowError):
+    """The submitting process was told to stop by a signal; the run can be
+    resumed.  ``bps`` exits with 128 + the signal's number, as a process
+    that signal killed would."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_status = 128 + signum

@@ -8,11 +8,15 @@ and ``bps submit`` / ``bps restart`` run through the very same `run`.
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import logging
 import os
+import signal
 import sys
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from types import FrameType
 from typing import IO, Any
 
 from lsst.ctrl.bps import BpsConfig
@@ -29,6 +33,8 @@ from .store.liveness import Liveness, liveness
 from .store.records import JobRecord, JobState, RunState
 
 __all__ = ["ParslGraph", "start_pipeline"]
+
+_LOG = logging.getLogger(__name__)
 
 
 def start_pipeline(config_file: str, **kwargs: Any) -> ParslGraph:
@@ -76,6 +82,9 @@ class ParslGraph:
         self.settings = settings
         self._thread: threading.Thread | None = None
         self._outcome: RunState | BaseException | None = None
+        self._interrupted = threading.Event()
+        self.interrupted_by: int | None = None
+        """The signal that interrupted the last run, if one did."""
 
     @classmethod
     def restore(cls, submit_dir: str, parsl_config: Mapping[str, Any] | None = None) -> ParslGraph:
@@ -187,15 +196,26 @@ class ParslGraph:
         self._check_not_running_elsewhere()
         selected = None if jobs is None else self._with_ancestors(jobs)
         self._outcome = None
+        self._interrupted.clear()
+        self.interrupted_by = None
         self._thread = threading.Thread(target=self._execute, args=(selected,), name="gen3_workflow-run")
         self._thread.start()
         return self.wait() if block else None
 
     def wait(self) -> RunState:
-        """Wait for a run started with ``block=False``; return how it ended."""
+        """Wait for a run started with ``block=False``; return how it ended.
+
+        Waiting in the main thread, SIGTERM, SIGINT and SIGHUP (a pilot
+        job's walltime end, Ctrl-C, a closed terminal) interrupt the run:
+        its workers, blocks and runners are stopped, it ends INTERRUPTED,
+        and ``bps restart`` (or `restore` and `run`) resumes it.  A second
+        signal is not caught.
+        """
         if self._thread is None:
             raise RuntimeError("run() has not been called")
-        self._thread.join()
+        with self._signals_interrupt():
+            while self._thread.is_alive():
+                self._thread.join(timeout=0.5)
         if isinstance(self._outcome, BaseException):
             raise self._outcome
         assert self._outcome is not None
@@ -210,6 +230,33 @@ class ParslGraph:
         if self._thread is not None:
             self._thread.join()
 
+    @contextlib.contextmanager
+    def _signals_interrupt(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        caught = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        previous = {signum: signal.getsignal(signum) for signum in caught}
+
+        def interrupt(signum: int, frame: FrameType | None) -> None:
+            for number, handler in previous.items():
+                signal.signal(number, handler)  # a second signal is not caught
+            _LOG.warning(
+                "Received %s: stopping the run's jobs and workers; resume it with: bps restart --id %s",
+                signal.Signals(signum).name,
+                self.submit_dir,
+            )
+            self.interrupted_by = signum
+            self._interrupted.set()
+
+        for signum in caught:
+            signal.signal(signum, interrupt)
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
     def _execute(self, selected: set[int] | None) -> None:
         # The store connection belongs to this thread: sqlite3 objects must
         # not cross threads.
@@ -221,7 +268,8 @@ class ParslGraph:
                 kill_run_processes(self.submit_dir)
                 store.reset_unfinished()
                 clear_cancel_marks(self.submit_dir)
-                self._outcome = GraphRunner(store, self.settings, self.submit_dir, selected).run()
+                runner = GraphRunner(store, self.settings, self.submit_dir, selected, self._interrupted)
+                self._outcome = runner.run()
         except BaseException as exc:  # re-raised by wait()
             self._outcome = exc
 

@@ -10,6 +10,7 @@ import contextlib
 import functools
 import logging
 import os
+import signal
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -28,7 +29,7 @@ from lsst.daf.butler import Config
 from lsst.resources import ResourcePath
 
 from .constants import DEFAULTS_URI
-from .errors import Gen3WorkflowError, WorkflowFailedError
+from .errors import Gen3WorkflowError, RunInterruptedError, WorkflowFailedError
 from .execution.cancel import request_cancel
 from .execution.environment import prepare_environment
 from .parsl_graph import ParslGraph
@@ -177,7 +178,7 @@ class ParslService(BaseWmsService):
         graph = ParslGraph(
             workflow.submit_path, workflow.config, ParslSettings.from_bps_config(workflow.config)
         )
-        _finish(graph.submit_dir, _run_loudly(graph))
+        _finish(graph, _run_loudly(graph))
         return workflow
 
     def restart(self, wms_workflow_id: str) -> tuple[str | None, str | None, str]:
@@ -206,7 +207,10 @@ class ParslService(BaseWmsService):
         except Gen3WorkflowError as exc:
             return None, None, str(exc)
         try:
-            _finish(submit_dir, _run_loudly(graph))
+            _finish(graph, _run_loudly(graph))
+        except RunInterruptedError as exc:
+            click.echo(str(exc), err=True)
+            raise click.exceptions.Exit(exc.exit_status) from None
         except WorkflowFailedError as exc:
             raise click.ClickException(str(exc)) from None
         return submit_dir, os.path.basename(graph.config["uniqProcName"]), ""
@@ -289,8 +293,16 @@ def _run_loudly(graph: ParslGraph) -> RunState | None:
         ) from exc
 
 
-def _finish(submit_dir: str, state: RunState | None) -> None:
+def _finish(graph: ParslGraph, state: RunState | None) -> None:
     """Tell the user how a run ended; raise if it did not succeed."""
+    submit_dir = graph.submit_dir
+    if state == RunState.INTERRUPTED:
+        signum = graph.interrupted_by or signal.SIGTERM
+        raise RunInterruptedError(
+            f"Run {submit_dir} was interrupted by {signal.Signals(signum).name}; its jobs and workers "
+            f"were stopped. Resume it with: bps restart --id {submit_dir}\n{failure_summary(submit_dir)}",
+            signum,
+        )
     if state == RunState.CANCELLED:
         raise WorkflowFailedError(f"Run {submit_dir} was cancelled.\n{failure_summary(submit_dir)}")
     if state != RunState.SUCCEEDED:

@@ -224,7 +224,7 @@ def plan_figures(n_jobs: int, top: int) -> None:
     from ..plan.workflow import plan_workflow
     from ..store.job_store import JobStateStore
     from ..store.records import RunInfo
-    from .bench_status import synthetic_workflow
+    from ..testing.synthetic_workflow import synthetic_workflow
 
     workflow = synthetic_workflow(n_jobs)
     n = len(workflow)

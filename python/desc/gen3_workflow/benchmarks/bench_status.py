@@ -6,7 +6,7 @@ globalTable), plans it into a job-state store, then times
 `ParslGraph.status` and the store's counts, medians of several runs.
 Prints figures; asserts nothing.
 
-    python -m desc.gen3_workflow.tools.bench_status --jobs 100000
+    python -m desc.gen3_workflow.benchmarks.bench_status --jobs 100000
 """
 
 from __future__ import annotations
@@ -19,50 +19,14 @@ import statistics
 import tempfile
 import time
 
-from lsst.ctrl.bps import (
-    BpsConfig,
-    GenericWorkflow,
-    GenericWorkflowExec,
-    GenericWorkflowFile,
-    GenericWorkflowJob,
-)
+from lsst.ctrl.bps import BpsConfig
 
 from ..parsl_graph import ParslGraph
 from ..plan.workflow import plan_workflow
 from ..settings.parsl_section import ParslSettings
 from ..store.job_store import JobStateStore
 from ..store.records import RunInfo
-
-ARGS = "{runPreCmdOpts} run-qbb {butlerConfig} <FILE:runQgraphFile> --qgraph-node-id {qgraphNodeId}"
-
-
-def synthetic_workflow(n_jobs: int) -> GenericWorkflow:
-    """A DRP-shaped GenericWorkflow with about ``n_jobs`` jobs."""
-    detectors = 189
-    visits = max(1, n_jobs // (3 * detectors + 1))
-    workflow = GenericWorkflow("bench")
-    qgraph = GenericWorkflowFile("runQgraphFile", "/submit/run.qg", wms_transfer=True)
-    pipetask = GenericWorkflowExec("pipetask", "<ENV:CTRL_MPEXEC_DIR>/bin/pipetask")
-    cmdvals = {"runPreCmdOpts": "--long-log", "butlerConfig": "/repo"}
-
-    def add(name: str, label: str, parents: list[str]) -> str:
-        job = GenericWorkflowJob(name, label, executable=pipetask, arguments=ARGS)
-        job.cmdvals = {**cmdvals, "qgraphNodeId": name}
-        job.request_memory, job.request_cpus = 2048, 1
-        workflow.add_job(job, parent_names=parents)
-        workflow.add_job_inputs(name, qgraph)
-        return name
-
-    summaries = []
-    for visit in range(visits):
-        calibrated = []
-        for detector in range(detectors):
-            isr = add(f"isr_{visit}_{detector}", "isr", [])
-            char = add(f"char_{visit}_{detector}", "characterizeImage", [isr])
-            calibrated.append(add(f"cal_{visit}_{detector}", "calibrate", [char]))
-        summaries.append(add(f"summary_{visit}", "visitSummary", calibrated))
-    add("global", "globalTable", summaries)
-    return workflow
+from ..testing.synthetic_workflow import synthetic_workflow
 
 
 def _median_seconds(func, repeat: int) -> float:  # type: ignore[no-untyped-def]

@@ -8,15 +8,13 @@ runner's module cost ~1.5 s per task).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 __all__ = ["bash_line"]
 
 
-def bash_line(command: str, stdout: str, stderr: str, inputs: Iterable = (), **kwargs: object) -> str:
+def bash_line(command: str, stdout: str, stderr: str, **kwargs: object) -> str:
     """Return the command line for parsl's bash app to run.
 
-    ``stdout``, ``stderr``, ``inputs`` (the parents' futures) and parsl's
-    own keywords are consumed by parsl before and after the call.
+    ``stdout``, ``stderr`` and parsl's own keywords are consumed by parsl
+    before and after the call.
     """
     return command

@@ -36,12 +36,13 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable
+import time
 from typing import Any
 
 from ..constants import CANCELLED_EXIT_CODE, CANCELLED_MARK, RUN_DIR_VARIABLE
 from ..errors import RunnerError
 from ..store.records import JobCommand
+from . import markers
 
 __all__ = ["pipetask_argv", "quantum_count", "run_quantum_job", "stop_runners"]
 
@@ -90,6 +91,7 @@ class _Runner:
             text=True,
             bufsize=1,
         )
+        self.started = _start_time(self.proc.pid)
 
     def call(self, request: dict[str, Any]) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -120,6 +122,13 @@ class _Runner:
             self.proc.wait()
 
 
+def _start_time(pid: int) -> float:
+    """When a process started (seconds since the epoch), as psutil says."""
+    import psutil  # here only: the submit side imports this module too
+
+    return psutil.Process(pid).create_time()
+
+
 _RUNNERS: dict[tuple[int, int, str], _Runner] = {}
 _LOCK = threading.Lock()
 
@@ -147,11 +156,15 @@ def run_quantum_job(
     log_stdout: str,
     log_stderr: str,
     run_dir: str,
+    seq: int,
     max_quanta: int = 0,
-    inputs: Iterable = (),
     **kwargs: object,
 ) -> dict[str, Any]:
     """Run one quantum job through this worker's runner (the parsl app).
+
+    Like a job's supervisor in process mode, it records how the job's
+    payload ended (`markers`), and does not run a payload that already
+    succeeded.
 
     Returns
     -------
@@ -170,17 +183,22 @@ def run_quantum_job(
 
     if os.path.exists(os.path.join(run_dir, CANCELLED_MARK)):
         raise BashExitFailure("cancelled", CANCELLED_EXIT_CODE)
+    earlier = markers.read_exit(run_dir, seq)
+    if earlier is not None and earlier.code == 0 and not earlier.reason:
+        return {"status": 0, "skipped": True}
     request = {
         "argv": list(command.argv),
         "env": [list(pair) for pair in command.env],
         "stdout": log_stdout,
         "stderr": log_stderr,
     }
-    reply = _runner_for(run_dir, max_quanta).call(request)
+    runner = _runner_for(run_dir, max_quanta)
+    # What the watchdog kills (with its executor) should this job hang or overrun.
+    markers.write_pids(run_dir, seq, [(runner.proc.pid, runner.started)])
+    reply = runner.call(request)
     status = int(reply["status"])
-    if os.WIFSIGNALED(status):
-        raise BashExitFailure("in-process quantum", 128 + os.WTERMSIG(status))
-    code = os.WEXITSTATUS(status)
+    code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    markers.write_exit(run_dir, seq, markers.ExitRecord(code, time.time()))
     if code != 0:
         raise BashExitFailure("in-process quantum", code)
     return reply

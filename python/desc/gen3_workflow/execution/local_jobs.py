@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from ..store.records import JobRecord
 
-__all__ = ["exit_message", "run_local_job"]
+__all__ = ["run_local_job"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -22,22 +22,6 @@ POLL_SECONDS = 1.0
 """How often a running local job is asked whether it should stop."""
 STOP_GRACE_SECONDS = 5.0
 """Between SIGTERM and SIGKILL for a local job that is stopped."""
-
-
-def exit_message(exit_code: int) -> str:
-    """Say how a job ended, naming the signal that killed it if one did.
-
-    A process killed by signal N shows as -N to its parent (subprocess) or as
-    128+N through a shell; an OOM kill is a SIGKILL.
-    """
-    number = -exit_code if exit_code < 0 else exit_code - 128 if 128 < exit_code < 128 + 65 else 0
-    try:
-        name = signal.Signals(number).name if number else None
-    except ValueError:
-        name = None
-    if name is None:
-        return f"exit code {exit_code}"
-    return f"exit code {exit_code} (killed by signal {number}, {name})"
 
 
 def run_local_job(job: JobRecord, should_stop: Callable[[], bool] = lambda: False) -> int:

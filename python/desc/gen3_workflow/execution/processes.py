@@ -17,8 +17,20 @@ from collections.abc import Iterable
 import psutil
 
 from ..constants import RUN_DIR_VARIABLE
+from . import markers
 
-__all__ = ["descendants", "is_alive", "kill_processes", "kill_run_processes", "process_name", "run_processes"]
+__all__ = [
+    "descendants",
+    "is_alive",
+    "kill_job_processes",
+    "kill_processes",
+    "kill_run_processes",
+    "process_name",
+    "run_processes",
+]
+
+JOB_VARIABLE = "GEN3WF_JOB"
+"""Set by a job's supervisor for its payload: the job's ``seq``."""
 
 
 def is_alive(pid: int) -> bool:
@@ -113,3 +125,45 @@ def kill_run_processes(submit_dir: str, grace: float = 3.0) -> int:
     pids = run_processes(submit_dir)
     kill_processes(pids, timeout=grace)
     return len(pids)
+
+
+def kill_job_processes(submit_dir: str, seq: int, grace: float = 3.0) -> int:
+    """Kill what is left on this machine of one job of a run: the processes
+    it recorded when it started (its supervisor, and the executor's wrappers
+    around it, such as Work Queue's resource monitor), their descendants,
+    and its payload's processes.
+
+    Parameters
+    ----------
+    submit_dir : `str`
+        The run's submit directory.
+    seq : `int`
+        The job.
+    grace : `float`
+        Seconds between SIGTERM and SIGKILL.
+
+    Returns
+    -------
+    count : `int`
+        How many processes were signalled (0 if the job runs on another node).
+    """
+    found: set[int] = set()
+    for pid, started in markers.read_pids(submit_dir, seq):
+        try:
+            process = psutil.Process(pid)
+            if abs(process.create_time() - started) < 1.0:  # not a reused pid
+                found.add(pid)
+                found.update(child.pid for child in process.children(recursive=True))
+        except psutil.Error:
+            continue
+    wanted = {RUN_DIR_VARIABLE: submit_dir, JOB_VARIABLE: str(seq)}
+    for process in psutil.process_iter():
+        try:
+            environ = process.environ()
+        except psutil.Error:
+            continue
+        if all(environ.get(k) == v for k, v in wanted.items()):
+            found.add(process.pid)
+    found.discard(os.getpid())
+    kill_processes(found, timeout=grace)
+    return len(found)

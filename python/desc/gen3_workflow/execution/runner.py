@@ -1,10 +1,17 @@
 """Run the jobs of a store through parsl, recording every state change.
 
-The init job runs first, locally, once; the quantum jobs go to parsl as
-bash apps, each depending on its parents' futures; the final job runs last,
-locally, whatever happened before it (it registers what did succeed).
-Callbacks from parsl's threads only enqueue `JobUpdate`s; the submitting
-thread alone writes them to the store, in batches.
+The init job runs first, locally, once; then the quantum jobs, which the
+runner hands to parsl itself, a bounded number at a time: a job goes to
+parsl only once all its parents have succeeded (`Scheduler`), as one
+*attempt* with no dependencies, so that parsl holds what is in flight and
+not the whole workflow.  The runner decides retries; the `Watchdog` finds
+attempts that do not come back.  The final job runs last, locally, whatever
+happened before it (it registers what did succeed), unless the run was
+interrupted by a signal.
+
+Callbacks from parsl's threads only enqueue finished attempts; the
+submitting thread alone touches the store, in batches, and sleeps only
+until the next attempt finishes or the next check is due.
 """
 
 from __future__ import annotations
@@ -13,11 +20,11 @@ import functools
 import logging
 import os
 import queue
+import threading
 import time
+from collections.abc import Iterable
 
 import parsl
-from parsl.app.errors import BashExitFailure
-from parsl.dataflow.errors import DependencyError
 from parsl.dataflow.futures import AppFuture
 from parsl.dataflow.states import States
 
@@ -26,38 +33,29 @@ from ..settings.parsl_factory import make_parsl_config
 from ..settings.parsl_section import ParslSettings
 from ..store.job_store import JobStateStore
 from ..store.records import JobKind, JobRecord, JobState, JobUpdate, RunState
+from . import markers
+from .attempts import Attempt, exit_message, outcome
 from .cancel import take_cancel_request
 from .environment import prepare_environment
 from .in_process import stop_runners
-from .local_jobs import exit_message, run_local_job
+from .local_jobs import run_local_job
 from .parsl_logging import route_parsl_logging, unroute_parsl_logging
-from .processes import kill_run_processes
-from .submitters import make_submitter
+from .processes import kill_job_processes, kill_run_processes
+from .scheduler import Scheduler
+from .submitters import Submitter
+from .watchdog import CHECK_SECONDS, Watchdog
 
 __all__ = ["GraphRunner"]
 
 _LOG = logging.getLogger(__name__)
 
-# How often the submitting thread writes queued updates and looks at the
-# jobs parsl has launched.
 POLL_SECONDS = 1.0
-# After a cancel, how long to wait for parsl to report the killed jobs.
+"""Longest sleep between two looks at the run (cancel requests, starts)."""
+FLUSH_SECONDS = 0.25
+"""Longest time a state change waits before it is written to the store."""
 CANCEL_DRAIN_SECONDS = 30.0
-
-
-def _launch_state(future: AppFuture) -> JobState | None:
-    status = future.task_record.get("status")
-    if status in (States.launched, States.fail_retryable, States.running):
-        return JobState.LAUNCHED
-    return None
-
-
-def _failure(exc: BaseException) -> tuple[JobState, int | None, str]:
-    if isinstance(exc, DependencyError):
-        return JobState.DEP_FAIL, None, "a job it depends on failed"
-    if isinstance(exc, BashExitFailure):
-        return JobState.FAILED, exc.exitcode, exit_message(exc.exitcode)
-    return JobState.FAILED, None, f"{type(exc).__name__}: {exc}".strip()[:2000]
+"""After a cancel or a signal, how long to wait for parsl to give back the
+attempts whose processes were killed."""
 
 
 class GraphRunner:
@@ -74,18 +72,32 @@ class GraphRunner:
     selected : `set` [`int`], optional
         Run only the quantum jobs with these ``seq`` (a partial run, after
         which the final job does not run).
+    interrupted : `threading.Event`, optional
+        Set (by a signal handler) to stop the run; it can be resumed with
+        ``bps restart``.
     """
 
     def __init__(
-        self, store: JobStateStore, settings: ParslSettings, submit_dir: str, selected: set[int] | None = None
+        self,
+        store: JobStateStore,
+        settings: ParslSettings,
+        submit_dir: str,
+        selected: set[int] | None = None,
+        interrupted: threading.Event | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.submit_dir = submit_dir
         self.selected = selected
-        self._updates: queue.SimpleQueue[JobUpdate] = queue.SimpleQueue()
+        self.interrupted = interrupted or threading.Event()
+        self._finished: queue.SimpleQueue[Attempt] = queue.SimpleQueue()
         self._cancelled = False
         self._progress: ProgressReporter | None = None
+        self._in_flight: dict[int, Attempt] = {}
+        self._tries: dict[int, int] = {}
+        """Attempts in this run (earlier runs' are not counted) of each job
+        in flight or to be retried."""
+        self._updates: list[JobUpdate] = []
 
     def run(self) -> RunState:
         """Run every job that has not succeeded yet, then the final job.
@@ -94,7 +106,7 @@ class GraphRunner:
         -------
         state : `RunState`
             SUCCEEDED if every job and the final job succeeded, CANCELLED
-            after a ``bps cancel``, else FAILED.
+            after a ``bps cancel``, INTERRUPTED after a signal, else FAILED.
         """
         prepare_environment()
         self.store.start_run()
@@ -117,6 +129,8 @@ class GraphRunner:
             self.store.apply(
                 JobUpdate(job.seq, JobState.DEP_FAIL, now, message="init job failed") for job in pending
             )
+        if self.interrupted.is_set():
+            return RunState.INTERRUPTED
         if self.selected is not None:
             # A partial run: the rest of the graph is still to come, so no
             # final job yet, and the run is not over.
@@ -126,6 +140,8 @@ class GraphRunner:
         )
         if self._cancelled:
             return RunState.CANCELLED
+        if self.interrupted.is_set():
+            return RunState.INTERRUPTED
         unfinished = self.store.jobs(states=[s for s in JobState if s != JobState.EXEC_DONE])
         return RunState.SUCCEEDED if (final_ok and not unfinished) else RunState.FAILED
 
@@ -137,7 +153,7 @@ class GraphRunner:
 
         def stop_requested() -> bool:
             nonlocal stopped
-            stopped = self._take_cancel()
+            stopped = self._take_cancel() or self.interrupted.is_set()
             return stopped
 
         exit_code = run_local_job(job, stop_requested)
@@ -146,29 +162,40 @@ class GraphRunner:
         self.store.apply([JobUpdate(job.seq, state, time.time(), exit_code=exit_code, message=message)])
         return exit_code == 0
 
+    # --- the quantum jobs -------------------------------------------------
+
+    def _scheduler(self) -> Scheduler:
+        states = self.store.job_states()
+        runnable = [
+            seq
+            for seq, kind, state, _ in states
+            if kind == JobKind.QUANTUM
+            and state == JobState.PENDING
+            and (self.selected is None or seq in self.selected)
+        ]
+        rows = ((seq, state, priority) for seq, _, state, priority in states)
+        return Scheduler(rows, self.store.edges(), runnable)
+
     def _run_quanta(self) -> None:
-        jobs = self.store.jobs(kind=JobKind.QUANTUM, states=[JobState.PENDING])
-        if self.selected is not None:
-            jobs = [job for job in jobs if job.seq in self.selected]
-        if not jobs:
+        scheduler = self._scheduler()
+        if not scheduler.pending:
             return
         run_config = make_parsl_config(self.settings, self.submit_dir, self.store.run().name)
         log_handler = route_parsl_logging(self.submit_dir, self.settings.log_level)
         dfk = parsl.load(run_config.config)
         self._progress = ProgressReporter.from_settings(self.submit_dir, self.settings)
+        watchdog = Watchdog(
+            self.submit_dir,
+            self.settings.executor,
+            self.settings.return_grace,
+            self.settings.stuck_factor,
+            self.settings.stuck_min_seconds,
+        )
         try:
-            submit = make_submitter(
+            submit = Submitter(
                 self.settings, run_config.executor_label, run_config.takes_resource_spec, self.submit_dir
             )
-            parents = self.store.parents()
-            futures: dict[int, AppFuture] = {}
-            for job in jobs:
-                # Parents that already succeeded (or ran locally) have no future.
-                inputs = [futures[p] for p in parents.get(job.seq, ()) if p in futures]
-                future = submit(job, inputs)
-                future.add_done_callback(functools.partial(self._on_done, job))
-                futures[job.seq] = future
-            self._wait(jobs, futures)
+            self._loop(scheduler, submit, watchdog, run_config.capacity)
         finally:
             if self._progress is not None:
                 self._progress.close()
@@ -178,61 +205,173 @@ class GraphRunner:
             if self.settings.execution == "in_process":
                 # ThreadPool runners live in this process; others ended with their workers.
                 stop_runners(self.submit_dir)
-        if self._cancelled:
+        if self._cancelled or self.interrupted.is_set():
             # Whatever survived parsl's shutdown (a job started just before it).
             kill_run_processes(self.submit_dir)
+            message = "cancelled" if self._cancelled else "interrupted"
             now = time.time()
-            stopped = self.store.jobs(kind=JobKind.QUANTUM, states=[JobState.LAUNCHED, JobState.RUNNING])
-            self.store.apply(JobUpdate(job.seq, JobState.FAILED, now, message="cancelled") for job in stopped)
-
-    def _on_done(self, job: JobRecord, future: AppFuture) -> None:
-        # Runs in a parsl thread: only enqueue.
-        attempts = int(future.task_record.get("try_id", 0)) + 1
-        exc = future.exception()
-        if exc is None:
-            self._updates.put(
-                JobUpdate(job.seq, JobState.EXEC_DONE, time.time(), attempts=attempts, exit_code=0)
+            self._record(
+                JobUpdate(a.job.seq, JobState.FAILED, now, a.number, message=message)
+                for a in self._in_flight.values()
             )
-            return
-        state, exit_code, message = _failure(exc)
-        if state == JobState.DEP_FAIL:
-            attempts = 0
-        elif self._cancelled:
-            message = "cancelled"
-        self._updates.put(JobUpdate(job.seq, state, time.time(), attempts, exit_code, message))
+            self._in_flight.clear()
+            self._flush()
 
-    def _wait(self, jobs: list[JobRecord], futures: dict[int, AppFuture]) -> None:
-        """Until every future is done: record launches, starts and ends.
-
-        After a cancel request, kill the run's job processes at every poll and
-        give up waiting after `CANCEL_DRAIN_SECONDS`.
-        """
-        waiting = {job.seq: job for job in jobs}
-        launched: dict[int, float] = {}
-        running: set[int] = set()
-        drain_deadline = float("inf")
-        while waiting and time.monotonic() < drain_deadline:
-            time.sleep(POLL_SECONDS)
-            if self._take_cancel():
-                drain_deadline = time.monotonic() + CANCEL_DRAIN_SECONDS
-            if self._cancelled:
-                kill_run_processes(self.submit_dir)
+    def _loop(
+        self,
+        scheduler: Scheduler,
+        submit: Submitter,
+        watchdog: Watchdog,
+        capacity: int,
+    ) -> None:
+        """Until nothing is left to run (or a cancel has drained): submit
+        what is ready, record what ended, watch what is in flight.  Work
+        per pass is proportional to what changed; looks at every attempt in
+        flight happen once per `POLL_SECONDS` (starts) and `CHECK_SECONDS`
+        (the watchdog)."""
+        next_poll = next_check = time.monotonic()
+        next_flush = next_poll + FLUSH_SECONDS
+        drain_deadline: float | None = None
+        while self._in_flight or (scheduler.ready and drain_deadline is None):
+            if drain_deadline is None:
+                self._submit_ready(scheduler, submit, capacity)
+            self._wait_for_events(max(min(next_poll, next_flush) - time.monotonic(), 0.0))
             now = time.time()
-            updates = self._drain()
-            for update in updates:
-                waiting.pop(update.seq, None)
-                launched.pop(update.seq, None)
-            for seq, job in waiting.items():
-                if seq not in launched and _launch_state(futures[seq]) is JobState.LAUNCHED:
-                    launched[seq] = now
-                    updates.append(JobUpdate(seq, JobState.LAUNCHED, now))
-                elif seq in launched and seq not in running and _started_since(job.stderr, launched[seq]):
-                    running.add(seq)
-                    updates.append(JobUpdate(seq, JobState.RUNNING, now))
-            self.store.apply(_in_order(updates))
-            if self._progress is not None:
-                self._progress.maybe_report()
-        self.store.apply(_in_order(self._drain()))
+            self._handle_finished(scheduler, watchdog, now)
+            if time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + POLL_SECONDS
+                if drain_deadline is None and (self._take_cancel() or self.interrupted.is_set()):
+                    drain_deadline = time.monotonic() + CANCEL_DRAIN_SECONDS
+                if drain_deadline is not None:
+                    kill_run_processes(self.submit_dir)
+                    if time.monotonic() > drain_deadline:
+                        break
+                self._record_starts(now)
+                if self._progress is not None:
+                    self._progress.maybe_report()
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + CHECK_SECONDS
+                self._watch(watchdog, now)
+            if time.monotonic() >= next_flush:
+                next_flush = time.monotonic() + FLUSH_SECONDS
+                self._flush()
+        self._flush()
+
+    def _submit_ready(self, scheduler: Scheduler, submit: Submitter, capacity: int) -> None:
+        free = capacity - len(self._in_flight)
+        if free <= 0 or not scheduler.ready:
+            return
+        now = time.time()
+        for job in self.store.jobs_by_seq(scheduler.take(free)):
+            number = job.attempts + 1
+            self._tries[job.seq] = self._tries.get(job.seq, 0) + 1
+            markers.prepare_attempt(self.submit_dir, job.seq)
+            attempt = Attempt(job, number, submit(job), now, supervised=submit.supervises(job))
+            attempt.future.add_done_callback(functools.partial(self._finished_callback, attempt))
+            self._in_flight[job.seq] = attempt
+            self._record(JobUpdate(job.seq, JobState.LAUNCHED, now, attempts=number))
+
+    def _finished_callback(self, attempt: Attempt, future: AppFuture) -> None:
+        # In a parsl thread: only enqueue.
+        self._finished.put(attempt)
+
+    def _wait_for_events(self, timeout: float) -> None:
+        """Sleep until an attempt finishes, at most ``timeout`` seconds."""
+        try:
+            self._finished.put(self._finished.get(timeout=timeout))
+        except queue.Empty:
+            pass
+
+    def _handle_finished(self, scheduler: Scheduler, watchdog: Watchdog, now: float) -> None:
+        while True:
+            try:
+                attempt = self._finished.get_nowait()
+            except queue.Empty:
+                return
+            if self._in_flight.get(attempt.job.seq) is attempt:
+                # An attempt given up on may not have come back at all.
+                error = attempt.future.exception() if attempt.future.done() else None
+                self._conclude(attempt, error, scheduler, watchdog, now)
+
+    def _conclude(
+        self,
+        attempt: Attempt,
+        error: BaseException | None,
+        scheduler: Scheduler,
+        watchdog: Watchdog,
+        now: float,
+    ) -> None:
+        """Record how an attempt ended; release, retry or block what follows."""
+        job = attempt.job
+        del self._in_flight[job.seq]
+        result = outcome(attempt, error, markers.read_exit(self.submit_dir, job.seq), self._cancelled)
+        markers.clear(self.submit_dir, job.seq)
+        job.attempts = attempt.number
+        if result.succeeded:
+            del self._tries[job.seq]
+            if attempt.running is not None:
+                watchdog.succeeded(job.label, now - attempt.running)
+            self._record(JobUpdate(job.seq, JobState.EXEC_DONE, now, attempt.number, 0, result.message))
+            scheduler.succeeded(job.seq)
+            return
+        may_retry = self._tries[job.seq] <= self.settings.retries and not self.interrupted.is_set()
+        if result.retry and may_retry:
+            _LOG.info("%s attempt %d failed (%s); trying again", job.name, attempt.number, result.message)
+            self._record(
+                JobUpdate(job.seq, JobState.PENDING, now, attempt.number, result.exit_code, result.message)
+            )
+            scheduler.put_back(job.seq)
+            return
+        del self._tries[job.seq]
+        self._record(
+            JobUpdate(job.seq, JobState.FAILED, now, attempt.number, result.exit_code, result.message)
+        )
+        self._record(
+            JobUpdate(seq, JobState.DEP_FAIL, now, 0, message="a job it depends on failed")
+            for seq in scheduler.failed(job.seq)
+        )
+
+    def _record_starts(self, now: float) -> None:
+        """Launched when parsl gave the attempt to the executor; running when
+        the job wrote to its log (parsl writes the command there first)."""
+        for attempt in self._in_flight.values():
+            if attempt.launched is None:
+                if attempt.future.task_record.get("status") in (States.launched, States.running):
+                    attempt.launched = now
+            elif attempt.running is None and _written_since(attempt.job.stderr, attempt.launched):
+                attempt.running = now
+                self._record(JobUpdate(attempt.job.seq, JobState.RUNNING, now))
+
+    def _watch(self, watchdog: Watchdog, now: float) -> None:
+        for action in watchdog.check(list(self._in_flight.values()), now):
+            attempt = action.attempt
+            _LOG.warning("%s: %s", attempt.job.name, action.message)
+            attempt.note = f"{attempt.note}; {action.message}" if attempt.note else action.message
+            attempt.action = action.kind
+            attempt.stopped = now
+            if action.kind == "kill":
+                kill_job_processes(self.submit_dir, attempt.job.seq)
+            elif action.kind == "stop":
+                markers.request_kill(self.submit_dir, attempt.job.seq, action.message)
+                if not attempt.supervised:  # nothing on the node reads the request
+                    kill_job_processes(self.submit_dir, attempt.job.seq)
+            else:  # abandon: out of reach; what the job recorded decides
+                self._finished.put(attempt)
+        if medians := watchdog.medians():
+            self.store.set_typical_durations(medians)
+
+    def _record(self, updates: JobUpdate | Iterable[JobUpdate]) -> None:
+        if isinstance(updates, JobUpdate):
+            self._updates.append(updates)
+        else:
+            self._updates.extend(updates)
+
+    def _flush(self) -> None:
+        # A job that ends within one batch must not be left 'running' by a
+        # start recorded in the same batch: final states are written last.
+        if self._updates:
+            self.store.apply(sorted(self._updates, key=lambda u: u.state.is_final))
+            self._updates = []
 
     def _take_cancel(self) -> bool:
         """Whether a cancel request arrived just now (acknowledging it).
@@ -246,25 +385,11 @@ class GraphRunner:
         self._cancelled = True
         return True
 
-    def _drain(self) -> list[JobUpdate]:
-        updates = []
-        while True:
-            try:
-                updates.append(self._updates.get_nowait())
-            except queue.Empty:
-                return updates
 
-
-def _started_since(stderr: str, since: float) -> bool:
-    """parsl writes the command to stderr as a job starts; a write after the
-    launch means this attempt is running."""
+def _written_since(path: str, since: float) -> bool:
+    """parsl writes the command to a job's stderr as it starts; a write
+    after the launch means this attempt is running."""
     try:
-        return os.stat(stderr).st_mtime >= since - 1.0
+        return os.stat(path).st_mtime >= since - 1.0
     except FileNotFoundError:
         return False
-
-
-def _in_order(updates: list[JobUpdate]) -> list[JobUpdate]:
-    # A job that ends within one poll must not be left 'running' by a launch
-    # or start recorded in the same batch: final states are written last.
-    return sorted(updates, key=lambda u: u.state.is_final)

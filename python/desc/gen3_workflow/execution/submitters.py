@@ -1,16 +1,24 @@
-"""How a quantum job is handed to parsl.
+"""How a quantum job is handed to parsl: one attempt, no dependencies (the
+runner submits a job once its parents have succeeded).
 
-``execution: process``: a bash app running the job's command, behind a
-prefix that exports the run's directory and refuses to start after a
-cancel.  ``execution: in_process``: a python app that hands the job to the
-worker's warm runner (see `desc.gen3_workflow.execution.in_process`).
-Either way the job carries its resource request where the executor takes
-one (Work Queue).
+``execution: process``: a bash app that runs the job's command behind a
+prefix that exports the run's directory and the job's ``seq`` and refuses
+to start after a cancel.  Where jobs run out of the runner's reach (Work
+Queue workers, Slurm blocks) or must be held to a memory request or a
+walltime, the command runs under the job supervisor
+(`desc.gen3_workflow.execution.supervise`); elsewhere a few bash builtins
+do the supervisor's bookkeeping (the exit record, not running again a
+payload that succeeded) at no cost, and the runner stops jobs itself.
+``execution: in_process``: a python app that hands the job to the worker's
+warm runner (see `desc.gen3_workflow.execution.in_process`).  Either way the
+job carries its resource request where the executor takes one (Work Queue).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import shlex
+import sys
 from typing import Any
 
 from parsl.app.app import bash_app, python_app
@@ -18,14 +26,14 @@ from parsl.dataflow.futures import AppFuture
 
 from ..settings.parsl_section import ParslSettings
 from ..store.records import JobRecord
+from . import markers
 from .bash_app import bash_line
 from .cancel import job_prefix
 from .in_process import run_quantum_job
+from .processes import JOB_VARIABLE
+from .watchdog import walltime_seconds
 
-__all__ = ["Submitter", "make_submitter", "wq_resource_spec"]
-
-Submitter = Callable[[JobRecord, list[AppFuture]], AppFuture]
-"""Submit one job, given its parents' futures; return its future."""
+__all__ = ["Submitter", "supervised", "wq_resource_spec", "wrapped"]
 
 # Work Queue insists on cores, memory and disk together; ctrl_bps's default
 # memory request is 2048 MB, disk is often left unset.  A job's sandbox
@@ -44,15 +52,63 @@ def wq_resource_spec(resources: dict[str, Any]) -> dict[str, int]:
     }
 
 
-def make_submitter(
-    settings: ParslSettings, executor_label: str, takes_resource_spec: bool, submit_dir: str
-) -> Submitter:
-    """The function that submits quantum jobs of a run to parsl.
+# Builtins only; $EPOCHREALTIME is bash 5 (date on older ones), with a
+# decimal point whatever the locale.
+_WRAPPER = r"""{prefix}export {job_variable}={seq}
+if {{ read -r done < {status}; }} 2>/dev/null && [[ $done == *'"code": 0,'*'"reason": ""'* ]]; then
+  echo "gen3_workflow: the payload of this job already succeeded; not run again" >&2; exit 0; fi
+{command}
+rc=$?; now=${{EPOCHREALTIME:-$(date +%s)}}
+printf '{{"code": %d, "time": %s, "reason": "", "detail": ""}}\n' "$rc" "${{now/,/.}}" > {status}; exit $rc"""
+
+
+def wrapped(job: JobRecord, submit_dir: str) -> str:
+    """The bash lines that run a job's command and record how it ended,
+    starting no process besides the payload.
+
+    The record is the supervisor's (`markers.ExitRecord`, as JSON), and, as
+    the supervisor does, a job whose record says it succeeded exits 0 at
+    once.
+    """
+    return _WRAPPER.format(
+        prefix=job_prefix(submit_dir),
+        job_variable=JOB_VARIABLE,
+        seq=job.seq,
+        status=shlex.quote(os.path.join(submit_dir, markers.STATUS_DIR, f"{job.seq}.exit")),
+        command=job.command.shell(),
+    )
+
+
+def supervised(job: JobRecord, submit_dir: str, memory_limit: bool) -> str:
+    """The bash line that runs a job's command under its supervisor.
+
+    Parameters
+    ----------
+    job : `JobRecord`
+        The job.
+    submit_dir : `str`
+        The run's submit directory.
+    memory_limit : `bool`
+        Whether the supervisor holds the job to its memory request.
+    """
+    words = [sys.executable, "-m", "desc.gen3_workflow.execution.supervise"]
+    words += ["--submit-dir", submit_dir, "--seq", str(job.seq)]
+    if memory_limit and job.resources.get("memory"):
+        words += ["--memory", str(job.resources["memory"])]
+    walltime = walltime_seconds(job.resources.get("walltime"))
+    if walltime is not None:
+        words += ["--walltime", str(walltime)]
+    return job_prefix(submit_dir) + "exec " + shlex.join([*words, "--", job.command.shell()])
+
+
+class Submitter:
+    """Submits attempts of quantum jobs of one run to parsl.
 
     Parameters
     ----------
     settings : `ParslSettings`
-        Validated ``parsl_config`` (``execution``, ``max_quanta_per_worker``).
+        Validated ``parsl_config`` (``execution``, ``max_quanta_per_worker``,
+        what enforces memory).
     executor_label : `str`
         The parsl executor that runs quantum jobs.
     takes_resource_spec : `bool`
@@ -61,26 +117,45 @@ def make_submitter(
         The run's submit directory.
     """
 
-    def resources(job: JobRecord) -> dict[str, Any]:
-        if not takes_resource_spec:
-            return {}
-        return {"parsl_resource_specification": wq_resource_spec(job.resources)}
+    def __init__(
+        self, settings: ParslSettings, executor_label: str, takes_resource_spec: bool, submit_dir: str
+    ) -> None:
+        self.submit_dir = submit_dir
+        self.takes_resource_spec = takes_resource_spec
+        self.in_process = settings.execution == "in_process"
+        self.max_quanta = settings.max_quanta_per_worker
+        if self.in_process:
+            self._app = python_app(executors=[executor_label])(run_quantum_job)
+        else:
+            self._app = bash_app(executors=[executor_label])(bash_line)
+        # Work Queue's monitor, when it is chosen, measures instead.
+        self.memory_limit = (
+            settings.executor == "WorkQueue"
+            and settings.enforce_resources
+            and settings.resource_monitor == "supervisor"
+        )
+        # Out of the runner's reach: Work Queue tasks (whose wrappers the
+        # supervisor records, should they hang) and Slurm blocks.
+        self.remote = settings.executor == "WorkQueue" or settings.provider == "Slurm"
+        os.makedirs(os.path.join(submit_dir, markers.STATUS_DIR), exist_ok=True)
 
-    if settings.execution == "in_process":
-        in_process_app = python_app(executors=[executor_label])(run_quantum_job)
-        max_quanta = settings.max_quanta_per_worker
+    def supervises(self, job: JobRecord) -> bool:
+        """Whether the job runs under a supervisor on its node."""
+        if self.in_process:
+            return False
+        return self.remote or self.memory_limit or walltime_seconds(job.resources.get("walltime")) is not None
 
-        def in_process(job: JobRecord, inputs: list[AppFuture]) -> AppFuture:
-            return in_process_app(
-                job.command, job.stdout, job.stderr, submit_dir, max_quanta, inputs=inputs, **resources(job)
+    def __call__(self, job: JobRecord) -> AppFuture:
+        """Submit one attempt of ``job``; return its future."""
+        resources: dict[str, Any] = {}
+        if self.takes_resource_spec:
+            resources["parsl_resource_specification"] = wq_resource_spec(job.resources)
+        if self.in_process:
+            return self._app(
+                job.command, job.stdout, job.stderr, self.submit_dir, job.seq, self.max_quanta, **resources
             )
-
-        return in_process
-    app = bash_app(executors=[executor_label])(bash_line)
-    prefix = job_prefix(submit_dir)
-
-    def process(job: JobRecord, inputs: list[AppFuture]) -> AppFuture:
-        command = prefix + job.command.shell()
-        return app(command, stdout=job.stdout, stderr=job.stderr, inputs=inputs, **resources(job))
-
-    return process
+        if self.supervises(job):
+            command = supervised(job, self.submit_dir, self.memory_limit)
+        else:
+            command = wrapped(job, self.submit_dir)
+        return self._app(command, stdout=job.stdout, stderr=job.stderr, **resources)

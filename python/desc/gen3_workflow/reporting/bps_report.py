@@ -19,7 +19,15 @@ from ..store.job_store import UNREADABLE, JobStateStore
 from ..store.liveness import Liveness, liveness
 from ..store.records import JobKind, JobRecord, JobState, RunRecord, RunState
 from ..store.run_index import index_path, last_write, resolve_run, run_owner, submitted_runs
-from .text import MAX_LISTED, format_clock, format_duration, format_failed_job
+from .text import (
+    MAX_LISTED,
+    SLOW_FACTOR,
+    SLOW_MIN_SECONDS,
+    format_clock,
+    format_duration,
+    format_failed_job,
+    format_slow_job,
+)
 
 __all__ = [
     "JOB_STATES",
@@ -46,6 +54,7 @@ RUN_STATES: dict[RunState, WmsStates] = {
     RunState.SUCCEEDED: WmsStates.SUCCEEDED,
     RunState.FAILED: WmsStates.FAILED,
     RunState.CANCELLED: WmsStates.DELETED,
+    RunState.INTERRUPTED: WmsStates.FAILED,
 }
 
 _DAY = 86400.0
@@ -208,6 +217,8 @@ def detailed_report(wms_id: str) -> tuple[list[WmsRunReport], str]:
             summary = _label_counts(store)
             failed = store.jobs(states=[JobState.FAILED])
             running = store.jobs(states=[JobState.RUNNING])
+            slow_jobs = store.slow_jobs(time.time(), SLOW_FACTOR, SLOW_MIN_SECONDS)
+        slow = {job.seq: median for job, median in slow_jobs}
     except UNREADABLE as exc:
         return [], f"Cannot read the job-state store of {submit_dir}: {exc}"
     state, note = run_state(run)
@@ -222,7 +233,7 @@ def detailed_report(wms_id: str) -> tuple[list[WmsRunReport], str]:
         if job.exit_code:  # a job lost without an exit code has none to show
             exit_codes[job.label].append(job.exit_code)
     report.exit_code_summary = exit_codes
-    report.specific_info = _specific_info(submit_dir, run, state, note, failed, running)
+    report.specific_info = _specific_info(submit_dir, run, state, note, failed, running, slow)
     return [report], ""
 
 
@@ -233,6 +244,7 @@ def _specific_info(
     note: str,
     failed: list[JobRecord],
     running: list[JobRecord],
+    slow: dict[int, float],
 ) -> WmsSpecificInfo:
     """What ctrl_bps prints between the run's line and its table."""
     info = WmsSpecificInfo()
@@ -265,6 +277,8 @@ def _specific_info(
         for i, job in enumerate(jobs[:MAX_LISTED], 1):
             if kind == "failed":
                 line = format_failed_job(job.label, job.data_id, job.exit_code, job.message, job.stderr)
+            elif job.seq in slow:
+                line = format_slow_job(job, slow[job.seq], now)
             else:
                 running_for = format_duration(now - (job.t_running or now))
                 line = f"RUNNING {job.label} {job.data_id} for {running_for}; log: {job.stderr}"

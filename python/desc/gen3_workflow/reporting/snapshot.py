@@ -15,8 +15,8 @@ import dataclasses
 import time
 
 from ..store.job_store import JobStateStore
-from ..store.records import JobState
-from .text import format_duration
+from ..store.records import JobRecord, JobState
+from .text import SLOW_FACTOR, SLOW_MIN_SECONDS, format_duration, format_slow_job
 
 __all__ = ["RATE_WINDOW_SECONDS", "ProgressSnapshot", "format_snapshot", "read_snapshot"]
 
@@ -24,6 +24,7 @@ RATE_WINDOW_SECONDS = 300.0
 """The rate is measured over this much of the recent past."""
 
 _LABEL_WIDTH = 30
+_SLOW_LISTED = 5
 _COLUMNS = ("done", "failed", "dep_fail", "running", "queued", "pending", "total", "/min", "ETA")
 # What a narrow terminal shows.
 _COMPACT_COLUMNS = ("done", "failed", "running", "total", "/min", "ETA")
@@ -45,6 +46,8 @@ class ProgressSnapshot:
     """Start of the interval the rate is measured over."""
     first_start: dict[str, float] = dataclasses.field(default_factory=dict)
     """Label -> earliest start of its quanta, for labels that started."""
+    slow: list[tuple[JobRecord, float]] = dataclasses.field(default_factory=list)
+    """Running quanta far past their label's median run time, with it."""
 
     def state_total(self, *states: JobState) -> int:
         """Quanta of all labels in any of ``states``."""
@@ -109,7 +112,8 @@ def read_snapshot(store: JobStateStore, now: float, window: float = RATE_WINDOW_
         now = run.end_time  # The run has ended: show it as it was then.
     window_start = max(since, now - window)
     counts, recent, first_start = store.label_stats(ended_since=window_start)
-    return ProgressSnapshot(now, since, counts, recent, window_start, first_start)
+    slow = store.slow_jobs(now, SLOW_FACTOR, SLOW_MIN_SECONDS)
+    return ProgressSnapshot(now, since, counts, recent, window_start, first_start, slow)
 
 
 def _per_minute(rate: float | None) -> str:
@@ -193,4 +197,10 @@ def format_snapshot(
         done = sum(snapshot.counts[label][JobState.EXEC_DONE] for label in hidden)
         count = sum(sum(snapshot.counts[label].values()) for label in hidden)
         lines.append(f"  ... {len(hidden)} more label(s): {done}/{count} quanta done")
+    if snapshot.slow:
+        lines.append(f"  {len(snapshot.slow)} job(s) running over {SLOW_FACTOR:g}x their label's median:")
+        listed = snapshot.slow[:_SLOW_LISTED]
+        lines += ["    " + format_slow_job(job, median, snapshot.time) for job, median in listed]
+        if len(snapshot.slow) > _SLOW_LISTED:
+            lines.append(f"    ... and {len(snapshot.slow) - _SLOW_LISTED} more")
     return lines

@@ -6,12 +6,26 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from ..store.records import JobState
+from ..store.records import JobRecord, JobState
 
-__all__ = ["MAX_LISTED", "format_clock", "format_duration", "format_failed_job", "format_status_table"]
+__all__ = [
+    "MAX_LISTED",
+    "SLOW_FACTOR",
+    "SLOW_MIN_SECONDS",
+    "format_clock",
+    "format_duration",
+    "format_failed_job",
+    "format_slow_job",
+    "format_status_table",
+]
 
 MAX_LISTED = 20
 """Jobs listed one per line in a report; the rest are counted."""
+SLOW_FACTOR = 3.0
+"""A running job this many times its label's median run time is shown as
+slow (the runner records the medians; see `execution.watchdog`)."""
+SLOW_MIN_SECONDS = 60.0
+"""... if it has run at least this long."""
 
 
 def format_duration(seconds: float | None) -> str:
@@ -71,6 +85,15 @@ def format_failed_job(
         outcome = message if message.startswith(outcome + " ") else f"{outcome} ({message})"
     tries = "" if attempts is None else f", attempts {attempts}"
     return f"FAILED {label} {data_id} {outcome}{tries}; log: {log}"
+
+
+def format_slow_job(job: JobRecord, median: float, now: float) -> str:
+    """One line for a job running far longer than its label's typical time."""
+    running = now - (job.t_running or now)
+    return (
+        f"SLOW {job.label} {job.data_id} running for {format_duration(running)}, "
+        f"{running / median:.0f}x the median ({format_duration(median)}) of {job.label}; log: {job.stderr}"
+    )
 
 
 def format_status_table(counts: Mapping[str, Mapping[JobState, int]]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shlex
 from collections.abc import Callable
 
@@ -23,7 +24,7 @@ from parsl.jobs.states import JobStatus
 from .parsl_section import ParslSettings
 from .providers import make_provider
 
-__all__ = ["EXECUTOR_FACTORIES", "ExecutorChoice", "make_executor"]
+__all__ = ["EXECUTOR_FACTORIES", "ExecutorChoice", "make_executor", "worker_slots"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,8 +82,9 @@ def work_queue(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
         worker_options=worker_options,
         # parsl turns Work Queue's resource monitor on only with
         # autolabel; a job's explicit request still wins over labels,
-        # and exceeding it is then a failure, not a retry.
-        autolabel=settings.enforce_resources,
+        # and exceeding it is then a failure, not a retry.  By default the
+        # job supervisor measures memory instead (see submitters).
+        autolabel=settings.enforce_resources and settings.resource_monitor == "work_queue",
         autocategory=True,
     )
     # Its constructor takes no handler (parsl 2026.10): set it afterwards.
@@ -121,6 +123,20 @@ EXECUTOR_FACTORIES: dict[str, Callable[[ParslSettings, str], ExecutorChoice]] = 
     "WorkQueue": work_queue,
     "HighThroughput": high_throughput,
 }
+
+
+def worker_slots(settings: ParslSettings) -> int:
+    """How many jobs the executor runs at once, as far as the settings tell
+    (the jobs of one core each that fit in every block it may start)."""
+    if settings.executor == "ThreadPool":
+        return settings.max_threads
+    cores = settings.cores_per_node or os.cpu_count() or 1
+    if settings.executor == "WorkQueue":
+        match = re.search(r"--cores[= ](\d+)", settings.worker_options)
+        per_node = int(match.group(1)) if match else cores
+    else:
+        per_node = settings.max_workers or max(int(cores / settings.cores_per_worker), 1)
+    return per_node * settings.nodes_per_block * settings.max_blocks
 
 
 def make_executor(settings: ParslSettings, run_dir: str) -> ExecutorChoice:

@@ -13,7 +13,7 @@ import os
 from parsl.config import Config
 from parsl.dataflow.memoization import BasicMemoizer
 
-from .executors import make_executor
+from .executors import make_executor, worker_slots
 from .parsl_section import ParslSettings
 
 __all__ = ["ParslRunConfig", "make_parsl_config"]
@@ -31,6 +31,9 @@ class ParslRunConfig:
 
     takes_resource_spec: bool
     """Whether that executor takes per-task resource specifications."""
+
+    capacity: int
+    """Most jobs to hand the executor at once."""
 
 
 def make_parsl_config(settings: ParslSettings, submit_dir: str, workflow_name: str) -> ParslRunConfig:
@@ -67,7 +70,8 @@ def make_parsl_config(settings: ParslSettings, submit_dir: str, workflow_name: s
     memoizer = BasicMemoizer(checkpoint_mode="task_exit") if settings.checkpoint else None
     config = Config(
         executors=[choice.executor],
-        retries=settings.retries,
+        # The runner retries jobs itself, with new attempts.
+        retries=0,
         run_dir=run_dir,
         monitoring=monitoring,
         memoizer=memoizer,
@@ -79,4 +83,5 @@ def make_parsl_config(settings: ParslSettings, submit_dir: str, workflow_name: s
         # strategy tick; the default 5 s is dead time at the start of a run.
         strategy_period=1,
     )
-    return ParslRunConfig(config, choice.executor.label, choice.takes_resource_spec)
+    capacity = settings.max_in_flight or max(16, 2 * worker_slots(settings))
+    return ParslRunConfig(config, choice.executor.label, choice.takes_resource_spec, capacity)

@@ -19,13 +19,22 @@ from typing import Any
 
 from ..errors import ParslConfigError
 
-__all__ = ["EXECUTIONS", "EXECUTORS", "LAUNCHERS", "LOG_LEVELS", "PROVIDERS", "ParslSettings"]
+__all__ = [
+    "EXECUTIONS",
+    "EXECUTORS",
+    "LAUNCHERS",
+    "LOG_LEVELS",
+    "PROVIDERS",
+    "RESOURCE_MONITORS",
+    "ParslSettings",
+]
 
 EXECUTORS = ("ThreadPool", "WorkQueue", "HighThroughput")
 PROVIDERS = ("Local", "Slurm")
 LAUNCHERS = ("Single", "Srun")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 EXECUTIONS = ("process", "in_process")
+RESOURCE_MONITORS = ("supervisor", "work_queue")
 
 _WALLTIME = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
 _WORKER_OPTIONS = re.compile(r"^[\w\s.,:=/+@%-]*$")
@@ -49,7 +58,8 @@ class ParslSettings:
     allocation).  Default: Single when ``nodes_per_block`` is 1, else Srun."""
 
     retries: int = 0
-    """How many times parsl retries a failed job."""
+    """How many times a failed job is tried again (the runner submits a new
+    attempt; parsl itself never retries)."""
 
     monitoring: bool = False
     """Run parsl's MonitoringHub, database ``monitoring.db`` in the submit
@@ -101,11 +111,35 @@ class ParslSettings:
     was lost, before parsl's own ``retries``."""
 
     enforce_resources: bool = True
-    """WorkQueue: hold each job to its ctrl_bps request (``requestMemory``,
-    ``requestCpus``, ``requestDisk``) with Work Queue's resource monitor; a
-    job that uses more fails with "task used more resources than
-    requested" instead of crowding its neighbours.  False trusts the
-    requests without measuring."""
+    """WorkQueue: hold each job to its ctrl_bps memory request
+    (``requestMemory``); a job that uses more is stopped and fails, with a
+    message naming the memory it used, instead of crowding its neighbours.
+    False trusts the requests without measuring (Work Queue still packs
+    jobs by the cores, memory and disk they request)."""
+
+    resource_monitor: str = "supervisor"
+    """WorkQueue with ``enforce_resources``: what measures the jobs:
+    ``supervisor`` (the plug-in's own job supervisor, which measures the
+    payload's process tree every second) or ``work_queue`` (Work Queue's
+    resource monitor, which has been seen to deadlock after its job ended;
+    the watchdog then kills it)."""
+
+    max_in_flight: int | None = None
+    """Most jobs handed to parsl at once (the runner keeps the rest); by
+    default twice the executor's worker slots, at least 16."""
+
+    return_grace: float = 60.0
+    """Seconds a job's task may take to come back after its payload ended;
+    then its processes are killed and the job's own record of its payload
+    decides how it went (a payload that succeeded is not run again)."""
+
+    stuck_factor: float = 20.0
+    """A job running this many times the median run time of its label's
+    successful jobs (once five have succeeded) is stopped as stuck and
+    retried; 0 never stops one.  ``requestWalltime`` stops a job too."""
+
+    stuck_min_seconds: float = 600.0
+    """... but not before it has run this many seconds."""
 
     max_workers: int | None = None
     """HighThroughput: workers per node (default: cores / cores_per_worker)."""
@@ -224,6 +258,15 @@ class ParslSettings:
             _one_of("launcher", self.launcher, LAUNCHERS)
         _one_of("log_level", self.log_level, LOG_LEVELS)
         _one_of("execution", self.execution, EXECUTIONS)
+        _one_of("resource_monitor", self.resource_monitor, RESOURCE_MONITORS)
+        if self.max_in_flight is not None:
+            _at_least("max_in_flight", self.max_in_flight, 1)
+        for key in ("return_grace", "stuck_factor", "stuck_min_seconds"):
+            if getattr(self, key) < 0 or (key == "return_grace" and self.return_grace == 0):
+                raise ParslConfigError(
+                    f"parsl_config.{key}: must be {'> 0' if key == 'return_grace' else '>= 0'}, "
+                    f"got {getattr(self, key)}"
+                )
         _at_least("max_quanta_per_worker", self.max_quanta_per_worker, 0)
         for key in ("retries", "min_blocks", "port", "wq_max_retries"):
             _at_least(key, getattr(self, key), 0)

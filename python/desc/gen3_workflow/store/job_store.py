@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     t_launched REAL, t_running REAL, t_end REAL, message TEXT
 );
 CREATE TABLE IF NOT EXISTS edges (parent INTEGER NOT NULL, child INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS typical (label TEXT PRIMARY KEY, median REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS jobs_label_state ON jobs (label, state);
 CREATE INDEX IF NOT EXISTS edges_child ON edges (child);
 CREATE INDEX IF NOT EXISTS edges_parent ON edges (parent);
@@ -158,6 +159,12 @@ class JobStateStore:
                 rows,
             )
 
+    def set_typical_durations(self, medians: dict[str, float]) -> None:
+        """Record the median run time of each label's successful jobs (what
+        reports compare running jobs with)."""
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO typical (label, median) VALUES (?, ?)", medians.items())
+
     def reset_unfinished(self) -> int:
         """Return every job that did not succeed, and the final job, to
         pending, for a restart.
@@ -226,6 +233,44 @@ class JobStateStore:
         """The job called ``name``, if there is one."""
         row = self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE name = ?", (name,)).fetchone()
         return None if row is None else _job_record(row)
+
+    def jobs_by_seq(self, seqs: list[int]) -> list[JobRecord]:
+        """The jobs with these ``seq``, in that order."""
+        found: dict[int, JobRecord] = {}
+        for start in range(0, len(seqs), 500):  # SQLite's limit on parameters
+            chunk = seqs[start : start + 500]
+            sql = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE seq IN ({', '.join('?' * len(chunk))})"
+            found.update((row[0], _job_record(row)) for row in self._db.execute(sql, chunk))
+        return [found[seq] for seq in seqs]
+
+    def job_states(self) -> list[tuple[int, JobKind, JobState, int | None]]:
+        """Every job's ``seq``, kind, state and priority (what scheduling
+        needs), without reading commands."""
+        rows = self._db.execute(
+            "SELECT seq, kind, state, json_extract(resources, '$.priority') FROM jobs ORDER BY seq"
+        )
+        return [(seq, JobKind(kind), JobState(state), priority) for seq, kind, state, priority in rows]
+
+    def edges(self) -> list[tuple[int, int]]:
+        """Every (parent, child) pair of ``seq``."""
+        return self._db.execute("SELECT parent, child FROM edges").fetchall()
+
+    def typical_durations(self) -> dict[str, float]:
+        """The median run time of each label's successful jobs, as the
+        runner last recorded it (labels with too few successes are absent)."""
+        return dict(self._db.execute("SELECT label, median FROM typical").fetchall())
+
+    def slow_jobs(self, now: float, factor: float, min_seconds: float) -> list[tuple[JobRecord, float]]:
+        """Running jobs that have run more than ``factor`` times their
+        label's typical duration (and at least ``min_seconds``), with that
+        duration; the longest-running first."""
+        columns = ", ".join(f"j.{c.strip()}" for c in _JOB_COLUMNS.split(","))
+        rows = self._db.execute(
+            f"SELECT {columns}, t.median FROM jobs j JOIN typical t ON j.label = t.label "
+            "WHERE j.state = 'running' AND ? - j.t_running > MAX(? * t.median, ?) ORDER BY j.t_running",
+            (now, factor, min_seconds),
+        )
+        return [(_job_record(row[:-1]), row[-1]) for row in rows]
 
     def parents(self) -> dict[int, list[int]]:
         """For each job with parents, the seqs of its parents."""

@@ -55,6 +55,9 @@ class RunState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    """Its submitting process was told to stop (SIGTERM, SIGINT, SIGHUP);
+    ``bps restart`` resumes it."""
 
 
 class JobKind(StrEnum):

@@ -1,0 +1,115 @@
+"""One try of one job, and what its end means.
+
+The runner hands parsl one *attempt* at a time per job.  When an attempt's
+task comes back (or is given up on), `outcome` decides how the job fared,
+from the job's own record of its payload's end (`markers`) first and from
+what parsl reports second: a payload that succeeded counts even if its task
+was then lost, and a task lost before its payload ended is a failure to try
+again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+
+from parsl.app.errors import BashExitFailure
+from parsl.dataflow.futures import AppFuture
+
+from ..constants import CANCELLED_EXIT_CODE
+from ..store.records import JobRecord
+from .markers import ExitRecord
+
+__all__ = ["Attempt", "Outcome", "exit_message", "outcome"]
+
+
+@dataclasses.dataclass(eq=False)
+class Attempt:
+    """A job handed to parsl, until its task comes back."""
+
+    job: JobRecord
+    number: int
+    """1 for the first try, 2 for the first retry, ..."""
+    future: AppFuture
+    submitted: float
+    launched: float | None = None
+    """When parsl handed it to the executor."""
+    running: float | None = None
+    """When the job was seen to start."""
+    note: str = ""
+    """What the watchdog found and did, for the job's message."""
+    action: str = ""
+    """What the watchdog did: ``kill`` (the task did not come back after
+    its payload ended), ``stop`` (the job ran too long), ``abandon``."""
+    stopped: float | None = None
+    """When the watchdog stopped it (or asked it to stop)."""
+    supervised: bool = False
+    """Whether a job supervisor on the node watches it (and reads stop
+    requests); otherwise the runner kills its processes itself."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended."""
+
+    succeeded: bool
+    exit_code: int | None = None
+    message: str | None = None
+    retry: bool = False
+    """Whether another attempt may help (not for a cancelled job)."""
+
+
+def exit_message(exit_code: int) -> str:
+    """Say how a job ended, naming the signal that killed it if one did.
+
+    A process killed by signal N shows as -N to its parent (subprocess) or as
+    128+N through a shell; an OOM kill is a SIGKILL.
+    """
+    number = -exit_code if exit_code < 0 else exit_code - 128 if 128 < exit_code < 128 + 65 else 0
+    try:
+        name = signal.Signals(number).name if number else None
+    except ValueError:
+        name = None
+    if name is None:
+        return f"exit code {exit_code}"
+    return f"exit code {exit_code} (killed by signal {number}, {name})"
+
+
+def outcome(
+    attempt: Attempt, error: BaseException | None, record: ExitRecord | None, cancelled: bool
+) -> Outcome:
+    """Decide how an attempt ended.
+
+    Parameters
+    ----------
+    attempt : `Attempt`
+        The attempt.
+    error : `BaseException` or `None`
+        What parsl's future raised (`None` if it succeeded, or if the
+        attempt was given up on before it came back).
+    record : `ExitRecord` or `None`
+        The job's own record of its payload's end, if it wrote one.
+    cancelled : `bool`
+        Whether the run was cancelled meanwhile.
+    """
+    note = f"; {attempt.note}" if attempt.note else ""
+    if record is not None and record.code == 0 and not record.reason:
+        # A job asked to stop just as it succeeded needs no explanation.
+        return Outcome(True, 0, attempt.note if attempt.action in ("kill", "abandon") else None)
+    if record is None and error is None and not attempt.note:
+        return Outcome(True, 0)
+    if cancelled:
+        return Outcome(False, None if record is None else record.code, "cancelled")
+    if record is not None:
+        message = record.detail or exit_message(record.code)
+        if record.detail and record.code:
+            message = f"{exit_message(record.code)}: {record.detail}"
+        return Outcome(False, record.code, message + note, retry=True)
+    if isinstance(error, BashExitFailure):
+        code = error.exitcode
+        message = "cancelled" if code == CANCELLED_EXIT_CODE and cancelled else exit_message(code)
+        return Outcome(False, code, message + note, retry=True)
+    if error is None:
+        return Outcome(False, None, attempt.note or "no result", retry=True)
+    text = f"{type(error).__name__}: {error}".strip()[:2000]
+    return Outcome(False, None, text + note, retry=True)

@@ -1,0 +1,135 @@
+"""Files through which a job and the runner talk, in ``SUBMIT_DIR/status/``.
+
+A job's own record of how its payload ended is the truth the runner goes
+by, whatever the executor says afterwards (a task that never comes back, a
+worker lost after the payload succeeded):
+
+``<seq>.exit``
+    Written by the job (its supervisor, or the in-process worker) when the
+    payload ends: one JSON line with the exit status, the time, and why it
+    was stopped if it was (``memory``, ``walltime``, ``killed``).  Written
+    atomically (a temporary file renamed), so a reader never sees half of it.
+``<seq>.kill``
+    Written by the runner to ask the job to stop its payload (a job stuck or
+    over its time); the supervisor looks for it while the payload runs.
+``<seq>.pids``
+    Written by the job when it starts: the processes that stand between the
+    executor and the payload (the job's supervisor; Work Queue's resource
+    monitor and parsl's task wrapper), so that the runner can kill a task
+    whose processes are left hanging after the payload ended.
+
+Only jobs in flight have files here: the runner removes them once it has
+recorded the job.  Standard library only (workers import it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import time
+
+__all__ = [
+    "STATUS_DIR",
+    "ExitRecord",
+    "clear",
+    "kill_requested",
+    "prepare_attempt",
+    "read_exit",
+    "read_pids",
+    "request_kill",
+    "write_exit",
+    "write_pids",
+]
+
+STATUS_DIR = "status"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExitRecord:
+    """How a job's payload ended, as the job recorded it."""
+
+    code: int
+    """Exit status: the payload's own, or 128 + N if signal N ended it."""
+    time: float
+    """When it ended (seconds since the epoch)."""
+    reason: str = ""
+    """Why the job stopped it: ``memory``, ``walltime`` or ``killed``; empty
+    if it ended by itself."""
+    detail: str = ""
+    """What the job says about it (e.g. the memory it used)."""
+
+
+def _path(submit_dir: str, seq: int, suffix: str) -> str:
+    return os.path.join(submit_dir, STATUS_DIR, f"{seq}.{suffix}")
+
+
+def write_exit(submit_dir: str, seq: int, record: ExitRecord) -> None:
+    """Record how the payload ended (atomically)."""
+    path = _path(submit_dir, seq, "exit")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = f"{path}.{os.getpid()}"
+    with open(temporary, "w") as fh:
+        json.dump(dataclasses.asdict(record), fh)
+    os.replace(temporary, path)
+
+
+def read_exit(submit_dir: str, seq: int) -> ExitRecord | None:
+    """How the payload of job ``seq`` ended, if it has (and said so)."""
+    try:
+        with open(_path(submit_dir, seq, "exit")) as fh:
+            return ExitRecord(**json.load(fh))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def request_kill(submit_dir: str, seq: int, reason: str) -> None:
+    """Ask the job ``seq`` to stop its payload."""
+    path = _path(submit_dir, seq, "kill")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as fh:
+        fh.write(f"{reason}\n{time.time()}\n")
+
+
+def kill_requested(submit_dir: str, seq: int) -> str | None:
+    """The reason the runner gave for stopping job ``seq``, if it asked."""
+    try:
+        with open(_path(submit_dir, seq, "kill")) as fh:
+            return fh.readline().strip() or "killed"
+    except OSError:
+        return None
+
+
+def write_pids(submit_dir: str, seq: int, processes: list[tuple[int, float]]) -> None:
+    """Record the processes of job ``seq`` (pid and start time of each)."""
+    path = _path(submit_dir, seq, "pids")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as fh:
+        json.dump(processes, fh)
+
+
+def read_pids(submit_dir: str, seq: int) -> list[tuple[int, float]]:
+    """The processes job ``seq`` recorded (pid, start time)."""
+    try:
+        with open(_path(submit_dir, seq, "pids")) as fh:
+            return [(int(pid), float(started)) for pid, started in json.load(fh)]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def clear(submit_dir: str, seq: int) -> None:
+    """Forget job ``seq``'s files (it is recorded)."""
+    for suffix in ("exit", "kill", "pids"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(_path(submit_dir, seq, suffix))
+
+
+def prepare_attempt(submit_dir: str, seq: int) -> None:
+    """Before a new attempt of job ``seq``: forget an earlier attempt's
+    files, except the record of a payload that succeeded (a restart after
+    the submitting process died: the job then does not run again)."""
+    record = read_exit(submit_dir, seq)
+    if record is not None and record.code == 0 and not record.reason:
+        return
+    clear(submit_dir, seq)

@@ -1,0 +1,142 @@
+"""Which quantum jobs may start now: the ready set of a run's DAG.
+
+The runner, not parsl, holds the DAG: parsl only ever sees jobs whose
+parents have all succeeded, a bounded number at a time.  `Scheduler` keeps,
+per job, how many parents have not succeeded yet, and each job's children,
+in flat integer arrays (a few bytes per job and edge, whatever the size of
+the run); the jobs ready to start wait in a heap ordered by ctrl_bps's
+``priority`` (highest first), then by position in the graph.
+
+Releasing the children of a job that succeeded, or marking the descendants
+of a failure ``dep_fail``, costs time in proportion to those jobs only.
+The walk over descendants is iterative: graph depth never meets Python's
+recursion limit.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+
+import numpy as np
+
+from ..store.records import JobState
+
+__all__ = ["Scheduler"]
+
+_PENDING, _ACTIVE, _DONE, _BLOCKED = 0, 1, 2, 3
+"""What the scheduler knows of a job: waits, is handed out (or retried),
+succeeded, or will not run (failed, dep_fail, or not this run's)."""
+
+
+def _as_int(priority: object) -> int:
+    # ctrl_bps carries priorities as given in the bps file: numbers or text.
+    try:
+        return int(str(priority)) if priority is not None else 0
+    except ValueError:
+        return 0
+
+
+class Scheduler:
+    """The ready set of the quantum jobs of one run.
+
+    Parameters
+    ----------
+    jobs : iterable of (`int`, `JobState`, `int` or `None`)
+        Every job of the run (init and final jobs included, as the store
+        holds them): its ``seq``, state and priority.  Jobs that succeeded
+        count as done; pending jobs are to run; any other state blocks its
+        descendants.
+    edges : iterable of (`int`, `int`)
+        (parent, child) pairs of ``seq``.
+    runnable : iterable of `int`
+        The jobs this run may start (pending quantum jobs, possibly only a
+        chosen subset).
+    """
+
+    def __init__(
+        self,
+        jobs: Iterable[tuple[int, JobState, int | None]],
+        edges: Iterable[tuple[int, int]],
+        runnable: Iterable[int],
+    ) -> None:
+        rows = list(jobs)
+        size = max((seq for seq, _, _ in rows), default=-1) + 1
+        self._priority = np.zeros(size, dtype=np.int32)
+        self._status = np.full(size, _BLOCKED, dtype=np.int8)
+        for seq, state, priority in rows:
+            self._priority[seq] = _as_int(priority)
+            if state == JobState.EXEC_DONE:
+                self._status[seq] = _DONE
+        pairs = np.fromiter((v for edge in edges for v in edge), dtype=np.int64).reshape(-1, 2)
+        parents, children = pairs[:, 0], pairs[:, 1]
+        # Children of each job, grouped by parent (CSR): _children[_start[p]:_start[p + 1]].
+        order = np.argsort(parents, kind="stable")
+        self._children = children[order].astype(np.int32)
+        self._start = np.searchsorted(parents[order], np.arange(size + 1)).astype(np.int64)
+        # Parents that have not succeeded, per job.
+        self._waiting = np.bincount(children[self._status[parents] != _DONE], minlength=size).astype(np.int32)
+        self._ready: list[tuple[int, int]] = []
+        for seq in runnable:
+            self._status[seq] = _PENDING
+        self._pending = int(np.count_nonzero(self._status == _PENDING))
+        for ready in np.flatnonzero((self._status == _PENDING) & (self._waiting == 0)):
+            self._push(int(ready))
+
+    def _push(self, seq: int) -> None:
+        heapq.heappush(self._ready, (-int(self._priority[seq]), seq))
+
+    @property
+    def ready(self) -> int:
+        """How many jobs could start now."""
+        return len(self._ready)
+
+    @property
+    def pending(self) -> int:
+        """Jobs still to hand out (ready or waiting for parents)."""
+        return self._pending
+
+    def take(self, count: int) -> list[int]:
+        """Hand out up to ``count`` ready jobs, highest priority first."""
+        taken: list[int] = []
+        while self._ready and len(taken) < count:
+            _, seq = heapq.heappop(self._ready)
+            self._status[seq] = _ACTIVE
+            self._pending -= 1
+            taken.append(seq)
+        return taken
+
+    def put_back(self, seq: int) -> None:
+        """A job handed out is to be tried again: ready at once."""
+        self._status[seq] = _PENDING
+        self._pending += 1
+        self._push(seq)
+
+    def succeeded(self, seq: int) -> int:
+        """Record a success; return how many children became ready."""
+        self._status[seq] = _DONE
+        released = 0
+        for child in self._children[self._start[seq] : self._start[seq + 1]]:
+            self._waiting[child] -= 1
+            if self._waiting[child] == 0 and self._status[child] == _PENDING:
+                self._push(int(child))
+                released += 1
+        return released
+
+    def failed(self, seq: int) -> list[int]:
+        """Record a failure; return its pending descendants, which now will
+        not run (``dep_fail``).  Only those are visited: a descendant already
+        blocked by an earlier failure has had its own descendants blocked."""
+        self._status[seq] = _BLOCKED
+        lost = []
+        stack = [seq]
+        while stack:
+            parent = stack.pop()
+            for child in self._children[self._start[parent] : self._start[parent + 1]]:
+                child = int(child)
+                if self._status[child] == _PENDING:
+                    self._status[child] = _BLOCKED
+                    self._pending -= 1
+                    lost.append(child)
+                    stack.append(child)
+        return lost

@@ -1,0 +1,131 @@
+"""No run waits for ever: a task that never comes back after its payload
+ended, a job past its walltime, and a soak of Work Queue tasks under Work
+Queue's own resource monitor, with real bps runs and real workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import N_DETECTORS, N_VISITS, SFP_LABELS
+from harness import (
+    BackgroundBps,
+    expected_outputs,
+    find_submit_dir,
+    jobs,
+    pids_matching,
+    registered_outputs,
+    run_bps,
+    run_record,
+    wait_for,
+    write_bps_file,
+)
+
+from desc.gen3_workflow.store.job_store import UNREADABLE
+from desc.gen3_workflow.store.records import JobKind, JobState, RunState
+
+FAKE_MONITOR = Path(__file__).parent / "fake_cctools_monitor.sh"
+WORKER = "^(/usr/bin/)?work_queue_worker "
+
+
+def test_hung_resource_monitor_is_killed_and_its_job_counts(demo_repo: str, tmp_path: Path) -> None:
+    """Work Queue's resource monitor hangs after one job's payload ended:
+    the task is killed after return_grace, the job counts as done, its
+    payload never runs again, nothing is left running."""
+    workers_before = pids_matching(WORKER)
+    parsl_config = {
+        "executor": "WorkQueue",
+        "worker_options": "--cores=2 --memory=8000",
+        "resource_monitor": "work_queue",
+        "return_grace": 5,
+    }
+    bps_file = write_bps_file(tmp_path, demo_repo, parsl_config, pipeline="demo_sfp")
+    hang = tmp_path / "hang"
+    env = {"CCTOOLS_RESOURCE_MONITOR": str(FAKE_MONITOR), "GEN3WF_TEST_HANG_ONCE": str(hang)}
+    result = run_bps("submit", str(bps_file), cwd=tmp_path, env=env, timeout=600)
+    assert result.returncode == 0, result.output
+    assert (hang / "pid").exists(), "the monitor never hung: the test proves nothing"
+    assert run_record(result.submit_dir).state == RunState.SUCCEEDED
+    assert registered_outputs(result.submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, SFP_LABELS)
+    (hung,) = [job for job in jobs(result.submit_dir) if job.message]
+    assert hung.state == JobState.EXEC_DONE and hung.attempts == 1
+    assert hung.message == (
+        "payload ended with exit 0 but WorkQueue did not return the task within 5 s; task killed"
+    )
+    log = Path(hung.stderr).read_text()
+    assert log.count("Executed 1 quanta successfully") == 1
+    # The hung monitor, and every worker, are gone.
+    monitor = int((hang / "pid").read_text())
+    assert not os.path.exists(f"/proc/{monitor}") or "zombie" in Path(f"/proc/{monitor}/status").read_text()
+    assert pids_matching(WORKER) <= workers_before
+
+
+def test_job_past_its_walltime_is_stopped_and_retried(demo_repo: str, tmp_path: Path) -> None:
+    """characterizeImage asks for 0.25 min and sleeps while ``slow`` exists:
+    its supervisor stops it at 15 s, the runner retries it, the retry (with
+    ``slow`` gone) succeeds."""
+    switch = tmp_path / "slow"
+    switch.touch()
+    bps_file = write_bps_file(
+        tmp_path,
+        demo_repo,
+        {"executor": "ThreadPool", "max_threads": 2, "retries": 1},
+        pipeline="demo_sfp",
+        pipetask={"characterizeImage": {"requestWalltime": 0.25}},
+        extraQgraphOptions=f"-c characterizeImage:sleep=600 -c characterizeImage:onlyWhileExists={switch}",
+    )
+    with BackgroundBps(tmp_path, bps_file) as submit:
+
+        def stopped_once() -> bool:
+            submit_dir = find_submit_dir(tmp_path)
+            try:
+                chars = jobs(submit_dir, kind=JobKind.QUANTUM) if submit_dir else []
+            except UNREADABLE:  # prepare is still writing it
+                return False
+            return any(j.label == "characterizeImage" and j.attempts >= 2 for j in chars)
+
+        wait_for(stopped_once, lambda: submit.output, timeout=300)
+        switch.unlink()
+        assert submit.wait(timeout=300) == 0, submit.output
+        submit_dir = submit.submit_dir
+    chars = [j for j in jobs(submit_dir, kind=JobKind.QUANTUM) if j.label == "characterizeImage"]
+    assert all(j.state == JobState.EXEC_DONE for j in chars)
+    retried = [j for j in chars if j.attempts == 2]
+    assert retried, [(j.name, j.attempts) for j in chars]
+    for job in retried:
+        assert "ran longer than its walltime of 15 s; stopping it" in Path(job.stderr).read_text()
+    assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, SFP_LABELS)
+
+
+def test_soak_work_queue_under_its_resource_monitor(tmp_path: Path) -> None:
+    """Null jobs through the real plug-in on Work Queue with Work Queue's own
+    resource monitor: the run must end, every job done, whatever the
+    monitor does (a hang is killed after return_grace)."""
+    workers_before = pids_matching(WORKER)
+    command = [
+        sys.executable,
+        "-m",
+        "desc.gen3_workflow.testing.null_run",
+        "--jobs=200",
+        "--detectors=10",
+        f"--workdir={tmp_path}",
+        "--set=executor=WorkQueue",
+        "--set=worker_options=--cores=2 --memory=8000",
+        "--set=resource_monitor=work_queue",
+        "--set=return_grace=10",
+    ]
+    env = {**os.environ, "GEN3WF_RUN_INDEX": str(tmp_path / "runs.txt")}
+    proc = subprocess.run(
+        command, capture_output=True, text=True, timeout=900, env=env, start_new_session=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    figures = json.loads(proc.stdout.splitlines()[-1])
+    assert figures["states"] == {"exec_done": figures["jobs"]} and figures["jobs"] >= 180
+    hangs = sum(n for message, n in figures["messages"].items() if "did not return the task" in message)
+    print(
+        f"soak: {figures['jobs']} Work Queue tasks in {figures['seconds']} s, {hangs} hung monitor(s) killed"
+    )
+    assert pids_matching(WORKER) <= workers_before
