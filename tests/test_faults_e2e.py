@@ -144,7 +144,10 @@ def test_cancelled_slurm_block_is_replaced(demo_repo: str, tmp_path: Path, slurm
         _finishes_complete(submit, submit_dir, SFP_LABELS)
     assert slurm_cluster.job_ids() == []
     retried = [job for job in jobs(submit_dir, kind=JobKind.QUANTUM) if job.attempts > 1]
-    assert retried and {job.label for job in retried} == {"characterizeImage"}
+    # The jobs lost with the block: the sleeping characterizeImage, and an
+    # isr if one was still running beside it; nothing downstream of them.
+    labels = {job.label for job in retried}
+    assert "characterizeImage" in labels and labels <= {"isr", "characterizeImage"}, retried
 
 
 def _final_job_waiting(tmp_path: Path) -> dict[str, str]:
