@@ -9,7 +9,7 @@ APT_PACKAGES := coop-computing-tools python3-workqueue slurm-wlm munge python3-v
 DEMO_DIR ?= demo_work
 INSTALLED := $(VENV)/.gen3wf-installed
 
-.PHONY: demo test lint setup system-packages clean-demo bench
+.PHONY: demo test lint setup system-packages clean-demo bench test-latest
 
 setup: $(INSTALLED)
 
@@ -57,3 +57,28 @@ $(OFFICIAL_VENV)/.installed:
 
 bench: setup $(OFFICIAL_VENV)/.installed
 	GEN3WF_OFFICIAL_VENV=$(abspath $(OFFICIAL_VENV)) $(PY) bin/gen3wf-bench $(BENCH_ARGS)
+
+# The second test leg (not part of `make test` yet): Python 3.12/3.13 with
+# the newest LSST middleware from PyPI, as a user of a current lsst_distrib
+# has it.  No Work Queue bindings exist for it; those tests skip.
+#   make test-latest                                  # the whole suite
+#   make test-latest LATEST_PYTEST_ARGS="-m unit"     # the unit tests only
+#   make test-latest LATEST_PYTHON=/path/to/python3.12
+LATEST_VENV ?= .venv-latest
+LATEST_PYTHON ?= $(firstword $(wildcard /root/.pyenv/versions/3.12*/bin/python3.12) \
+                  $(shell command -v python3.12 python3.13 2>/dev/null))
+LATEST_PYTEST_ARGS ?= -ra tests
+LATEST_INSTALLED := $(LATEST_VENV)/.gen3wf-installed
+
+$(LATEST_INSTALLED): pyproject.toml
+	@if [ -z "$(LATEST_PYTHON)" ]; then \
+	  echo "make test-latest: no Python 3.12 or 3.13 found (looked for /root/.pyenv/versions/3.12*/bin/python3.12," \
+	       "python3.12 and python3.13 on PATH); give one with LATEST_PYTHON=/path/to/python3.12" >&2; \
+	  exit 1; fi
+	test -x $(LATEST_VENV)/bin/python || $(LATEST_PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e '.[test]'
+	touch $@
+
+test-latest: $(LATEST_INSTALLED)
+	$(LATEST_VENV)/bin/python -c 'import sys, lsst.ctrl.bps, parsl; print("test-latest: Python", sys.version.split()[0], "ctrl_bps", lsst.ctrl.bps.__version__, "parsl", parsl.__version__)'
+	$(LATEST_VENV)/bin/pytest $(LATEST_PYTEST_ARGS)

@@ -6,6 +6,9 @@ Every ``bps`` a test starts goes through `run_bps` or `BackgroundBps`, and
 every wait through `wait_for`: each has a time limit, and a background
 ``bps submit`` runs in a session of its own, so that a run that hangs is
 killed with everything it started (parsl's interchange, workers, jobs).
+
+`requires_work_queue` marks the tests that need Work Queue's Python
+bindings, which not every interpreter has (none for Python 3.12 here).
 """
 
 from __future__ import annotations
@@ -22,17 +25,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 import yaml
 
 from desc.gen3_workflow.constants import SERVICE_CLASS
 from desc.gen3_workflow.execution.processes import run_processes
 from desc.gen3_workflow.reporting.outputs import output_counts
+from desc.gen3_workflow.settings.submission_checks import work_queue_missing
 from desc.gen3_workflow.store.job_store import UNREADABLE, JobStateStore
 from desc.gen3_workflow.store.records import JobKind, JobRecord, JobState, RunRecord
 
 __all__ = [
     "BPS",
     "SERVICE_ENV",
+    "WORK_QUEUE_MISSING",
     "BackgroundBps",
     "BpsResult",
     "expected_outputs",
@@ -42,6 +48,7 @@ __all__ = [
     "pids_matching",
     "quanta_per_label",
     "registered_outputs",
+    "requires_work_queue",
     "run_bps",
     "run_processes",
     "run_record",
@@ -65,6 +72,14 @@ OUTPUTS_PER_QUANTUM = {
 }
 
 _T = TypeVar("_T")
+
+WORK_QUEUE_MISSING = work_queue_missing()
+"""Why this interpreter cannot use Work Queue, or `None` if it can."""
+
+requires_work_queue = pytest.mark.skipif(
+    WORK_QUEUE_MISSING is not None, reason=f"needs Work Queue: {WORK_QUEUE_MISSING}"
+)
+"""Skips a test that runs Work Queue when its Python bindings are missing."""
 
 
 def quanta_per_label(n_visits: int, n_detectors: int) -> dict[str, int]:

@@ -16,6 +16,7 @@ from harness import (
     jobs,
     pids_matching,
     registered_outputs,
+    requires_work_queue,
     run_bps,
     run_processes,
     run_record,
@@ -116,6 +117,7 @@ def _cancel_mid_run(tmp_path: Path, bps_file: Path, env: dict[str, str]) -> str:
     return submit_dir
 
 
+@requires_work_queue
 def test_cancel_on_work_queue_leaves_no_worker(demo_repo: str, tmp_path: Path) -> None:
     bps_file = _slow_bps_file(
         tmp_path, demo_repo, {"executor": "WorkQueue", "worker_options": "--memory=4000"}
@@ -148,6 +150,7 @@ def test_cancel_on_slurm_leaves_no_slurm_job(
         assert slurm_cluster.job_ids() == []
 
 
+@requires_work_queue
 def test_sigterm_of_bps_submit_stops_everything_then_restart(demo_repo: str, tmp_path: Path) -> None:
     """A pilot job's walltime end: SIGTERM to bps submit stops the Work Queue
     workers and jobs, records the run as interrupted, and bps restart

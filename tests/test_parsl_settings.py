@@ -3,6 +3,7 @@
 import os
 
 import pytest
+from harness import requires_work_queue
 from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor, WorkQueueExecutor
 from parsl.providers import LocalProvider, SlurmProvider
 
@@ -51,6 +52,7 @@ def test_no_section_means_thread_pool_on_all_cores():
     assert settings.max_threads >= 1
 
 
+@requires_work_queue
 def test_seed_work_queue_section(tmp_path):
     settings = ParslSettings.from_mapping(
         {

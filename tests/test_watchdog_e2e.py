@@ -18,6 +18,7 @@ from harness import (
     jobs,
     pids_matching,
     registered_outputs,
+    requires_work_queue,
     run_bps,
     run_record,
     wait_for,
@@ -31,6 +32,7 @@ FAKE_MONITOR = Path(__file__).parent / "fake_cctools_monitor.sh"
 WORKER = "^(/usr/bin/)?work_queue_worker "
 
 
+@requires_work_queue
 def test_hung_resource_monitor_is_killed_and_its_job_counts(demo_repo: str, tmp_path: Path) -> None:
     """Work Queue's resource monitor hangs after one job's payload ended:
     the task is killed after return_grace, the job counts as done, its
@@ -100,6 +102,7 @@ def test_job_past_its_walltime_is_stopped_and_retried(demo_repo: str, tmp_path: 
     assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, SFP_LABELS)
 
 
+@requires_work_queue
 def test_soak_work_queue_under_its_resource_monitor(tmp_path: Path) -> None:
     """Null jobs through the real plug-in on Work Queue with Work Queue's own
     resource monitor: the run must end, every job done, whatever the

@@ -30,6 +30,7 @@ from lsst.resources import ResourcePath
 
 from .constants import DEFAULTS_URI
 from .errors import Gen3WorkflowError, RunInterruptedError, WorkflowFailedError
+from .execution import zipfix
 from .execution.cancel import request_cancel
 from .execution.environment import prepare_environment
 from .parsl_graph import ParslGraph
@@ -38,7 +39,7 @@ from .reporting.bps_report import active_runs, detailed_report, quick_status, su
 from .reporting.failures import failure_summary
 from .settings.parsl_section import ParslSettings
 from .settings.ping import service_ping
-from .settings.submission_checks import check_submission
+from .settings.submission_checks import check_executor, check_submission, check_workflow_nodes
 from .store.job_store import JobStateStore
 from .store.records import RunState
 from .store.run_index import register_run
@@ -95,6 +96,7 @@ class ParslWorkflow(BaseWmsWorkflow):
         """Plan the generic workflow into a new store in ``out_prefix``."""
         settings = ParslSettings.from_bps_config(config)
         workflow = cls(generic_workflow.name, config, out_prefix)
+        check_workflow_nodes(generic_workflow)
         plan = plan_workflow(config, generic_workflow, out_prefix)
         info = run_info(config, settings.as_dict())
         with JobStateStore.open(out_prefix, writable=True) as store:
@@ -137,9 +139,11 @@ class ParslService(BaseWmsService):
     @_with_bps_errors
     def run_submission_checks(self) -> None:
         """Validate ``parsl_config``, names and paths before the QuantumGraph
-        is built."""
-        ParslSettings.from_bps_config(self.config)
+        is built; warn of an interpreter defect that would fail the jobs."""
+        settings = ParslSettings.from_bps_config(self.config)
         check_submission(self.config)
+        check_executor(settings)
+        _warn_of_interpreter_defects()
 
     @_with_bps_errors
     def prepare(
@@ -275,7 +279,16 @@ class ParslService(BaseWmsService):
     def ping(self, pass_thru: str | None = None) -> tuple[int, str]:
         """Check what the executor and provider need; ``--pass-thru`` names a
         bps file (or gives ``key=value`` settings) to take them from."""
+        _warn_of_interpreter_defects()
         return service_ping(self.config, pass_thru)
+
+
+def _warn_of_interpreter_defects() -> None:
+    """One warning line for ``bps submit`` and ``bps ping`` when this Python
+    has CPython gh-128131 (see `~desc.gen3_workflow.execution.zipfix`)."""
+    message = zipfix.defect_warning()
+    if message:
+        _LOG.warning(message)
 
 
 def _run_loudly(graph: ParslGraph) -> RunState | None:

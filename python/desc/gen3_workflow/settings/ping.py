@@ -25,6 +25,7 @@ from ..errors import ParslConfigError
 from ..execution.environment import prepare_environment
 from ..store.run_index import index_path
 from .parsl_section import ParslSettings
+from .submission_checks import work_queue_missing, work_queue_unusable_message
 
 __all__ = ["Check", "ping", "service_ping", "settings_for_ping"]
 
@@ -170,10 +171,11 @@ def check_parsl() -> Check:
 def check_work_queue(required: bool) -> Check:
     """Work Queue's Python bindings and worker program."""
     name = "Work Queue"
-    try:
-        importlib.import_module("ndcctools.work_queue")
-    except ImportError as exc:
-        return Check(name, False, f"cannot import ndcctools.work_queue ({exc})", required)
+    missing = work_queue_missing()
+    if missing is not None:
+        # The same line bps submit refuses the settings with.
+        detail = work_queue_unusable_message(missing) if required else missing
+        return Check(name, False, detail, required)
     worker = shutil.which("work_queue_worker")
     if worker is None:
         return Check(name, False, "work_queue_worker is not on PATH", required)

@@ -26,9 +26,17 @@ def default_worker_init() -> str:
 
     Workers started by a batch system begin with a login environment; they
     need the same ``pipetask``, ``butler`` and parsl worker scripts as the
-    submitting process.
+    submitting process.  On an interpreter with CPython gh-128131 the
+    zipfile fix's directory also goes first on PYTHONPATH (see
+    `~desc.gen3_workflow.execution.zipfix`).
     """
-    return f'export PATH={shlex.quote(sys.prefix + "/bin")}:"$PATH"'
+    from ..execution import zipfix
+
+    line = f'export PATH={shlex.quote(sys.prefix + "/bin")}:"$PATH"'
+    if zipfix.fix_applied():
+        # ${PYTHONPATH:+:...}: no empty entry, which would mean the cwd.
+        line += f'; export PYTHONPATH={shlex.quote(zipfix.SITE_DIR)}"${{PYTHONPATH:+:$PYTHONPATH}}"'
+    return line
 
 
 def _launcher(settings: ParslSettings) -> Launcher:

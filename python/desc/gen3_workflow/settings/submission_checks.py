@@ -9,18 +9,140 @@ key and what it accepts.
 
 from __future__ import annotations
 
+import importlib
 import os
+import platform
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SubmissionCheckError
 
-__all__ = ["check_submission"]
+if TYPE_CHECKING:
+    from .parsl_section import ParslSettings
+
+__all__ = [
+    "check_batch_submission",
+    "check_executor",
+    "check_submission",
+    "check_workflow_nodes",
+    "work_queue_missing",
+    "work_queue_unusable_message",
+]
 
 # Collection names and submit paths are built from these; keep them to
 # characters that are safe in both (and never meaningful to a shell).
 _NAME_KEYS = ("payloadName", "operator", "project", "campaign")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.+\-/]+$")
+
+
+def work_queue_missing() -> str | None:
+    """Why parsl's WorkQueueExecutor cannot be built by this interpreter.
+
+    parsl imports Work Queue as ``ndcctools.work_queue`` (conda's cctools);
+    Debian's bindings are the top-level ``work_queue`` module, which
+    ``python -m desc.gen3_workflow.cli.ndcctools_shim`` wraps.  Neither exists
+    for every Python (Debian's are built for its 3.11 only).
+
+    Returns
+    -------
+    reason : `str` or `None`
+        `None` if ``ndcctools.work_queue`` imports; otherwise why not.
+    """
+    try:
+        importlib.import_module("ndcctools.work_queue")
+        return None
+    except (ImportError, OSError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    try:
+        importlib.import_module("work_queue")
+    except (ImportError, OSError):
+        return (
+            f"no Work Queue Python bindings for this interpreter (Python {platform.python_version()}: "
+            f"cannot import ndcctools.work_queue, {error})"
+        )
+    return (
+        "Debian's work_queue module imports but ndcctools.work_queue does not "
+        f"({error}); run: python -m desc.gen3_workflow.cli.ndcctools_shim"
+    )
+
+
+def work_queue_unusable_message(reason: str) -> str:
+    """The one-line refusal of ``executor: WorkQueue`` for ``reason``."""
+    return (
+        f"parsl_config.executor: WorkQueue cannot run here: {reason}; "
+        "use executor ThreadPool or HighThroughput instead"
+    )
+
+
+def check_executor(settings: ParslSettings) -> None:
+    """Refuse an executor this interpreter cannot build (today: WorkQueue
+    without Work Queue's Python bindings), before the QuantumGraph is built.
+
+    Parameters
+    ----------
+    settings : `ParslSettings`
+        The validated ``parsl_config`` section.
+
+    Raises
+    ------
+    SubmissionCheckError
+        One line naming ``parsl_config.executor``, why and the alternatives.
+    """
+    if settings.executor == "WorkQueue":
+        reason = work_queue_missing()
+        if reason is not None:
+            raise SubmissionCheckError(work_queue_unusable_message(reason))
+
+
+def check_batch_submission(config: Any) -> None:
+    """Refuse ctrl_bps's batch submission (``bpsBatchSubmission: true``,
+    ctrl_bps 30.2026.4300 and newer): it runs the submission stages as a
+    control workflow of ``LAZY_GROUP`` nodes, which this plug-in does not run.
+
+    Raises
+    ------
+    SubmissionCheckError
+        If batch submission is on.
+    """
+    value = _value(config, "bpsBatchSubmission")
+    if value is True or str(value).strip().lower() in ("true", "yes", "1"):
+        raise SubmissionCheckError(
+            "bpsBatchSubmission: true is not supported by gen3_workflow (it cannot run ctrl_bps's "
+            "LAZY_GROUP control workflow); remove it or set it to false: bps submit already builds "
+            "the QuantumGraph and runs the jobs in one process"
+        )
+
+
+def check_workflow_nodes(generic_workflow: Any) -> None:
+    """Refuse a GenericWorkflow with nodes other than payload jobs and
+    no-ops (e.g. batch submission's ``LAZY_GROUP``), naming the first one.
+
+    Parameters
+    ----------
+    generic_workflow : `lsst.ctrl.bps.GenericWorkflow`
+        The workflow ctrl_bps hands to ``prepare``.
+
+    Raises
+    ------
+    SubmissionCheckError
+        On the first node of another type.
+    """
+    from lsst.ctrl.bps.generic_workflow import GenericWorkflowNodeType
+
+    runnable = {GenericWorkflowNodeType.PAYLOAD, GenericWorkflowNodeType.NOOP}
+    for name in generic_workflow:
+        node_type = generic_workflow.get_job(name).node_type
+        if node_type not in runnable:
+            type_name = getattr(node_type, "name", str(node_type))
+            hint = (
+                " (bpsBatchSubmission: true makes these; set it to false)"
+                if type_name == "LAZY_GROUP"
+                else ""
+            )
+            raise SubmissionCheckError(
+                f"gen3_workflow cannot run workflow node {name} of type {type_name}{hint}; "
+                "it runs payload jobs and no-op nodes only"
+            )
 
 
 def _value(config: Any, key: str) -> Any:
@@ -45,6 +167,7 @@ def check_submission(config: Any) -> None:
     SubmissionCheckError
         On the first problem found, naming the key.
     """
+    check_batch_submission(config)
     for key in _NAME_KEYS:
         value = _value(config, key)
         if value is not None and not _SAFE_NAME.match(str(value)):
