@@ -157,7 +157,12 @@ class BpsResult:
 
 
 def run_bps(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600, log_tty: bool = False
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    log_tty: bool = False,
+    cgroup: str | None = None,
 ) -> BpsResult:
     """Run the real ``bps`` CLI and wait for it.
 
@@ -174,8 +179,15 @@ def run_bps(
     log_tty : `bool`
         Keep bps's log on the terminal (``bps ping`` and ``bps status``
         say everything through it); ``--no-log-tty`` otherwise.
+    cgroup : `str`, optional
+        A cgroup directory to run bps (and all it starts) in.
     """
     options = [] if log_tty else ["--no-log-tty"]
+
+    def enter_cgroup() -> None:
+        if cgroup is not None:
+            Path(cgroup, "cgroup.procs").write_text(str(os.getpid()))
+
     proc = subprocess.run(
         [BPS, *options, *args],
         cwd=cwd,
@@ -184,6 +196,7 @@ def run_bps(
         stderr=subprocess.STDOUT,
         text=True,
         timeout=timeout,
+        preexec_fn=enter_cgroup if cgroup is not None else None,
     )
     return BpsResult(proc.returncode, proc.stdout)
 

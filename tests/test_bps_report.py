@@ -313,6 +313,7 @@ def test_concurrent_registrations_keep_whole_lines(tmp_path: Path, index_file: P
 def test_ping_checks_what_the_settings_need(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     status, message = ping.service_ping({}, None)
     assert status == 0 and "executor ThreadPool" in message and "ok   parsl: version" in message
+    assert "Memory requests: ThreadPool does not measure jobs' memory; the runner dispatches" in message
 
     # Only this venv's bin on PATH: no work_queue_worker, no sbatch.
     monkeypatch.setenv("PATH", os.path.join(sys.prefix, "bin"))
@@ -331,6 +332,8 @@ def test_ping_checks_what_the_settings_need(tmp_path: Path, monkeypatch: pytest.
     assert status == 1 and f"settings from {bps_file}" in message
     assert "FAIL Slurm: sbatch is not on PATH" in message
     assert "ok   HighThroughput" in message
+    # Where memory requests cannot be honoured, ping says so.
+    assert "Memory requests: HighThroughput cannot honour them" in message
 
     status, message = ping.service_ping({}, "executor=Dask")
     assert status == 1 and "parsl_config.executor: unknown value 'Dask'" in message

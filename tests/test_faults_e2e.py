@@ -13,6 +13,7 @@ import shutil
 import signal
 from pathlib import Path
 
+import pytest
 from conftest import DRP_LABELS, N_DETECTORS, N_VISITS, SFP_LABELS
 from harness import (
     SERVICE_ENV,
@@ -22,13 +23,16 @@ from harness import (
     jobs,
     pids_matching,
     registered_outputs,
+    requires_work_queue,
     run_bps,
     run_processes,
     run_record,
+    wait_for,
     wait_for_jobs,
     write_bps_file,
 )
 
+from desc.gen3_workflow.store.job_store import JobStateStore
 from desc.gen3_workflow.store.records import JobKind, JobState, RunState
 
 WORKER = "^(/usr/bin/)?work_queue_worker "  # not any command naming a path with those words
@@ -40,41 +44,61 @@ AGGREGATE = (
 )
 
 
-def test_work_queue_reports_a_signal_kill_and_memory_overuse(demo_repo: str, tmp_path: Path) -> None:
-    """One isr quantum dies of SIGKILL (as an OOM kill would); one
-    characterizeImage quantum holds 3 GB against ctrl_bps's 2048 MB request.
-    Both are failures with their cause, not successes."""
+@requires_work_queue
+def test_work_queue_follows_ctrl_bps_retry_and_memory_rules(demo_repo: str, tmp_path: Path) -> None:
+    """With ctrl_bps's defaults (numberOfRetries 5, retryUnlessExit [1, 2],
+    memoryMultiplier 2) and per-label overrides: a quantum holding 3x its
+    memory request is tried again with twice, then four times the memory
+    and succeeds; a SIGKILLed one is tried 1 + numberOfRetries (2, for its
+    label) times; a raising one (exit 1) once.  Each attempt is in the
+    report."""
     bps_file = write_bps_file(
         tmp_path,
         demo_repo,
         {"executor": "WorkQueue", "provider": "Local", "worker_options": "--cores=2 --memory=8000"},
         pipeline="demo_sfp",
+        pipetask={"isr": {"numberOfRetries": 2}, "characterizeImage": {"requestMemory": 1000}},
         extraQgraphOptions=(
             "-c isr:failOn=visit:2,detector:1 -c isr:failExitSignal=9 "
-            "-c characterizeImage:failOn=visit:1,detector:1 -c characterizeImage:failAllocateMB=3000"
+            "-c characterizeImage:failOn=visit:1,detector:1 -c characterizeImage:failAllocateMB=3000 "
+            "-c calibrate:failOn=visit:1,detector:0"
         ),
     )
     result = run_bps("submit", str(bps_file), cwd=tmp_path)
     assert result.returncode == 1, result.output
     failed = {job.label: job for job in jobs(result.submit_dir, states=[JobState.FAILED])}
-    assert set(failed) == {"isr", "characterizeImage"}, failed
-    killed, hog = failed["isr"], failed["characterizeImage"]
+    assert set(failed) == {"isr", "calibrate"}, failed
+    killed, raised = failed["isr"], failed["calibrate"]
     assert '"visit":2' in killed.data_id and '"detector":1' in killed.data_id
-    assert killed.message is not None and "killed by signal 9, SIGKILL" in killed.message
-    # The job supervisor names the resource.
-    assert hog.message is not None and "more than the 2048 MB requested" in hog.message
-    # Both are in the submit output and the report, with their logs.
+    assert killed.attempts == 3 and killed.message is not None
+    assert "SIGKILL" in killed.message and "2 retries allowed (numberOfRetries)" in killed.message
+    assert raised.attempts == 1 and raised.exit_code == 1
+    assert raised.message is not None and "retryUnlessExit" in raised.message
+    (hog,) = [
+        job
+        for job in jobs(result.submit_dir)
+        if job.label == "characterizeImage" and '"visit":1' in job.data_id and '"detector":1' in job.data_id
+    ]
+    assert hog.state == JobState.EXEC_DONE and hog.attempts == 3
+    with JobStateStore.open(result.submit_dir) as store:
+        tries = store.attempts_of([hog.seq, killed.seq])
+    assert [(a.succeeded, a.memory) for a in tries[hog.seq]] == [(False, 1000), (False, 2000), (True, 4000)]
+    # The supervisor stopped it (SIGTERM), naming the resource.
+    assert tries[hog.seq][0].exit_code == 143
+    assert "more than the 1000 MB requested" in (tries[hog.seq][0].message or "")
+    assert [a.exit_code for a in tries[killed.seq]] == [137, 137, 137]
+    # The submit output and the report name the failures and each attempt.
     report = run_bps("report", "--id", result.submit_dir, cwd=tmp_path, env=SERVICE_ENV, timeout=120)
     for output in (result.output, report.output):
-        assert "SIGKILL" in output and "more than the 2048 MB requested" in output, output
-        assert killed.stderr in output
+        assert "SIGKILL" in output and killed.stderr in output, output
+        assert "RETRIED characterizeImage" in output and "#1 exit 143, 1000 MB" in output
+        assert "#3 ok, 4000 MB" in output
     # Everything else ran and was registered.
     states = job_states(result.submit_dir)
     assert states["isr"][JobState.EXEC_DONE] == 3
-    assert states["characterizeImage"][JobState.EXEC_DONE] == 2
-    assert states["calibrate"][JobState.EXEC_DONE] == 2
+    assert states["characterizeImage"][JobState.EXEC_DONE] == 3
     outputs = registered_outputs(result.submit_dir)
-    assert (outputs["postISRCCD"], outputs["calexp"]) == (3, 2)
+    assert (outputs["postISRCCD"], outputs["icExp"], outputs["calexp"]) == (3, 3, 2)
 
 
 def _slow_sfp(tmp_path: Path, repo: str, parsl_config: dict, seconds: int = 30) -> Path:
@@ -100,6 +124,7 @@ def _finishes_complete(submit: BackgroundBps, submit_dir: str, labels: list[str]
     assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, labels)
 
 
+@requires_work_queue
 def test_lost_wq_workers_are_replaced(demo_repo: str, tmp_path: Path) -> None:
     """Killing the workers and their jobs (a lost node) mid-run: Work Queue
     gives the jobs back, parsl starts a new block, the run completes."""
@@ -123,23 +148,29 @@ def test_lost_wq_workers_are_replaced(demo_repo: str, tmp_path: Path) -> None:
     assert pids_matching(WORKER) <= workers_before
 
 
-def test_cancelled_slurm_block_is_replaced(demo_repo: str, tmp_path: Path, slurm_cluster) -> None:
-    """``scancel`` of the block running HighThroughput workers: its jobs are
-    lost, parsl retries them in a new block, the run completes."""
+@pytest.mark.parametrize("block_end", ["scancel", "walltime"])
+def test_a_slurm_block_that_ends_is_replaced(
+    demo_repo: str, tmp_path: Path, slurm_cluster, block_end: str
+) -> None:
+    """The block running HighThroughput workers ends mid-quantum (``scancel``,
+    or its one-minute walltime): its jobs are lost, retried under ctrl_bps's
+    default numberOfRetries in a new block, and the run completes."""
     parsl_config = {
         "executor": "HighThroughput",
         "provider": "Slurm",
         "partition": slurm_cluster.partition,
         "exclusive": False,
-        "walltime": "00:20:00",
+        "walltime": "00:20:00" if block_end == "scancel" else "00:01:00",
         "max_workers": 2,
-        "retries": 1,
     }
     bps_file = _slow_sfp(tmp_path, demo_repo, parsl_config)
     with BackgroundBps(tmp_path, bps_file, slurm_cluster.env) as submit:
         submit_dir = wait_for_jobs(submit, "characterizeImage", JobState.RUNNING)
         (block,) = slurm_cluster.job_ids()
-        slurm_cluster.run(["scancel", block])
+        if block_end == "scancel":
+            slurm_cluster.run(["scancel", block])
+        else:
+            wait_for(lambda: block not in slurm_cluster.job_ids(), f"block {block} to reach its walltime")
         (tmp_path / "slow").unlink()
         _finishes_complete(submit, submit_dir, SFP_LABELS)
     assert slurm_cluster.job_ids() == []

@@ -101,8 +101,10 @@ def test_failing_quantum_fails_only_it_and_its_descendants(failing_run: BpsResul
     by_id = {(j.label, j.data_id): j for j in _jobs(failing_run.submit_dir)}
     (isr,) = [j for (label, data_id), j in by_id.items() if label == "isr" and j.state == JobState.FAILED]
     assert '"visit":1' in isr.data_id and '"detector":1' in isr.data_id
-    # retries: 1 means two attempts, each exiting 1 as pipetask does.
-    assert (isr.attempts, isr.exit_code, isr.message) == (2, 1, "exit code 1")
+    # It exits 1 as pipetask does, which ctrl_bps's retryUnlessExit [1, 2]
+    # does not retry (retries: 1 notwithstanding).
+    assert (isr.attempts, isr.exit_code) == (1, 1)
+    assert isr.message == "exit code 1; not tried again: exit code 1 is not retried (retryUnlessExit)"
     assert "DemoTaskError" in Path(isr.stderr).read_text()
     states = job_states(failing_run.submit_dir)
     assert states["isr"][JobState.EXEC_DONE] == 3

@@ -88,7 +88,18 @@ def test_job_rows_carry_command_resources_logs_and_data_id(tmp_path: Path) -> No
         "isr_1",
     )
     assert isr.command.env == ()
-    assert isr.resources == {"cpus": 1, "memory": 2048, "disk": None, "walltime": None, "priority": None}
+    assert isr.resources == {
+        "cpus": 1,
+        "memory": 2048,
+        "disk": None,
+        "walltime": None,
+        "priority": None,
+        # The retry rules; this workflow has none (test_retry_rules has them).
+        "retries": None,
+        "retry_unless_exit": [],
+        "memory_multiplier": None,
+        "memory_max": None,
+    }
     assert isr.stdout == str(tmp_path / "logs" / "isr" / "isr_1.stdout")
     assert isr.stderr == str(tmp_path / "logs" / "isr" / "isr_1.stderr")
     # The data ID without ctrl_bps's bookkeeping tags.

@@ -13,6 +13,7 @@ from harness import (
     jobs,
     pids_matching,
     registered_outputs,
+    requires_work_queue,
     run_bps,
     run_record,
     write_bps_file,
@@ -38,6 +39,7 @@ def test_thread_pool_runs_the_whole_pipeline(demo_repo: str, tmp_path: Path) -> 
     assert "parsl.dataflow" not in result.output
 
 
+@requires_work_queue
 def test_work_queue_with_local_workers(demo_repo: str, tmp_path: Path) -> None:
     bps_file = write_bps_file(
         tmp_path,
@@ -65,6 +67,8 @@ def test_failing_quantum_fails_the_run_and_keeps_the_rest(demo_repo: str, tmp_pa
         demo_repo,
         {"executor": "ThreadPool", "max_threads": 2, "retries": 2},
         extraQgraphOptions="-c isr:failOn=visit:1,detector:1",
+        # ctrl_bps's default [1, 2] would not retry a raising task at all.
+        retryUnlessExit=[],
     )
     result = run_bps("submit", str(bps_file), cwd=tmp_path)
     assert result.returncode == 1, result.output
@@ -74,7 +78,7 @@ def test_failing_quantum_fails_the_run_and_keeps_the_rest(demo_repo: str, tmp_pa
     log_path = failed_line.rsplit("log: ", 1)[1].strip()
     assert "DemoTaskError" in Path(log_path).read_text()
 
-    # retries: 2 means three attempts, recorded with the exit code.
+    # retries: 2 means three attempts (retryUnlessExit allowing), recorded with the exit code.
     (failed,) = jobs(result.submit_dir, states=[JobState.FAILED])
     assert (failed.label, failed.attempts, failed.exit_code) == ("isr", 3, 1)
 
@@ -139,6 +143,42 @@ def test_bad_parsl_config_stops_before_any_work(
     assert not list(tmp_path.glob("submit/**/gen3_workflow.sqlite3"))
 
 
+def test_what_this_plugin_cannot_run_stops_before_any_work(demo_repo: str, tmp_path: Path) -> None:
+    """WorkQueue on a Python without Work Queue bindings, and ctrl_bps's
+    batch submission: one line each, exit 2, no QuantumGraph built."""
+    # Bindings that cannot be imported, whatever this Python has.
+    fake = tmp_path / "no_bindings"
+    (fake / "ndcctools").mkdir(parents=True)
+    (fake / "ndcctools" / "__init__.py").write_text("raise ImportError('no Work Queue here (test)')\n")
+    (fake / "work_queue.py").write_text("raise ImportError('no Work Queue here (test)')\n")
+    cases = [
+        (
+            tmp_path / "wq",
+            {"executor": "WorkQueue"},
+            {},
+            {"PYTHONPATH": os.pathsep.join(filter(None, [str(fake), os.environ.get("PYTHONPATH")]))},
+            "parsl_config.executor: WorkQueue cannot run here: no Work Queue Python bindings for this "
+            "interpreter",
+        ),
+        (
+            tmp_path / "batch",
+            {"executor": "ThreadPool"},
+            {"bpsBatchSubmission": True},
+            {},
+            "bpsBatchSubmission: true is not supported by gen3_workflow",
+        ),
+    ]
+    for cwd, parsl_config, extra, env, message in cases:
+        cwd.mkdir()
+        bps_file = write_bps_file(cwd, demo_repo, parsl_config, **extra)
+        result = run_bps("submit", str(bps_file), cwd=cwd, env=env, timeout=120)
+        assert result.returncode == 2, result.output
+        assert message in result.output and "Traceback" not in result.output
+        assert "use executor ThreadPool or HighThroughput instead" in result.output or "batch" in cwd.name
+        assert not list(cwd.glob("submit/**/*.qg"))
+        assert not list(cwd.glob("submit/**/gen3_workflow.sqlite3"))
+
+
 def test_high_throughput_on_slurm(demo_repo: str, tmp_path: Path, slurm_cluster) -> None:
     bps_file = write_bps_file(
         tmp_path,
@@ -196,6 +236,7 @@ def test_bad_input_stops_before_any_work(demo_repo: str, tmp_path: Path, case: s
     assert not (tmp_path / "submit").exists()
 
 
+@requires_work_queue
 def test_work_queue_workers_in_slurm_blocks(demo_repo: str, tmp_path: Path, slurm_cluster) -> None:
     """The seed's NERSC set-up: Work Queue workers started inside Slurm jobs."""
     bps_file = write_bps_file(

@@ -10,6 +10,7 @@ __all__ = [
     "CANCELLED_MARK",
     "CANCEL_REQUEST",
     "DEFAULTS_URI",
+    "FINAL_JOB_NAME",
     "INIT_JOB_NAME",
     "MONITORING_FILENAME",
     "RUN_DIR_VARIABLE",
@@ -31,6 +32,9 @@ MONITORING_FILENAME = "monitoring.db"
 
 INIT_JOB_NAME = "pipetaskInit"
 """ctrl_bps's name for the job that runs before every quantum."""
+
+FINAL_JOB_NAME = "finalJob"
+"""ctrl_bps's name for the job that registers the run's outputs at its end."""
 
 RUN_DIR_VARIABLE = "GEN3WF_RUN_DIR"
 """Exported to every job and runner of a run (its submit directory), so that

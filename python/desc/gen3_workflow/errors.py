@@ -13,6 +13,7 @@ __all__ = [
     "CommandError",
     "Gen3WorkflowError",
     "ParslConfigError",
+    "PlanError",
     "RunInProgressError",
     "RunInterruptedError",
     "RunNotFoundError",
@@ -48,6 +49,11 @@ class SubmissionCheckError(UserInputError):
 
 class CommandError(UserInputError):
     """A job's command line cannot be built from the workflow."""
+
+
+class PlanError(UserInputError):
+    """The GenericWorkflow holds something the plug-in cannot run (e.g. the
+    lazy groups of ``bpsBatchSubmission``)."""
 
 
 class RunNotFoundError(Gen3WorkflowError):

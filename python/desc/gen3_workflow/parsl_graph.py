@@ -26,11 +26,12 @@ from .errors import RunInProgressError, RunNotFoundError
 from .execution.cancel import clear_cancel_marks
 from .execution.processes import kill_run_processes
 from .execution.runner import GraphRunner
+from .reporting.failures import retried_lines
 from .reporting.text import format_status_table
 from .settings.parsl_section import ParslSettings
 from .store.job_store import JobStateStore
 from .store.liveness import Liveness, liveness
-from .store.records import JobRecord, JobState, RunState
+from .store.records import AttemptRecord, JobRecord, JobState, RunState
 
 __all__ = ["ParslGraph", "start_pipeline"]
 
@@ -133,11 +134,23 @@ class ParslGraph:
         """
         with JobStateStore.open(self.submit_dir) as store:
             counts = store.counts()
+            retried = retried_lines(store) if file is not None else []
         if file is not None:
             print(format_status_table(counts), file=file)
+            for line in retried:
+                print(line, file=file)
         return {
             label: {state.value: n for state, n in by_state.items()} for label, by_state in counts.items()
         }
+
+    def attempts(self, job_name: str) -> list[AttemptRecord]:
+        """How each attempt of the job called ``job_name`` ended (exit
+        code, memory request, message), oldest first."""
+        with JobStateStore.open(self.submit_dir) as store:
+            job = store.job(job_name)
+            if job is None:
+                raise KeyError(job_name)
+            return store.attempts_of([job.seq]).get(job.seq, [])
 
     def get_jobs(self, task_label: str | None = None, status: str | None = None) -> list[str]:
         """Names of the jobs of one task label, optionally in one state."""

@@ -13,6 +13,12 @@ Every demo task config derives from `DemoControlConfig`, which adds
 ``failAllocateMB``
     If set, a matching quantum holds this much memory for a while instead
     of raising, then succeeds: a job that exceeds its memory request.
+``failAfterWriting``
+    If set (an output connection name), a matching quantum writes that
+    output first and then fails: a job killed in the middle of its writes.
+``onlyWhileExists`` / ``consumeSwitch``
+    The faults apply only while a file exists; with ``consumeSwitch`` the
+    first fault removes it, so that it happens once.
 
 and every demo task derives from `DemoTaskBase`, which applies them.
 """
@@ -155,6 +161,16 @@ class DemoControlConfig(pexConfig.Config):
         optional=True,
     )
 
+    failAfterWriting = pexConfig.Field[str](
+        doc="If set, a quantum selected by failOn writes this output (a connection name) and then fails "
+        "(failExitSignal or raising): a job killed after some of its writes.",
+        default=None,
+        optional=True,
+    )
+    consumeSwitch = pexConfig.Field[bool](
+        doc="The first fault removes the onlyWhileExists file, so that the fault happens once.", default=False
+    )
+
     def validate(self) -> None:
         super().validate()
         for condition in self.failOn:
@@ -170,7 +186,8 @@ class DemoTaskBase(pipeBase.PipelineTask):
     config: DemoControlConfig
 
     def simulate(self, data_id: Mapping[str, Any]) -> None:
-        """Sleep and possibly fail as the config asks for this data ID.
+        """Sleep and possibly fail as the config asks for this data ID
+        (except a ``failAfterWriting`` fault, which `runQuantum` applies).
 
         Parameters
         ----------
@@ -188,16 +205,28 @@ class DemoTaskBase(pipeBase.PipelineTask):
             return
         if self.config.sleep > 0:
             time.sleep(self.config.sleep)
-        for condition in self.config.failOn:
-            if fail_condition_matches(condition, data_id):
-                message = f"Simulated failure: task={self.getName()} dataId={dict(data_id)} ({condition!r})"
-                self.log.warning(message)
-                if self.config.failAllocateMB is not None:
-                    _hold_memory(self.config.failAllocateMB, self.config.failAllocateSeconds)
-                    return
-                if self.config.failExitSignal is not None:
-                    signal.raise_signal(signal.Signals(self.config.failExitSignal))
-                raise DemoTaskError(message)
+        if self.config.failAfterWriting is None and (condition := self._fault(data_id)) is not None:
+            self._fail(data_id, condition)
+
+    def _fault(self, data_id: Mapping[str, Any]) -> str | None:
+        """The ``failOn`` condition this data ID matches, while the switch
+        file (if any) exists."""
+        switch = self.config.onlyWhileExists
+        if switch is not None and not os.path.exists(switch):
+            return None
+        return next((c for c in self.config.failOn if fail_condition_matches(c, data_id)), None)
+
+    def _fail(self, data_id: Mapping[str, Any], condition: str) -> None:
+        message = f"Simulated failure: task={self.getName()} dataId={dict(data_id)} ({condition!r})"
+        self.log.warning(message)
+        if self.config.consumeSwitch and self.config.onlyWhileExists:
+            os.remove(self.config.onlyWhileExists)
+        if self.config.failAllocateMB is not None:
+            _hold_memory(self.config.failAllocateMB, self.config.failAllocateSeconds)
+            return
+        if self.config.failExitSignal is not None:
+            signal.raise_signal(signal.Signals(self.config.failExitSignal))
+        raise DemoTaskError(message)
 
     def runQuantum(
         self,
@@ -206,7 +235,13 @@ class DemoTaskBase(pipeBase.PipelineTask):
         outputRefs: pipeBase.OutputQuantizedConnection,
     ) -> None:
         # Docstring inherited.
-        self.simulate(quantum_data_id(butlerQC).mapping)
+        data_id = quantum_data_id(butlerQC).mapping
+        self.simulate(data_id)
+        name = self.config.failAfterWriting
+        if name is not None and (condition := self._fault(data_id)) is not None:
+            outputs = self.run(**butlerQC.get(inputRefs))
+            butlerQC.put(getattr(outputs, name), getattr(outputRefs, name))
+            self._fail(data_id, condition)
         super().runQuantum(butlerQC, inputRefs, outputRefs)
 
 

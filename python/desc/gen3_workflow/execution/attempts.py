@@ -19,8 +19,12 @@ from parsl.dataflow.futures import AppFuture
 from ..constants import CANCELLED_EXIT_CODE
 from ..store.records import JobRecord
 from .markers import ExitRecord
+from .oom import OOM_MESSAGE, was_oom_kill
 
-__all__ = ["Attempt", "Outcome", "exit_message", "outcome"]
+__all__ = ["WQ_EXHAUSTION", "Attempt", "Outcome", "exit_message", "outcome", "with_oom_kill"]
+
+WQ_EXHAUSTION = "task used more resources than requested"
+"""How parsl words Work Queue's resource-exhaustion result."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -46,6 +50,11 @@ class Attempt:
     supervised: bool = False
     """Whether a job supervisor on the node watches it (and reads stop
     requests); otherwise the runner kills its processes itself."""
+    memory: int | None = None
+    """Its memory request (MB), if it made one."""
+    oom_kills: int | None = None
+    """The OOM killer's count in the runner's memory cgroup when it was
+    submitted (jobs the runner's host runs unsupervised)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +66,9 @@ class Outcome:
     message: str | None = None
     retry: bool = False
     """Whether another attempt may help (not for a cancelled job)."""
+    exceeded: str | None = None
+    """The resource the job was stopped for using too much of: ``memory``
+    or ``walltime``."""
 
 
 def exit_message(exit_code: int) -> str:
@@ -104,7 +116,8 @@ def outcome(
         message = record.detail or exit_message(record.code)
         if record.detail and record.code:
             message = f"{exit_message(record.code)}: {record.detail}"
-        return Outcome(False, record.code, message + note, retry=True)
+        exceeded = record.reason if record.reason in ("memory", "walltime") else None
+        return Outcome(False, record.code, message + note, retry=True, exceeded=exceeded)
     if isinstance(error, BashExitFailure):
         code = error.exitcode
         message = "cancelled" if code == CANCELLED_EXIT_CODE and cancelled else exit_message(code)
@@ -112,4 +125,16 @@ def outcome(
     if error is None:
         return Outcome(False, None, attempt.note or "no result", retry=True)
     text = f"{type(error).__name__}: {error}".strip()[:2000]
-    return Outcome(False, None, text + note, retry=True)
+    # Work Queue's own monitor (resource_monitor: work_queue) does not say
+    # which resource; memory is the one a job's request can be raised for.
+    exceeded = "memory" if WQ_EXHAUSTION in text else None
+    return Outcome(False, None, text + note, retry=True, exceeded=exceeded)
+
+
+def with_oom_kill(result: Outcome, attempt: Attempt) -> Outcome:
+    """A SIGKILL of an unsupervised job on the runner's host while the OOM
+    killer's count rose is a memory failure (supervised jobs record that
+    themselves)."""
+    if result.succeeded or result.exceeded or not was_oom_kill(result.exit_code, attempt.oom_kills):
+        return result
+    return dataclasses.replace(result, exceeded="memory", message=f"{result.message}: {OOM_MESSAGE}")

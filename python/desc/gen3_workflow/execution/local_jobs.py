@@ -1,7 +1,10 @@
 """Jobs the submitting process runs itself: pipetaskInit and the final job.
 
 Each runs in a subprocess of its own session, with its output appended to
-its log files, and can be stopped (a ``bps cancel`` while it runs).
+its log files, and can be stopped (a ``bps cancel`` while it runs).  The
+final job runs whatever happened before it (it registers what did succeed)
+unless ``finalJob.whenRun`` is ``SUCCESS``: then only after every job
+succeeded, and ``bps restart`` runs it once they have.
 """
 
 from __future__ import annotations
@@ -10,11 +13,14 @@ import logging
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 
-from ..store.records import JobRecord
+from ..store.job_store import JobStateStore
+from ..store.records import AttemptRecord, JobKind, JobRecord, JobState, JobUpdate
+from .attempts import exit_message
 
-__all__ = ["run_local_job"]
+__all__ = ["final_job_held", "run_and_record", "run_local_job"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -22,6 +28,47 @@ POLL_SECONDS = 1.0
 """How often a running local job is asked whether it should stop."""
 STOP_GRACE_SECONDS = 5.0
 """Between SIGTERM and SIGKILL for a local job that is stopped."""
+
+
+def final_job_held(store: JobStateStore, job: JobRecord, cancelled: bool) -> str | None:
+    """Why the final job must not run now, if it must not.
+
+    With ``finalJob.whenRun: SUCCESS`` it waits until every other job has
+    succeeded (and does not run after a cancel).
+    """
+    if job.resources.get("when_run") != "SUCCESS":
+        return None
+    left = [
+        j
+        for j in store.jobs(states=[s for s in JobState if s != JobState.EXEC_DONE])
+        if j.kind != JobKind.FINAL
+    ]
+    if not left and not cancelled:
+        return None
+    why = "the run was cancelled" if cancelled else f"{len(left)} job(s) did not succeed"
+    return f"not run: finalJob.whenRun is SUCCESS and {why}; bps restart runs it once they have"
+
+
+def run_and_record(store: JobStateStore, job: JobRecord, should_stop: Callable[[], bool]) -> bool:
+    """Run an init or final job (`run_local_job`), recording its start and
+    end in the store; return whether it succeeded."""
+    store.apply([JobUpdate(job.seq, JobState.RUNNING, time.time(), attempts=job.attempts + 1)])
+    stopped = False
+
+    def stop_requested() -> bool:
+        nonlocal stopped
+        stopped = should_stop()
+        return stopped
+
+    exit_code = run_local_job(job, stop_requested)
+    state = JobState.EXEC_DONE if exit_code == 0 else JobState.FAILED
+    message = None if exit_code == 0 else "cancelled" if stopped else exit_message(exit_code)
+    end = time.time()
+    store.apply(
+        [JobUpdate(job.seq, state, end, exit_code=exit_code, message=message)],
+        [AttemptRecord(job.seq, job.attempts + 1, exit_code == 0, end, exit_code, None, message)],
+    )
+    return exit_code == 0
 
 
 def run_local_job(job: JobRecord, should_stop: Callable[[], bool] = lambda: False) -> int:

@@ -29,19 +29,22 @@ from parsl.dataflow.futures import AppFuture
 from parsl.dataflow.states import States
 
 from ..reporting.progress import ProgressReporter
+from ..settings.executors import memory_budget, node_memory
 from ..settings.parsl_factory import make_parsl_config
 from ..settings.parsl_section import ParslSettings
 from ..store.job_store import JobStateStore
-from ..store.records import JobKind, JobRecord, JobState, JobUpdate, RunState
+from ..store.records import AttemptRecord, JobKind, JobRecord, JobState, JobUpdate, RunState
 from . import markers
-from .attempts import Attempt, exit_message, outcome
+from .attempts import Attempt, outcome, with_oom_kill
 from .cancel import take_cancel_request
 from .environment import prepare_environment
 from .in_process import stop_runners
-from .local_jobs import run_local_job
+from .local_jobs import final_job_held, run_and_record
+from .oom import oom_kills
 from .parsl_logging import route_parsl_logging, unroute_parsl_logging
 from .processes import kill_job_processes, kill_run_processes
-from .scheduler import Scheduler
+from .retry_rules import RetryBook
+from .scheduler import MemoryBudget, Scheduler
 from .submitters import Submitter
 from .watchdog import CHECK_SECONDS, Watchdog
 
@@ -94,10 +97,10 @@ class GraphRunner:
         self._cancelled = False
         self._progress: ProgressReporter | None = None
         self._in_flight: dict[int, Attempt] = {}
-        self._tries: dict[int, int] = {}
-        """Attempts in this run (earlier runs' are not counted) of each job
-        in flight or to be retried."""
+        self._retries = RetryBook(settings.retries, node_memory(settings))
+        self._budget = MemoryBudget(memory_budget(settings) if settings.enforce_resources else None)
         self._updates: list[JobUpdate] = []
+        self._ended: list[AttemptRecord] = []
 
     def run(self) -> RunState:
         """Run every job that has not succeeded yet, then the final job.
@@ -136,7 +139,7 @@ class GraphRunner:
             # final job yet, and the run is not over.
             return RunState.FAILED if self.store.jobs(states=[JobState.FAILED]) else RunState.PREPARED
         final_ok = all(
-            self._run_local(job) for job in self.store.jobs(kind=JobKind.FINAL, states=[JobState.PENDING])
+            self._run_final(job) for job in self.store.jobs(kind=JobKind.FINAL, states=[JobState.PENDING])
         )
         if self._cancelled:
             return RunState.CANCELLED
@@ -145,22 +148,16 @@ class GraphRunner:
         unfinished = self.store.jobs(states=[s for s in JobState if s != JobState.EXEC_DONE])
         return RunState.SUCCEEDED if (final_ok and not unfinished) else RunState.FAILED
 
+    def _run_final(self, job: JobRecord) -> bool:
+        if (why := final_job_held(self.store, job, self._cancelled)) is not None:
+            _LOG.warning("%s %s", job.name, why)
+            self.store.apply([JobUpdate(job.seq, JobState.DEP_FAIL, time.time(), message=why)])
+            return False
+        return self._run_local(job)
+
     def _run_local(self, job: JobRecord) -> bool:
         _LOG.info("Running %s locally", job.name)
-        start = time.time()
-        self.store.apply([JobUpdate(job.seq, JobState.RUNNING, start, attempts=job.attempts + 1)])
-        stopped = False
-
-        def stop_requested() -> bool:
-            nonlocal stopped
-            stopped = self._take_cancel() or self.interrupted.is_set()
-            return stopped
-
-        exit_code = run_local_job(job, stop_requested)
-        state = JobState.EXEC_DONE if exit_code == 0 else JobState.FAILED
-        message = None if exit_code == 0 else "cancelled" if stopped else exit_message(exit_code)
-        self.store.apply([JobUpdate(job.seq, state, time.time(), exit_code=exit_code, message=message)])
-        return exit_code == 0
+        return run_and_record(self.store, job, lambda: self._take_cancel() or self.interrupted.is_set())
 
     # --- the quantum jobs -------------------------------------------------
 
@@ -259,14 +256,24 @@ class GraphRunner:
 
     def _submit_ready(self, scheduler: Scheduler, submit: Submitter, capacity: int) -> None:
         free = capacity - len(self._in_flight)
-        if free <= 0 or not scheduler.ready:
+        if free <= 0 or not scheduler.ready or self._budget.full:
             return
         now = time.time()
-        for job in self.store.jobs_by_seq(scheduler.take(free)):
+        jobs = self.store.jobs_by_seq(scheduler.take(free))
+        for i, job in enumerate(jobs):
+            memory = self._retries.memory(job)
+            if not self._budget.take(memory):
+                # Held back until a job in flight gives its memory back.
+                for held in jobs[i:]:
+                    scheduler.put_back(held.seq)
+                return
             number = job.attempts + 1
-            self._tries[job.seq] = self._tries.get(job.seq, 0) + 1
+            self._retries.started(job.seq)
             markers.prepare_attempt(self.submit_dir, job.seq)
-            attempt = Attempt(job, number, submit(job), now, supervised=submit.supervises(job))
+            supervised = submit.supervises(job)
+            attempt = Attempt(job, number, submit(job, memory), now, memory=memory, supervised=supervised)
+            if not supervised and not submit.remote:
+                attempt.oom_kills = oom_kills()
             attempt.future.add_done_callback(functools.partial(self._finished_callback, attempt))
             self._in_flight[job.seq] = attempt
             self._record(JobUpdate(job.seq, JobState.LAUNCHED, now, attempts=number))
@@ -304,28 +311,35 @@ class GraphRunner:
         """Record how an attempt ended; release, retry or block what follows."""
         job = attempt.job
         del self._in_flight[job.seq]
+        self._budget.give_back(attempt.memory)
         result = outcome(attempt, error, markers.read_exit(self.submit_dir, job.seq), self._cancelled)
+        result = with_oom_kill(result, attempt)
         markers.clear(self.submit_dir, job.seq)
         job.attempts = attempt.number
+        message = result.message
         if result.succeeded:
-            del self._tries[job.seq]
+            self._retries.forget(job.seq)
             if attempt.running is not None:
                 watchdog.succeeded(job.label, now - attempt.running)
-            self._record(JobUpdate(job.seq, JobState.EXEC_DONE, now, attempt.number, 0, result.message))
+            self._record(JobUpdate(job.seq, JobState.EXEC_DONE, now, attempt.number, 0, message))
+            self._ended.append(AttemptRecord(job.seq, attempt.number, True, now, 0, attempt.memory, message))
             scheduler.succeeded(job.seq)
             return
-        may_retry = self._tries[job.seq] <= self.settings.retries and not self.interrupted.is_set()
-        if result.retry and may_retry:
-            _LOG.info("%s attempt %d failed (%s); trying again", job.name, attempt.number, result.message)
-            self._record(
-                JobUpdate(job.seq, JobState.PENDING, now, attempt.number, result.exit_code, result.message)
-            )
+        self._ended.append(
+            AttemptRecord(job.seq, attempt.number, False, now, result.exit_code, attempt.memory, message)
+        )
+        decision = self._retries.failed(job, result.exit_code, result.exceeded)
+        if result.retry and decision.retry and not self.interrupted.is_set():
+            if decision.memory:
+                message = f"{message}; the next attempt asks for {decision.memory} MB"
+            _LOG.info("%s attempt %d failed (%s); trying again", job.name, attempt.number, message)
+            self._record(JobUpdate(job.seq, JobState.PENDING, now, attempt.number, result.exit_code, message))
             scheduler.put_back(job.seq)
             return
-        del self._tries[job.seq]
-        self._record(
-            JobUpdate(job.seq, JobState.FAILED, now, attempt.number, result.exit_code, result.message)
-        )
+        self._retries.forget(job.seq)
+        if result.retry and decision.why_not:
+            message = f"{message}; not tried again: {decision.why_not}"
+        self._record(JobUpdate(job.seq, JobState.FAILED, now, attempt.number, result.exit_code, message))
         self._record(
             JobUpdate(seq, JobState.DEP_FAIL, now, 0, message="a job it depends on failed")
             for seq in scheduler.failed(job.seq)
@@ -369,9 +383,10 @@ class GraphRunner:
     def _flush(self) -> None:
         # A job that ends within one batch must not be left 'running' by a
         # start recorded in the same batch: final states are written last.
-        if self._updates:
-            self.store.apply(sorted(self._updates, key=lambda u: u.state.is_final))
+        if self._updates or self._ended:
+            self.store.apply(sorted(self._updates, key=lambda u: u.state.is_final), self._ended)
             self._updates = []
+            self._ended = []
 
     def _take_cancel(self) -> bool:
         """Whether a cancel request arrived just now (acknowledging it).

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..store.records import JobState
 
-__all__ = ["Scheduler"]
+__all__ = ["MemoryBudget", "Scheduler"]
 
 _PENDING, _ACTIVE, _DONE, _BLOCKED = 0, 1, 2, 3
 """What the scheduler knows of a job: waits, is handed out (or retried),
@@ -140,3 +140,37 @@ class Scheduler:
                     lost.append(child)
                     stack.append(child)
         return lost
+
+
+class MemoryBudget:
+    """The memory requests of the jobs in flight, held within a budget.
+
+    For executors that do not pack jobs by memory themselves (ThreadPool,
+    HighThroughput): a job waits until what the jobs in flight asked for,
+    plus its own request, fits in the budget; a job alone is never held
+    back, so that one asking for more than the budget still runs.
+
+    Parameters
+    ----------
+    total : `int` or `None`
+        The budget (MB); `None` for none.
+    """
+
+    def __init__(self, total: int | None) -> None:
+        self.total = total
+        self.used = 0
+        self.full = False
+        """Whether a job was held back since memory was last given back."""
+
+    def take(self, memory: int | None) -> bool:
+        """Claim ``memory`` MB for a job, if it fits (else mark the budget full)."""
+        if self.total is not None and self.used and self.used + (memory or 0) > self.total:
+            self.full = True
+            return False
+        self.used += memory or 0
+        return True
+
+    def give_back(self, memory: int | None) -> None:
+        """A job that claimed ``memory`` MB has ended."""
+        self.used -= memory or 0
+        self.full = False

@@ -43,11 +43,12 @@ _DEFAULT_MEMORY_MB = 2048
 _DEFAULT_DISK_MB = 100
 
 
-def wq_resource_spec(resources: dict[str, Any]) -> dict[str, int]:
-    """Work Queue's resource specification for a job's request."""
+def wq_resource_spec(resources: dict[str, Any], memory: int | None = None) -> dict[str, int]:
+    """Work Queue's resource specification for a job's request (``memory``
+    replaces the job's own request after a memory failure)."""
     return {
         "cores": int(resources.get("cpus") or 1),
-        "memory": int(resources.get("memory") or _DEFAULT_MEMORY_MB),
+        "memory": int(memory or resources.get("memory") or _DEFAULT_MEMORY_MB),
         "disk": int(resources.get("disk") or _DEFAULT_DISK_MB),
     }
 
@@ -79,7 +80,7 @@ def wrapped(job: JobRecord, submit_dir: str) -> str:
     )
 
 
-def supervised(job: JobRecord, submit_dir: str, memory_limit: bool) -> str:
+def supervised(job: JobRecord, submit_dir: str, memory_limit: int | None) -> str:
     """The bash line that runs a job's command under its supervisor.
 
     Parameters
@@ -88,13 +89,13 @@ def supervised(job: JobRecord, submit_dir: str, memory_limit: bool) -> str:
         The job.
     submit_dir : `str`
         The run's submit directory.
-    memory_limit : `bool`
-        Whether the supervisor holds the job to its memory request.
+    memory_limit : `int` or `None`
+        The memory (MB) the supervisor holds the job to, if any.
     """
     words = [sys.executable, "-m", "desc.gen3_workflow.execution.supervise"]
     words += ["--submit-dir", submit_dir, "--seq", str(job.seq)]
-    if memory_limit and job.resources.get("memory"):
-        words += ["--memory", str(job.resources["memory"])]
+    if memory_limit:
+        words += ["--memory", str(memory_limit)]
     walltime = walltime_seconds(job.resources.get("walltime"))
     if walltime is not None:
         words += ["--walltime", str(walltime)]
@@ -145,17 +146,27 @@ class Submitter:
             return False
         return self.remote or self.memory_limit or walltime_seconds(job.resources.get("walltime")) is not None
 
-    def __call__(self, job: JobRecord) -> AppFuture:
-        """Submit one attempt of ``job``; return its future."""
+    def __call__(self, job: JobRecord, memory: int | None = None) -> AppFuture:
+        """Submit one attempt of ``job``; return its future.
+
+        Parameters
+        ----------
+        job : `JobRecord`
+            The job.
+        memory : `int`, optional
+            This attempt's memory request (MB), if not the job's own
+            (raised after a memory failure).
+        """
+        memory = memory or job.resources.get("memory")
         resources: dict[str, Any] = {}
         if self.takes_resource_spec:
-            resources["parsl_resource_specification"] = wq_resource_spec(job.resources)
+            resources["parsl_resource_specification"] = wq_resource_spec(job.resources, memory)
         if self.in_process:
             return self._app(
                 job.command, job.stdout, job.stderr, self.submit_dir, job.seq, self.max_quanta, **resources
             )
         if self.supervises(job):
-            command = supervised(job, self.submit_dir, self.memory_limit)
+            command = supervised(job, self.submit_dir, memory if self.memory_limit else None)
         else:
             command = wrapped(job, self.submit_dir)
         return self._app(command, stdout=job.stdout, stderr=job.stderr, **resources)

@@ -33,7 +33,7 @@ from types import FrameType
 import psutil
 
 from ..constants import CANCELLED_EXIT_CODE, CANCELLED_MARK
-from . import markers
+from . import markers, oom
 from .processes import JOB_VARIABLE, kill_processes
 
 __all__ = ["main", "tree_rss_mb"]
@@ -130,6 +130,7 @@ def supervise(
         signal.signal(signum, _raise_stop)
     markers.write_pids(submit_dir, seq, _job_processes())
     start = time.monotonic()
+    kills_before = oom.oom_kills()
     env = {**os.environ, JOB_VARIABLE: str(seq)}
     child = subprocess.Popen(["/bin/bash", "-c", command], env=env)
     payload = psutil.Process(child.pid)
@@ -164,6 +165,8 @@ def supervise(
         markers.write_exit(submit_dir, seq, markers.ExitRecord(code, time.time(), "terminated", str(stop)))
         return code
     code = _exit_code(returncode)
+    if not reason and oom.was_oom_kill(code, kills_before):
+        reason, detail = "memory", oom.OOM_MESSAGE
     markers.write_exit(submit_dir, seq, markers.ExitRecord(code, time.time(), reason, detail))
     return code
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,8 @@ import networkx
 from lsst.ctrl.bps import BpsConfig, GenericWorkflow, GenericWorkflowJob
 from lsst.ctrl.bps.generic_workflow import GenericWorkflowNodeType
 
-from ..constants import INIT_JOB_NAME
+from ..constants import FINAL_JOB_NAME, INIT_JOB_NAME
+from ..errors import PlanError
 from ..store.records import JobKind, JobRecord, RunInfo
 from .commands import JobCommandBuilder
 
@@ -35,26 +37,42 @@ class WorkflowPlan:
     edges: list[tuple[int, int]]
 
 
-def job_resources(gwjob: GenericWorkflowJob) -> dict[str, int | str | None]:
-    """The job's resource request, in ctrl_bps units (MB, cores).
+def job_resources(gwjob: GenericWorkflowJob, memory_limit: int | None = None) -> dict[str, Any]:
+    """The job's resource request, in ctrl_bps units (MB, cores), and its
+    retry rules.
 
     Parameters
     ----------
     gwjob : `lsst.ctrl.bps.GenericWorkflowJob`
         The job.
+    memory_limit : `int`, optional
+        The bps file's ``memoryLimit`` (MB), which caps every job's memory.
 
     Returns
     -------
     resources : `dict`
         ``cpus``, ``memory`` (MB), ``disk`` (MB), ``walltime`` and
-        ``priority``; `None` where the workflow did not say.
+        ``priority``; the retry rules ``retries`` (``numberOfRetries``),
+        ``retry_unless_exit`` (a list), ``memory_multiplier`` (`None` when
+        memory is not scaled) and ``memory_max`` (the least of
+        ``requestMemoryMax`` and ``memoryLimit``); `None` where the workflow
+        did not say.  `desc.gen3_workflow.execution.retry_rules` applies them.
     """
+    unless = gwjob.retry_unless_exit
+    unless = [] if unless is None else [unless] if isinstance(unless, int) else list(unless)
+    caps = [int(value) for value in (gwjob.request_memory_max, memory_limit) if value]
+    multiplier = gwjob.memory_multiplier
     return {
         "cpus": gwjob.request_cpus,
         "memory": gwjob.request_memory,
         "disk": gwjob.request_disk,
         "walltime": gwjob.request_walltime,
         "priority": gwjob.priority,
+        "retries": None if gwjob.number_of_retries is None else int(gwjob.number_of_retries),
+        "retry_unless_exit": [int(code) for code in unless],
+        # ctrl_bps turns scaling off for a multiplier that does not grow.
+        "memory_multiplier": float(multiplier) if multiplier and math.ceil(float(multiplier)) > 1 else None,
+        "memory_max": min(caps) if caps else None,
     }
 
 
@@ -104,11 +122,14 @@ def plan_workflow(config: BpsConfig, generic_workflow: GenericWorkflow, submit_d
         Jobs with ``seq`` in topological order; the final job, if any, last.
     """
     builder = JobCommandBuilder(generic_workflow, command_prepend_lookup(config))
+    _, memory_limit = config.search("memoryLimit", opt={"default": None})
+    limit = int(memory_limit) if memory_limit else None
     jobs: list[JobRecord] = []
     edges: list[tuple[int, int]] = []
     seq_of: dict[str, int] = {}
     # A no-op node stands for the set of real jobs it waits for.
     noop_parents: dict[str, set[int]] = {}
+    final_sink: GenericWorkflowJob | None = None
     for name in networkx.topological_sort(generic_workflow):
         gwjob = generic_workflow.get_job(name)
         parents: set[int] = set()
@@ -118,24 +139,39 @@ def plan_workflow(config: BpsConfig, generic_workflow: GenericWorkflow, submit_d
             noop_parents[name] = parents
             continue
         if gwjob.node_type != GenericWorkflowNodeType.PAYLOAD:
-            raise NotImplementedError(
-                f"gen3_workflow cannot run workflow node {name} of type {gwjob.node_type}"
+            raise PlanError(
+                f"gen3_workflow cannot run workflow node {name} of type {gwjob.node_type.name}"
+                + (" (bpsBatchSubmission: set it to false)" if gwjob.node_type.name == "LAZY_GROUP" else "")
             )
+        if name == FINAL_JOB_NAME and generic_workflow.out_degree(name) == 0:
+            # finalJob.whenRun: SUCCESS makes the final job a sink that waits
+            # for every job; the runner runs it after the others, if they all
+            # succeeded.
+            final_sink = gwjob
+            continue
         kind = JobKind.INIT if name == INIT_JOB_NAME else JobKind.QUANTUM
         seq = len(jobs)
         seq_of[name] = seq
-        jobs.append(_record(builder, submit_dir, gwjob, seq, kind))
+        jobs.append(_record(builder, submit_dir, gwjob, seq, kind, limit))
         edges.extend((parent, seq) for parent in sorted(parents))
     final = generic_workflow.get_final()
-    if final is not None:
-        if not isinstance(final, GenericWorkflowJob):
-            raise NotImplementedError("gen3_workflow runs a final job, not a final sub-workflow")
-        jobs.append(_record(builder, submit_dir, final, len(jobs), JobKind.FINAL))
+    if final is not None and not isinstance(final, GenericWorkflowJob):
+        raise PlanError("gen3_workflow runs a final job, not a final sub-workflow")
+    for gwjob, when_run in ((final, "ALWAYS"), (final_sink, "SUCCESS")):
+        if gwjob is not None:
+            record = _record(builder, submit_dir, gwjob, len(jobs), JobKind.FINAL, limit)
+            record.resources["when_run"] = when_run
+            jobs.append(record)
     return WorkflowPlan(jobs, edges)
 
 
 def _record(
-    builder: JobCommandBuilder, submit_dir: str, gwjob: GenericWorkflowJob, seq: int, kind: JobKind
+    builder: JobCommandBuilder,
+    submit_dir: str,
+    gwjob: GenericWorkflowJob,
+    seq: int,
+    kind: JobKind,
+    memory_limit: int | None,
 ) -> JobRecord:
     stdout, stderr = _log_paths(submit_dir, gwjob)
     return JobRecord(
@@ -145,7 +181,7 @@ def _record(
         kind=kind,
         data_id=_data_id(gwjob),
         command=builder.command(gwjob),
-        resources=job_resources(gwjob),
+        resources=job_resources(gwjob, memory_limit),
         stdout=stdout,
         stderr=stderr,
     )

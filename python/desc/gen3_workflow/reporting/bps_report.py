@@ -10,8 +10,10 @@ this host is reported as FAILED (interrupted).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
+from typing import Any
 
 from lsst.ctrl.bps import WmsJobReport, WmsRunReport, WmsSpecificInfo, WmsStates
 
@@ -19,6 +21,7 @@ from ..store.job_store import UNREADABLE, JobStateStore
 from ..store.liveness import Liveness, liveness
 from ..store.records import JobKind, JobRecord, JobState, RunRecord, RunState
 from ..store.run_index import index_path, last_write, resolve_run, run_owner, submitted_runs
+from .failures import retried_lines
 from .text import (
     MAX_LISTED,
     SLOW_FACTOR,
@@ -31,10 +34,12 @@ from .text import (
 
 __all__ = [
     "JOB_STATES",
+    "RUN_REPORT_HAS_SITE",
     "RUN_STATES",
     "active_runs",
     "detailed_report",
     "quick_status",
+    "run_site",
     "run_state",
     "summary_reports",
 ]
@@ -58,6 +63,11 @@ RUN_STATES: dict[RunState, WmsStates] = {
 }
 
 _DAY = 86400.0
+
+RUN_REPORT_HAS_SITE = "site" in {f.name for f in dataclasses.fields(WmsRunReport)}
+"""Whether this ctrl_bps's `~lsst.ctrl.bps.WmsRunReport` has ``site`` (the
+SITE column of ``bps report``, new in ctrl_bps 30.2026.4300).  The class has
+``__slots__``: setting a field it lacks is an error."""
 
 
 def run_state(run: RunRecord) -> tuple[WmsStates, str]:
@@ -113,7 +123,9 @@ def _base_report(
         for wms_state, count in counts.items():
             state_counts[wms_state] += count
     # ctrl_bps's tables cannot hold None: every text field gets a string.
+    extra: dict[str, Any] = {"site": run_site(run)} if RUN_REPORT_HAS_SITE else {}
     return WmsRunReport(
+        **extra,
         wms_id=submit_dir,
         global_wms_id=f"{run.host}:{submit_dir}" if run.host else submit_dir,
         path=submit_dir,
@@ -128,6 +140,18 @@ def _base_report(
         total_number_jobs=sum(state_counts.values()),
         job_state_counts=state_counts,
     )
+
+
+def run_site(run: RunRecord) -> str:
+    """What the SITE column shows for a run: its bps ``computeSite`` when
+    the store recorded one, else where parsl ran its jobs (the provider:
+    ``Local`` or ``Slurm``; ThreadPool runs them locally)."""
+    if run.info.compute_site:
+        return run.info.compute_site
+    parsl_config = run.info.parsl_config or {}
+    if parsl_config.get("executor", "ThreadPool") == "ThreadPool":
+        return "Local"
+    return str(parsl_config.get("provider") or "Local")
 
 
 def summary_reports(
@@ -218,6 +242,12 @@ def detailed_report(wms_id: str) -> tuple[list[WmsRunReport], str]:
             failed = store.jobs(states=[JobState.FAILED])
             running = store.jobs(states=[JobState.RUNNING])
             slow_jobs = store.slow_jobs(time.time(), SLOW_FACTOR, SLOW_MIN_SECONDS)
+            retried = retried_lines(store)
+            final_notes = [
+                f"{job.name} {job.state.value}: {job.message}"
+                for job in store.jobs(kind=JobKind.FINAL)
+                if job.state != JobState.EXEC_DONE and job.message
+            ]
         slow = {job.seq: median for job, median in slow_jobs}
     except UNREADABLE as exc:
         return [], f"Cannot read the job-state store of {submit_dir}: {exc}"
@@ -233,7 +263,9 @@ def detailed_report(wms_id: str) -> tuple[list[WmsRunReport], str]:
         if job.exit_code:  # a job lost without an exit code has none to show
             exit_codes[job.label].append(job.exit_code)
     report.exit_code_summary = exit_codes
-    report.specific_info = _specific_info(submit_dir, run, state, note, failed, running, slow)
+    report.specific_info = _specific_info(
+        submit_dir, run, state, note, failed, running, slow, final_notes + retried
+    )
     return [report], ""
 
 
@@ -245,6 +277,7 @@ def _specific_info(
     failed: list[JobRecord],
     running: list[JobRecord],
     slow: dict[int, float],
+    more: list[str],
 ) -> WmsSpecificInfo:
     """What ctrl_bps prints between the run's line and its table."""
     info = WmsSpecificInfo()
@@ -286,6 +319,9 @@ def _specific_info(
             info.add_message(f"  {{{kind}{i}}}", {f"{kind}{i}": line})
         if len(jobs) > MAX_LISTED:
             info.add_message(f"  ... and {{{kind}_more}} more", {f"{kind}_more": len(jobs) - MAX_LISTED})
+    # The final job's fate, then the jobs tried more than once.
+    for i, line in enumerate(more, 1):
+        info.add_message(f"{{more{i}}}", {f"more{i}": line})
     info.add_message(
         "Job logs: {logs}; parsl log: {parsl_log}",
         logs=os.path.join(submit_dir, "logs"),

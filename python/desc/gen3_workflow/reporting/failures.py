@@ -1,12 +1,25 @@
-"""What ``bps submit`` prints when a run ends badly."""
+"""What ``bps submit`` prints when a run ends badly, and the jobs that
+needed more than one attempt (for every report)."""
 
 from __future__ import annotations
 
 from ..store.job_store import JobStateStore
-from ..store.records import JobState
-from .text import MAX_LISTED, format_failed_job
+from ..store.records import JobKind, JobState
+from .text import MAX_LISTED, format_attempts, format_failed_job
 
-__all__ = ["failure_summary"]
+__all__ = ["failure_summary", "retried_lines"]
+
+
+def retried_lines(store: JobStateStore) -> list[str]:
+    """One line per job that took more than one attempt (at most
+    `MAX_LISTED`, then a count): each attempt's exit code and memory
+    request."""
+    retried, count = store.retried_jobs(MAX_LISTED)
+    attempts = store.attempts_of([job.seq for job in retried])
+    lines = [format_attempts(job, attempts.get(job.seq, [])) for job in retried]
+    if count > len(retried):
+        lines.append(f"... and {count - len(retried)} more job(s) tried more than once")
+    return lines
 
 
 def failure_summary(submit_dir: str) -> str:
@@ -27,6 +40,8 @@ def failure_summary(submit_dir: str) -> str:
         failed = store.jobs(states=[JobState.FAILED])
         not_run = store.jobs(states=[JobState.DEP_FAIL, JobState.PENDING])
         counts = store.counts()
+        retried = retried_lines(store)
+        finals = [job for job in store.jobs(kind=JobKind.FINAL) if job.state == JobState.DEP_FAIL]
     lines = [
         f"Run in {submit_dir} did not succeed: {len(failed)} job(s) failed, {len(not_run)} could not run."
     ]
@@ -41,4 +56,6 @@ def failure_summary(submit_dir: str) -> str:
         lines.append("  " + format_failed_job(job.label, job.data_id, job.exit_code, job.message, job.stderr))
     if len(failed) > MAX_LISTED:
         lines.append(f"  ... and {len(failed) - MAX_LISTED} more failed job(s)")
+    lines.extend(f"  {job.name} {job.state.value}: {job.message}" for job in finals if job.message)
+    lines.extend("  " + line for line in retried)
     return "\n".join(lines)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
-from ..store.records import JobRecord, JobState
+from ..store.records import AttemptRecord, JobRecord, JobState
 
 __all__ = [
     "MAX_LISTED",
     "SLOW_FACTOR",
     "SLOW_MIN_SECONDS",
+    "format_attempts",
     "format_clock",
     "format_duration",
     "format_failed_job",
@@ -82,9 +83,30 @@ def format_failed_job(
     outcome = "no exit code" if exit_code is None else f"exit code {exit_code}"
     if message and message != outcome:
         # The runner's message often starts by saying the exit code itself.
-        outcome = message if message.startswith(outcome + " ") else f"{outcome} ({message})"
+        says_it = message.startswith(outcome) and message[len(outcome) : len(outcome) + 1] in (" ", ";")
+        outcome = message if says_it else f"{outcome} ({message})"
     tries = "" if attempts is None else f", attempts {attempts}"
     return f"FAILED {label} {data_id} {outcome}{tries}; log: {log}"
+
+
+def format_attempts(job: JobRecord, attempts: list[AttemptRecord]) -> str:
+    """One line for a job tried more than once: each attempt's exit code
+    and memory request, the same in every report."""
+    tries = []
+    for attempt in attempts:
+        how = (
+            "ok"
+            if attempt.succeeded
+            else "lost"
+            if attempt.exit_code is None
+            else f"exit {attempt.exit_code}"
+        )
+        memory = f", {attempt.memory} MB" if attempt.memory else ""
+        tries.append(f"#{attempt.number} {how}{memory}")
+    return (
+        f"RETRIED {job.label} {job.data_id} {job.state.value} after {job.attempts} attempts "
+        f"({'; '.join(tries) or 'not recorded'}); log: {job.stderr}"
+    )
 
 
 def format_slow_job(job: JobRecord, median: float, now: float) -> str:

@@ -14,6 +14,7 @@ import re
 import shlex
 from collections.abc import Callable
 
+import psutil
 from parsl.addresses import address_by_hostname
 from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor, WorkQueueExecutor
 from parsl.executors.base import ParslExecutor
@@ -24,7 +25,14 @@ from parsl.jobs.states import JobStatus
 from .parsl_section import ParslSettings
 from .providers import make_provider
 
-__all__ = ["EXECUTOR_FACTORIES", "ExecutorChoice", "make_executor", "worker_slots"]
+__all__ = [
+    "EXECUTOR_FACTORIES",
+    "ExecutorChoice",
+    "make_executor",
+    "memory_budget",
+    "node_memory",
+    "worker_slots",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +144,31 @@ def worker_slots(settings: ParslSettings) -> int:
         per_node = int(match.group(1)) if match else cores
     else:
         per_node = settings.max_workers or max(int(cores / settings.cores_per_worker), 1)
+    return per_node * settings.nodes_per_block * settings.max_blocks
+
+
+def node_memory(settings: ParslSettings) -> int | None:
+    """The most memory (MB) one node gives the jobs, as far as the settings
+    tell: a Work Queue worker's ``--memory``, Slurm's ``mem_per_node``, or
+    this machine's memory with the Local provider; `None` if unknown."""
+    if settings.executor == "WorkQueue" and (
+        match := re.search(r"--memory[= ](\d+)", settings.worker_options)
+    ):
+        return int(match.group(1))
+    if settings.provider == "Slurm" and settings.executor != "ThreadPool":
+        return settings.mem_per_node * 1024 if settings.mem_per_node else None
+    return int(psutil.virtual_memory().total / 2**20)
+
+
+def memory_budget(settings: ParslSettings) -> int | None:
+    """How much memory (MB) the runner lets the jobs it dispatches ask for
+    at once, on executors that do not pack jobs by memory themselves
+    (ThreadPool, HighThroughput): every node's memory; `None` for Work
+    Queue, which packs its workers by the requests, or if unknown."""
+    if settings.executor == "WorkQueue" or (per_node := node_memory(settings)) is None:
+        return None
+    if settings.executor == "ThreadPool" or settings.provider == "Local":
+        return per_node
     return per_node * settings.nodes_per_block * settings.max_blocks
 
 

@@ -57,9 +57,12 @@ class ParslSettings:
     """How a block starts its workers: Single (one node) or Srun (inside an
     allocation).  Default: Single when ``nodes_per_block`` is 1, else Srun."""
 
-    retries: int = 0
-    """How many times a failed job is tried again (the runner submits a new
-    attempt; parsl itself never retries)."""
+    retries: int | None = None
+    """How many times a failed job is tried again, for every job, replacing
+    ctrl_bps's ``numberOfRetries`` (default 5, per label with
+    ``pipetask.<label>.numberOfRetries``), which applies when this is unset.
+    ``retryUnlessExit`` and memory scaling apply either way (see "When jobs
+    fail" in the user guide)."""
 
     monitoring: bool = False
     """Run parsl's MonitoringHub, database ``monitoring.db`` in the submit
@@ -268,8 +271,10 @@ class ParslSettings:
                     f"got {getattr(self, key)}"
                 )
         _at_least("max_quanta_per_worker", self.max_quanta_per_worker, 0)
-        for key in ("retries", "min_blocks", "port", "wq_max_retries"):
+        for key in ("min_blocks", "port", "wq_max_retries"):
             _at_least(key, getattr(self, key), 0)
+        if self.retries is not None:
+            _at_least("retries", self.retries, 0)
         for key in ("max_threads", "nodes_per_block", "init_blocks", "max_blocks"):
             _at_least(key, getattr(self, key), 1)
         for key in ("max_workers", "cores_per_node", "mem_per_node"):

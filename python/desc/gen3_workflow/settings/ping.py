@@ -24,6 +24,7 @@ import yaml
 from ..errors import ParslConfigError
 from ..execution.environment import prepare_environment
 from ..store.run_index import index_path
+from .executors import memory_budget
 from .parsl_section import ParslSettings
 from .submission_checks import work_queue_missing, work_queue_unusable_message
 
@@ -128,10 +129,42 @@ def ping(settings: ParslSettings | None = None, origin: str = "defaults") -> tup
         result = check(needed)
         checks.append(dataclasses.replace(result, required=needed, unused=not needed))
     checks.append(check_run_index())
+    checks.append(check_memory_requests(settings))
     status = 1 if any(c.required and not c.ok for c in checks) else 0
     provider = f", provider {settings.provider}" if uses_provider else ""
     header = f"gen3_workflow ping for executor {settings.executor}{provider} (settings from {origin}):"
     return status, "\n".join([header, *(c.line() for c in checks)])
+
+
+def check_memory_requests(settings: ParslSettings) -> Check:
+    """What becomes of jobs' ``requestMemory`` with these settings (for
+    information: never a failure)."""
+    name = "Memory requests"
+    budget = memory_budget(settings)
+    if not settings.enforce_resources:
+        detail = "not enforced (enforce_resources: false); Work Queue still packs by them"
+        if settings.executor != "WorkQueue":
+            detail = "ignored (enforce_resources: false)"
+    elif settings.executor == "WorkQueue":
+        detail = (
+            "packed by Work Queue, enforced by "
+            + (
+                "each job's supervisor"
+                if settings.resource_monitor == "supervisor"
+                else "Work Queue's monitor"
+            )
+            + "; a job over its request is retried with memoryMultiplier times more"
+        )
+    elif budget is None:
+        detail = (
+            f"{settings.executor} cannot honour them: not measured, and no node memory known (mem_per_node)"
+        )
+    else:
+        detail = (
+            f"{settings.executor} does not measure jobs' memory; the runner dispatches jobs while their "
+            f"requests fit in {budget} MB; a job the kernel kills for memory is retried with more"
+        )
+    return Check(name, True, detail, required=False)
 
 
 def service_ping(config: Any, pass_thru: str | None) -> tuple[int, str]:

@@ -27,7 +27,17 @@ from typing import Any
 
 from ..constants import STORE_FILENAME
 from ..errors import RunNotFoundError
-from .records import JobCommand, JobKind, JobRecord, JobState, JobUpdate, RunInfo, RunRecord, RunState
+from .records import (
+    AttemptRecord,
+    JobCommand,
+    JobKind,
+    JobRecord,
+    JobState,
+    JobUpdate,
+    RunInfo,
+    RunRecord,
+    RunState,
+)
 
 __all__ = ["UNREADABLE", "JobStateStore", "LabelStats"]
 
@@ -50,6 +60,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     t_launched REAL, t_running REAL, t_end REAL, message TEXT
 );
 CREATE TABLE IF NOT EXISTS edges (parent INTEGER NOT NULL, child INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS attempts (
+    seq INTEGER NOT NULL, number INTEGER NOT NULL, succeeded INTEGER NOT NULL, t_end REAL NOT NULL,
+    exit_code INTEGER, memory INTEGER, message TEXT, PRIMARY KEY (seq, number)
+);
 CREATE TABLE IF NOT EXISTS typical (label TEXT PRIMARY KEY, median REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS jobs_label_state ON jobs (label, state);
 CREATE INDEX IF NOT EXISTS edges_child ON edges (child);
@@ -141,15 +155,18 @@ class JobStateStore:
             )
             db.executemany("INSERT INTO edges (parent, child) VALUES (?, ?)", edges)
 
-    def apply(self, updates: Iterable[JobUpdate]) -> None:
-        """Write a batch of job-state changes in one transaction."""
+    def apply(self, updates: Iterable[JobUpdate], attempts: Iterable[AttemptRecord] = ()) -> None:
+        """Write a batch of job-state changes, and how the attempts that
+        ended went, in one transaction."""
         rows = [
             (u.state.value, u.attempts, u.exit_code, u.message, *(u.state.value, u.time) * 3, u.seq)
             for u in updates
         ]
-        if not rows:
+        ended = [(a.seq, a.number, a.succeeded, a.end, a.exit_code, a.memory, a.message) for a in attempts]
+        if not rows and not ended:
             return
         with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?)", ended)
             db.executemany(
                 "UPDATE jobs SET state = ?, attempts = COALESCE(?, attempts), exit_code = ?, message = ?, "
                 "t_launched = CASE WHEN ? = 'launched' THEN ? ELSE t_launched END, "
@@ -242,6 +259,34 @@ class JobStateStore:
             sql = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE seq IN ({', '.join('?' * len(chunk))})"
             found.update((row[0], _job_record(row)) for row in self._db.execute(sql, chunk))
         return [found[seq] for seq in seqs]
+
+    def retried_jobs(self, limit: int) -> tuple[list[JobRecord], int]:
+        """Up to ``limit`` jobs that took more than one attempt (first in
+        ``seq`` order), and how many there are."""
+        where = "FROM jobs WHERE attempts > 1"
+        (count,) = self._db.execute(f"SELECT COUNT(*) {where}").fetchone()
+        rows = self._db.execute(f"SELECT {_JOB_COLUMNS} {where} ORDER BY seq LIMIT ?", (limit,))
+        return [_job_record(row) for row in rows], count
+
+    def attempts_of(self, seqs: list[int]) -> dict[int, list[AttemptRecord]]:
+        """How each attempt of these jobs ended, oldest first (jobs with no
+        ended attempt are left out)."""
+        found: dict[int, list[AttemptRecord]] = {}
+        for start in range(0, len(seqs), 500):
+            chunk = seqs[start : start + 500]
+            sql = (
+                "SELECT seq, number, succeeded, t_end, exit_code, memory, message FROM attempts "
+                f"WHERE seq IN ({', '.join('?' * len(chunk))}) ORDER BY seq, number"
+            )
+            try:
+                rows = self._db.execute(sql, chunk).fetchall()
+            except sqlite3.OperationalError:  # a store written before attempts were kept
+                return {}
+            for seq, number, ok, end, code, memory, message in rows:
+                found.setdefault(seq, []).append(
+                    AttemptRecord(seq, number, bool(ok), end, code, memory, message)
+                )
+        return found
 
     def job_states(self) -> list[tuple[int, JobKind, JobState, int | None]]:
         """Every job's ``seq``, kind, state and priority (what scheduling

@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import CommandError
 
 __all__ = [
+    "AttemptRecord",
     "JobCommand",
     "JobKind",
     "JobRecord",
@@ -203,6 +204,22 @@ class JobUpdate:
     message: str | None = None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """How one attempt of a job ended (kept for every attempt, so that
+    reports can show what each try did)."""
+
+    seq: int
+    number: int
+    """1 for the first try, counted over every submission of the run."""
+    succeeded: bool
+    end: float
+    exit_code: int | None = None
+    memory: int | None = None
+    """Its memory request (MB), if it had one."""
+    message: str | None = None
+
+
 @dataclasses.dataclass(frozen=True)
 class RunInfo:
     """What report and restart need to know of a run, taken from its bps
@@ -215,6 +232,8 @@ class RunInfo:
     output_run: str | None = None
     """The run collection outputs are registered in."""
     butler_config: str | None = None
+    compute_site: str | None = None
+    """The bps file's ``computeSite``, if it names one (the report's SITE)."""
     parsl_config: dict[str, Any] = dataclasses.field(default_factory=dict)
     """The validated ``parsl_config`` section, every key filled in."""
 
@@ -226,6 +245,7 @@ class RunInfo:
         "payload_name": "payloadName",
         "output_run": "outputRun",
         "butler_config": "butlerConfig",
+        "compute_site": "computeSite",
     }
 
     def to_json(self) -> str:
