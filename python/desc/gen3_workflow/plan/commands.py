@@ -52,10 +52,29 @@ def is_option_list(key: str) -> bool:
     return key.startswith("extra") or key.endswith(("Opts", "Options"))
 
 
+_MAX_CACHED = 100_000
+"""Substituted words remembered at most (per-job values such as node ids
+are not worth keeping)."""
+
+
 @functools.lru_cache(maxsize=1024)
 def _split_template(template: str) -> tuple[str, ...]:
-    # Jobs of one label share one template; cache the (slow) shlex split.
+    # Jobs of one label share one template, and option lists repeat: cache
+    # the (slow) shlex split.
     return tuple(shlex.split(template))
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(template: str) -> tuple[tuple[str, tuple[str, ...] | None, bool], ...]:
+    """The template's words, each with the placeholders it names (`None`
+    for a literal word) and whether it is an option list (split into
+    several words once substituted)."""
+    compiled = []
+    for token in _split_template(template):
+        keys = tuple(_PLACEHOLDER.findall(token))
+        whole = _PLACEHOLDER.fullmatch(token)
+        compiled.append((token, keys or None, bool(whole and is_option_list(whole.group(1)))))
+    return tuple(compiled)
 
 
 class JobCommandBuilder:
@@ -78,6 +97,7 @@ class JobCommandBuilder:
         self._workflow = generic_workflow
         self._command_prepend = command_prepend or (lambda label: "")
         self._file_uris: dict[str, str] = {}
+        self._substituted: dict[tuple[str, tuple[str, ...]], str] = {}
 
     def words(self, gwjob: GenericWorkflowJob) -> list[str]:
         """The job's argument vector, ``<ENV:NAME>`` markers kept.
@@ -96,14 +116,38 @@ class JobCommandBuilder:
             raise CommandError(f"job {gwjob.name}: no executable")
         template = f"{gwjob.executable.src_uri} {gwjob.arguments or ''}"
         words = list(_split_template(self._command_prepend(gwjob.label)))
-        for token in _split_template(template):
-            whole = _PLACEHOLDER.fullmatch(token)
-            if whole and is_option_list(whole.group(1)):
-                value = self._substitute(gwjob.name, token, gwjob.cmdvals)
-                words.extend(self._files(gwjob.name, w) for w in shlex.split(value))
+        cmdvals = gwjob.cmdvals
+        for token, keys, option_list in _compiled(template):
+            if keys is None:  # a literal word
+                words.append(self._files(gwjob.name, token))
+                continue
+            value = self._substitute_cached(gwjob.name, token, keys, cmdvals)
+            if option_list:
+                words.extend(self._files(gwjob.name, w) for w in _split_template(value))
             else:
-                words.append(self._files(gwjob.name, self._substitute(gwjob.name, token, gwjob.cmdvals)))
+                words.append(self._files(gwjob.name, value))
         return words
+
+    def _substitute_cached(
+        self, job_name: str, token: str, keys: tuple[str, ...], cmdvals: Mapping[str, Any]
+    ) -> str:
+        """`_substitute`, remembered per token and values: jobs of a label
+        mostly share them (only the node id differs), and a million jobs
+        should not substitute the same text a million times."""
+        try:
+            values = tuple(str(cmdvals[key]) for key in keys)
+        except KeyError:
+            return self._substitute(job_name, token, cmdvals)  # says which key is missing
+        if any("{" in value for value in values):
+            # A value naming further placeholders: their values are not in the key.
+            return self._substitute(job_name, token, cmdvals)
+        cache_key = (token, values)
+        found = self._substituted.get(cache_key)
+        if found is None:
+            found = self._substituted[cache_key] = self._substitute(job_name, token, cmdvals)
+            if len(self._substituted) > _MAX_CACHED:
+                self._substituted.clear()
+        return found
 
     def command(self, gwjob: GenericWorkflowJob) -> JobCommand:
         """The job's command: its environment and argument vector.
