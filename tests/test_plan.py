@@ -17,7 +17,7 @@ from lsst.ctrl.bps import (
 from lsst.ctrl.bps.generic_workflow import GenericWorkflowNoopJob
 
 from desc.gen3_workflow.errors import CommandError
-from desc.gen3_workflow.plan.workflow import plan_workflow, run_info
+from desc.gen3_workflow.plan.workflow import LogLayout, plan_workflow, run_info
 from desc.gen3_workflow.store.records import JobKind
 
 PIPETASK = GenericWorkflowExec("pipetask", "/bin/pipetask")
@@ -135,3 +135,16 @@ def test_run_info_from_the_bps_config() -> None:
         "/repo",
     )
     assert info.project is None and info.parsl_config == {"executor": "ThreadPool"}
+
+
+def test_logs_of_a_large_label_are_split_into_directories_of_a_thousand() -> None:
+    layout = LogLayout("/run", {"isr": 2500, "calibrate": 10})
+    isr = [layout.paths(GenericWorkflowJob(f"isr_{i}", "isr"))[1] for i in range(2500)]
+    assert isr[0] == "/run/logs/isr/0000/isr_0.stderr"
+    assert isr[999].startswith("/run/logs/isr/0000/") and isr[1000].startswith("/run/logs/isr/0001/")
+    assert isr[-1] == "/run/logs/isr/0002/isr_2499.stderr"
+    # A small label keeps one directory.
+    assert layout.paths(GenericWorkflowJob("calibrate_1", "calibrate")) == (
+        "/run/logs/calibrate/calibrate_1.stdout",
+        "/run/logs/calibrate/calibrate_1.stderr",
+    )

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import networkx
@@ -82,9 +82,39 @@ def _data_id(gwjob: GenericWorkflowJob) -> str:
     return json.dumps(tags, default=str, separators=(",", ":"))
 
 
-def _log_paths(submit_dir: str, gwjob: GenericWorkflowJob) -> tuple[str, str]:
-    base = os.path.join(submit_dir, "logs", gwjob.label, gwjob.name)
-    return f"{base}.stdout", f"{base}.stderr"
+LOG_BUCKET_SIZE = 1000
+"""Most jobs whose logs share one directory."""
+
+
+class LogLayout:
+    """Where each job's log files go: ``logs/<label>/<name>.stdout|.stderr``,
+    or, for a label of more than `LOG_BUCKET_SIZE` jobs,
+    ``logs/<label>/<NNNN>/...`` with `LOG_BUCKET_SIZE` jobs per directory, so
+    that no directory of a campaign holds 10^5 files.
+
+    Parameters
+    ----------
+    submit_dir : `str`
+        The run's submit directory.
+    job_counts : `~collections.abc.Mapping` [`str`, `int`]
+        Jobs per label.
+    """
+
+    def __init__(self, submit_dir: str, job_counts: Mapping[str, int]) -> None:
+        self.root = os.path.join(submit_dir, "logs")
+        self.job_counts = job_counts
+        self._seen: dict[str, int] = {}
+
+    def paths(self, gwjob: GenericWorkflowJob) -> tuple[str, str]:
+        """The job's stdout and stderr files."""
+        label = gwjob.label
+        ordinal = self._seen.get(label, 0)
+        self._seen[label] = ordinal + 1
+        if self.job_counts.get(label, 0) > LOG_BUCKET_SIZE:
+            base = os.path.join(self.root, label, f"{ordinal // LOG_BUCKET_SIZE:04d}", gwjob.name)
+        else:
+            base = os.path.join(self.root, label, gwjob.name)
+        return f"{base}.stdout", f"{base}.stderr"
 
 
 def command_prepend_lookup(config: BpsConfig) -> Callable[[str], str]:
@@ -122,6 +152,7 @@ def plan_workflow(config: BpsConfig, generic_workflow: GenericWorkflow, submit_d
         Jobs with ``seq`` in topological order; the final job, if any, last.
     """
     builder = JobCommandBuilder(generic_workflow, command_prepend_lookup(config))
+    logs = LogLayout(submit_dir, generic_workflow.job_counts)
     _, memory_limit = config.search("memoryLimit", opt={"default": None})
     limit = int(memory_limit) if memory_limit else None
     jobs: list[JobRecord] = []
@@ -152,14 +183,14 @@ def plan_workflow(config: BpsConfig, generic_workflow: GenericWorkflow, submit_d
         kind = JobKind.INIT if name == INIT_JOB_NAME else JobKind.QUANTUM
         seq = len(jobs)
         seq_of[name] = seq
-        jobs.append(_record(builder, submit_dir, gwjob, seq, kind, limit))
+        jobs.append(_record(builder, logs, gwjob, seq, kind, limit))
         edges.extend((parent, seq) for parent in sorted(parents))
     final = generic_workflow.get_final()
     if final is not None and not isinstance(final, GenericWorkflowJob):
         raise PlanError("gen3_workflow runs a final job, not a final sub-workflow")
     for gwjob, when_run in ((final, "ALWAYS"), (final_sink, "SUCCESS")):
         if gwjob is not None:
-            record = _record(builder, submit_dir, gwjob, len(jobs), JobKind.FINAL, limit)
+            record = _record(builder, logs, gwjob, len(jobs), JobKind.FINAL, limit)
             record.resources["when_run"] = when_run
             jobs.append(record)
     return WorkflowPlan(jobs, edges)
@@ -167,13 +198,13 @@ def plan_workflow(config: BpsConfig, generic_workflow: GenericWorkflow, submit_d
 
 def _record(
     builder: JobCommandBuilder,
-    submit_dir: str,
+    logs: LogLayout,
     gwjob: GenericWorkflowJob,
     seq: int,
     kind: JobKind,
     memory_limit: int | None,
 ) -> JobRecord:
-    stdout, stderr = _log_paths(submit_dir, gwjob)
+    stdout, stderr = logs.paths(gwjob)
     return JobRecord(
         seq=seq,
         name=gwjob.name,
