@@ -9,7 +9,7 @@ APT_PACKAGES := coop-computing-tools python3-workqueue slurm-wlm munge python3-v
 DEMO_DIR ?= demo_work
 INSTALLED := $(VENV)/.gen3wf-installed
 
-.PHONY: demo test lint setup system-packages clean-demo bench test-latest
+.PHONY: demo test lint setup system-packages clean-demo bench bench-scale test-latest
 
 setup: $(INSTALLED)
 
@@ -57,6 +57,14 @@ $(OFFICIAL_VENV)/.installed:
 
 bench: setup $(OFFICIAL_VENV)/.installed
 	GEN3WF_OFFICIAL_VENV=$(abspath $(OFFICIAL_VENV)) $(PY) bin/gen3wf-bench $(BENCH_ARGS)
+
+# Null jobs at 10^4 and 10^5 (ThreadPool and HighThroughput) through the
+# real plug-in: jobs/s, peak and per-job RSS, status latency, what grows
+# (see doc/scale.md), e.g.
+#   make bench-scale BENCH_SCALE_ARGS="--jobs 10000 --executors ThreadPool --kill-restart"
+BENCH_SCALE_ARGS ?=
+bench-scale: setup
+	$(PY) -m desc.gen3_workflow.benchmarks.bench_scale $(BENCH_SCALE_ARGS)
 
 # The second test leg (not part of `make test` yet): Python 3.12/3.13 with
 # the newest LSST middleware from PyPI, as a user of a current lsst_distrib

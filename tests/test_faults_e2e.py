@@ -175,10 +175,13 @@ def test_a_slurm_block_that_ends_is_replaced(
         _finishes_complete(submit, submit_dir, SFP_LABELS)
     assert slurm_cluster.job_ids() == []
     retried = [job for job in jobs(submit_dir, kind=JobKind.QUANTUM) if job.attempts > 1]
-    # The jobs lost with the block: the sleeping characterizeImage, and an
-    # isr if one was still running beside it; nothing downstream of them.
     labels = {job.label for job in retried}
-    assert "characterizeImage" in labels and labels <= {"isr", "characterizeImage"}, retried
+    # The jobs lost with the block: the sleeping characterizeImage, and an
+    # isr if one was still running beside it.  A later one-minute block may
+    # reach its walltime too (a loaded machine): its jobs are retried as well.
+    assert "characterizeImage" in labels, retried
+    if block_end == "scancel":
+        assert labels <= {"isr", "characterizeImage"}, retried
 
 
 def _final_job_waiting(tmp_path: Path) -> dict[str, str]:

@@ -101,6 +101,8 @@ class GraphRunner:
         self._budget = MemoryBudget(memory_budget(settings) if settings.enforce_resources else None)
         self._updates: list[JobUpdate] = []
         self._ended: list[AttemptRecord] = []
+        self._recorded: list[int] = []
+        """Jobs that succeeded, whose files go once the store says so."""
 
     def run(self) -> RunState:
         """Run every job that has not succeeded yet, then the final job.
@@ -314,10 +316,12 @@ class GraphRunner:
         self._budget.give_back(attempt.memory)
         result = outcome(attempt, error, markers.read_exit(self.submit_dir, job.seq), self._cancelled)
         result = with_oom_kill(result, attempt)
-        markers.clear(self.submit_dir, job.seq)
         job.attempts = attempt.number
         message = result.message
         if result.succeeded:
+            # Its record goes once the store says exec_done: a kill -9 in
+            # between must not make a restart run it again.
+            self._recorded.append(job.seq)
             self._retries.forget(job.seq)
             if attempt.running is not None:
                 watchdog.succeeded(job.label, now - attempt.running)
@@ -325,6 +329,7 @@ class GraphRunner:
             self._ended.append(AttemptRecord(job.seq, attempt.number, True, now, 0, attempt.memory, message))
             scheduler.succeeded(job.seq)
             return
+        markers.clear(self.submit_dir, job.seq)
         self._ended.append(
             AttemptRecord(job.seq, attempt.number, False, now, result.exit_code, attempt.memory, message)
         )
@@ -387,6 +392,9 @@ class GraphRunner:
             self.store.apply(sorted(self._updates, key=lambda u: u.state.is_final), self._ended)
             self._updates = []
             self._ended = []
+        for seq in self._recorded:
+            markers.clear(self.submit_dir, seq)
+        self._recorded = []
 
     def _take_cancel(self) -> bool:
         """Whether a cancel request arrived just now (acknowledging it).

@@ -6,9 +6,19 @@ workflow (`synthetic_workflow`) whose every job runs ``CMD`` (``true`` by
 default) to `ParslService.prepare` and `ParslService.submit`, exactly as
 ``bps submit`` would after building a QuantumGraph, with ``parsl_config``
 keys from ``--set`` (YAML values: ``--set executor=WorkQueue --set
-return_grace=10``).  It prints one JSON line: the jobs, seconds, jobs per
-second, peak RSS before ``prepare`` and at the end, job states, and the
-messages jobs ended with; its exit status is 0 if every job succeeded.
+return_grace=10``).  ``CMD`` runs under ``/bin/sh -c`` and sees the job's
+``seq`` as ``$GEN3WF_JOB`` (``--command 'echo $GEN3WF_JOB >> ran.txt'``
+counts how often each job's payload ran).  ``--submit-dir`` names the
+submit directory instead of a new one under ``--workdir``; the run's bps
+config is saved there, so that ``bps restart --id`` (or ``--restart
+SUBMIT_DIR``, which restores the run with `ParslGraph.restore` and runs
+what did not succeed) can resume it.
+
+It prints one JSON line before ``prepare`` (the peak RSS so far), and one
+at the end: the jobs, seconds, jobs per second, peak RSS
+before ``prepare`` (or the restore) and at the end, when the run started
+and ended (seconds since the epoch), job states, and the messages jobs
+ended with; its exit status is 0 if every job succeeded.
 """
 
 from __future__ import annotations
@@ -18,12 +28,45 @@ import collections
 import json
 import os
 import resource
+import signal
 import sys
 import time
 
 import yaml
 
-__all__ = ["main"]
+__all__ = ["kill_session", "main", "session_processes"]
+
+
+def session_processes(sid: int) -> list[int]:
+    """Pids of the processes in session ``sid`` (a process started with
+    ``start_new_session``, and all it started that did not leave it: parsl's
+    worker pools get process groups of their own, so ``killpg`` misses
+    them)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp session ...; comm may hold spaces.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[3]) == sid:
+            pids.append(int(entry))
+    return pids
+
+
+def kill_session(sid: int) -> int:
+    """SIGKILL every process of session ``sid``; how many there were."""
+    pids = session_processes(sid)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return len(pids)
 
 
 def _peak_rss_mb() -> float:
@@ -31,42 +74,79 @@ def _peak_rss_mb() -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the null workflow; return 0 if every job succeeded."""
+    """Run the null workflow (or resume one); return 0 if every job succeeded."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, required=True, help="about how many jobs")
+    parser.add_argument("--jobs", type=int, help="about how many jobs")
     parser.add_argument("--detectors", type=int, default=189, help="detectors per visit")
-    parser.add_argument("--workdir", required=True, help="where the submit directory goes")
-    parser.add_argument("--command", default="true", help="what every job runs")
+    parser.add_argument("--workdir", help="where the submit directory goes")
+    parser.add_argument("--submit-dir", help="the submit directory itself (instead of one in --workdir)")
+    parser.add_argument("--command", default="true", help="what every job runs (no single quotes)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a parsl_config key")
+    parser.add_argument("--restart", metavar="SUBMIT_DIR", help="resume this run instead")
     args = parser.parse_args(argv)
+    if args.restart is None and (args.jobs is None or not (args.workdir or args.submit_dir)):
+        parser.error("--jobs and --workdir (or --submit-dir) are required, unless --restart")
 
     from lsst.ctrl.bps import BpsConfig
 
+    from ..parsl_graph import ParslGraph
     from ..service import ParslService
     from ..store.job_store import JobStateStore
+    from ..store.records import RunState
     from .synthetic_workflow import synthetic_workflow
 
-    parsl_config = {"progress": False}
+    parsl_config: dict = {"progress": False}
     for item in args.set:
         key, _, value = item.partition("=")
         parsl_config[key] = yaml.safe_load(value)
-    workflow = synthetic_workflow(
-        args.jobs, args.detectors, executable="/bin/sh", arguments=f"-c '{args.command}'"
-    )
-    submit_dir = os.path.join(os.path.abspath(args.workdir), f"null_{time.strftime('%Y%m%dT%H%M%S')}")
-    os.makedirs(submit_dir)
-    config = BpsConfig({"operator": "null", "payloadName": "null", "parsl_config": parsl_config})
-    service = ParslService(config)
-    rss_before = _peak_rss_mb()
-    start = time.monotonic()
-    prepared = service.prepare(config, workflow, submit_dir)
-    planned = time.monotonic() - start
     status = 0
-    try:
-        service.submit(prepared)
-    except Exception as exc:  # a failed run: counted below
-        print(str(exc).splitlines()[0], file=sys.stderr)
-        status = 1
+    planned = 0.0
+    if args.restart is not None:
+        submit_dir = os.path.abspath(args.restart)
+        rss_before = _peak_rss_mb()
+        started = time.time()
+        start = time.monotonic()
+        graph = ParslGraph.restore(submit_dir, parsl_config if args.set else None)
+        try:
+            if graph.run(block=True) != RunState.SUCCEEDED:
+                status = 1
+        except Exception as exc:  # a failed run: counted below
+            print(str(exc).splitlines()[0], file=sys.stderr)
+            status = 1
+    else:
+        workflow = synthetic_workflow(
+            args.jobs, args.detectors, executable="/bin/sh", arguments=f"-c '{args.command}'"
+        )
+        if args.submit_dir:
+            submit_dir = os.path.abspath(args.submit_dir)
+        else:
+            submit_dir = os.path.join(os.path.abspath(args.workdir), f"null_{time.strftime('%Y%m%dT%H%M%S')}")
+        os.makedirs(submit_dir)
+        name = os.path.basename(submit_dir)
+        config = BpsConfig(
+            {
+                "operator": "null",
+                "payloadName": "null",
+                "uniqProcName": name,
+                "parsl_config": parsl_config,
+            }
+        )
+        # What `bps submit` leaves in the submit directory for `bps restart`.
+        with open(os.path.join(submit_dir, f"{name}_config.yaml"), "w") as fh:
+            config.dump(fh)
+        service = ParslService(config)
+        rss_before = _peak_rss_mb()
+        # For whoever kills this process before it prints its figures.
+        print(json.dumps({"rss_before_prepare_mb": round(rss_before, 1)}), flush=True)
+        started = time.time()
+        start = time.monotonic()
+        prepared = service.prepare(config, workflow, submit_dir)
+        planned = time.monotonic() - start
+        try:
+            service.submit(prepared)
+        except Exception as exc:  # a failed run: counted below
+            print(str(exc).splitlines()[0], file=sys.stderr)
+            status = 1
     seconds = time.monotonic() - start
     with JobStateStore.open(submit_dir) as store:
         jobs = store.jobs()
@@ -82,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                 "jobs_per_second": round(len(jobs) / seconds, 1),
                 "rss_before_prepare_mb": round(rss_before, 1),
                 "peak_rss_mb": round(_peak_rss_mb(), 1),
+                "started": started,
+                "ended": time.time(),
                 "states": dict(states),
                 "messages": dict(messages.most_common(10)),
             }

@@ -1,0 +1,433 @@
+"""Benchmark: how the plug-in scales with the number of jobs.
+
+Null jobs (``/bin/sh -c true``; on ThreadPool behind the bash-builtin
+wrapper, no supervisor) of a DRP-shaped synthetic workflow go through the
+real plug-in (`desc.gen3_workflow.testing.null_run`: ``ParslService.prepare``
+then ``submit``, as ``bps submit`` does after building the QuantumGraph), one
+submitting process per run, for each executor (``--executors``) and size
+(``--jobs``), ``--runs`` times.  Per executor and size it prints medians
+across runs of:
+
+- ``jobs/s``: jobs over the wall time of ``prepare`` plus the run;
+- ``peak MB``: peak RSS of the submitting process; ``KB/job``: that peak
+  minus the peak before ``prepare`` (the GenericWorkflow is ctrl_bps's, not
+  ours), per job; ``run RSS MB``: its RSS once planned and the most seen
+  while the run went (sampled each second: planning or running?);
+- ``status ms``: `ParslGraph.status` (``file=None``) timed every second from
+  this process while the run goes, median and p95; ``report ms``:
+  ``bps report --id`` (`detailed_report`) every ``--report-every`` seconds;
+- with ``--kill-restart``, a second run that is killed (``kill -9`` of the
+  submitting process) once ``--kill-at`` of its jobs are done, then resumed
+  (``null_run --restart``: `ParslGraph.restore` and ``run``): seconds from
+  the restart to its first job launched, and to its end;
+- what grows with the run: the size of ``parsl.log`` and of the store, the
+  most files in one directory of the submit dir (``logs/<label>/``), and
+  the most ``status/`` markers seen at once;
+
+then the ratios of each size to the smallest (per-job RSS should stay flat).
+With ``--quanta N`` it also runs the demo DRP pipeline (about ``N`` quanta:
+``--detectors`` per visit, visits to fit) with real ``bps submit`` and the
+default execution mode on each executor, and prints the same figures plus
+the final job's time.  The machine may be shared: figures are noisy, and
+nothing is asserted.
+
+    python -m desc.gen3_workflow.benchmarks.bench_scale --jobs 10000 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..testing.null_run import kill_session
+from .scale_tables import fmt, print_ratios, print_restarts, print_run, print_table, summary
+
+__all__ = ["main"]
+
+EXECUTORS = ("ThreadPool", "HighThroughput")
+PIPELINE = Path(__file__).resolve().parents[1] / "config" / "pipelines" / "demo_drp.yaml"
+
+
+class Poller:
+    """From a thread of this process, once a second while a run goes: time
+    `ParslGraph.status` (and now and then ``bps report --id``), count the
+    jobs done and the ``status/`` markers, sample the submitting process's
+    RSS."""
+
+    def __init__(
+        self, submit_dir: str, report_every: float, pid: int | None = None, period: float = 1.0
+    ) -> None:
+        self.submit_dir = submit_dir
+        self.pid = pid
+        self.rss_mb: list[float] = []
+        """The submitting process's RSS while the run goes (after planning)."""
+        self.report_every = report_every
+        self.period = period
+        self.status_seconds: list[float] = []
+        self.report_seconds: list[float] = []
+        self.done = 0
+        self.max_markers = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="bench-scale-poller", daemon=True)
+
+    def __enter__(self) -> Poller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _poll(self) -> None:
+        from lsst.ctrl.bps import BpsConfig
+
+        from ..parsl_graph import ParslGraph
+        from ..reporting.bps_report import detailed_report
+        from ..settings.parsl_section import ParslSettings
+        from ..store.job_store import UNREADABLE, JobStateStore
+        from ..store.records import RunState
+
+        graph = ParslGraph(self.submit_dir, BpsConfig({}), ParslSettings())
+        next_report = time.monotonic() + self.report_every
+        while not self._stop.wait(self.period):
+            try:
+                with JobStateStore.open(self.submit_dir) as store:
+                    if store.run().state != RunState.RUNNING:
+                        continue  # still planning, or over
+                start = time.perf_counter()
+                counts = graph.status(file=None)
+                self.status_seconds.append(time.perf_counter() - start)
+                self.done = sum(by_state.get("exec_done", 0) for by_state in counts.values())
+                if (rss := _rss_mb(self.pid)) is not None:
+                    self.rss_mb.append(rss)
+                if self.report_every and time.monotonic() >= next_report:
+                    start = time.perf_counter()
+                    detailed_report(self.submit_dir)
+                    self.report_seconds.append(time.perf_counter() - start)
+                    next_report = time.monotonic() + self.report_every
+            except UNREADABLE:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                self.max_markers = max(self.max_markers, len(os.listdir(Path(self.submit_dir, "status"))))
+
+
+def _rss_mb(pid: int | None) -> float | None:
+    """The current RSS of process ``pid`` (MB), if it is there."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _null_run_command(submit_dir: str, jobs: int, executor: str, restart: bool = False) -> list[str]:
+    command = [sys.executable, "-m", "desc.gen3_workflow.testing.null_run"]
+    if restart:
+        return [*command, f"--restart={submit_dir}"]
+    return [*command, f"--jobs={jobs}", f"--submit-dir={submit_dir}", f"--set=executor={executor}"]
+
+
+@contextlib.contextmanager
+def _session(command: list[str], log: Path, env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """A process in a session of its own, killed with everything it started
+    on the way out."""
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(command, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        kill_session(proc.pid)
+        proc.wait()
+
+
+def _last_json(log: Path) -> dict[str, Any]:
+    for line in reversed(log.read_text(errors="replace").splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"no figures in {log}:\n{log.read_text(errors='replace')[-2000:]}")
+
+
+def _growth(submit_dir: str) -> dict[str, Any]:
+    """What grew with the run: file sizes and the fullest directories."""
+    root = Path(submit_dir)
+    per_dir: dict[str, int] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        per_dir[os.path.relpath(dirpath, root)] = len(filenames) + len(dirnames)
+    fullest = sorted(per_dir.items(), key=lambda item: -item[1])[:3]
+
+    def mb(name: str) -> float:
+        path = root / name
+        return path.stat().st_size / 1e6 if path.exists() else 0.0
+
+    runinfo = sum(p.stat().st_size for p in (root / "parsl_runinfo").rglob("*") if p.is_file())
+    logs = sum(p.stat().st_size for p in (root / "logs").rglob("*") if p.is_file())
+    return {
+        "parsl_log_mb": mb("parsl.log"),
+        "store_mb": mb("gen3_workflow.sqlite3") + mb("gen3_workflow.sqlite3-wal"),
+        "runinfo_mb": runinfo / 1e6,
+        "logs_mb": logs / 1e6,
+        "monitoring_db_mb": sum(p.stat().st_size for p in root.rglob("monitoring.db")) / 1e6,
+        "fullest_dirs": fullest,
+        "files": sum(per_dir.values()),
+    }
+
+
+def _final_job_seconds(submit_dir: str) -> float | None:
+    from ..store.job_store import JobStateStore
+    from ..store.records import JobKind
+
+    with JobStateStore.open(submit_dir) as store:
+        finals = store.jobs(kind=JobKind.FINAL)
+    times = [j.t_end - (j.t_launched or j.t_running or j.t_end) for j in finals if j.t_end]
+    return max(times) if times else None
+
+
+def _first_launch_after(submit_dir: str, since: float) -> float | None:
+    from ..store.job_store import JobStateStore
+    from ..store.records import JobKind
+
+    with JobStateStore.open(submit_dir) as store:
+        jobs = store.jobs(kind=JobKind.QUANTUM)
+    starts = [t for j in jobs for t in (j.t_launched, j.t_end) if t is not None and t >= since]
+    return min(starts) - since if starts else None
+
+
+def null_run(
+    workdir: Path, executor: str, jobs: int, report_every: float, kill_at: float | None
+) -> dict[str, Any]:
+    """One null run (killed and resumed if ``kill_at``); its figures."""
+    submit_dir = str(workdir / f"{executor}_{jobs}_{time.strftime('%H%M%S')}")
+    env = {**os.environ, "GEN3WF_RUN_INDEX": str(workdir / "runs.txt")}
+    log = Path(submit_dir + ".log")
+    figures: dict[str, Any] = {}
+    with _session(_null_run_command(submit_dir, jobs, executor), log, env) as proc:
+        with Poller(submit_dir, report_every, proc.pid) as poller:
+            if kill_at is None:
+                proc.wait()
+            else:
+                while proc.poll() is None and poller.done < kill_at * jobs:
+                    time.sleep(0.2)
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{executor} {jobs}: the run ended before it could be killed")
+                os.kill(proc.pid, signal.SIGKILL)
+                _, _, usage = os.wait4(proc.pid, 0)
+                proc.returncode = -signal.SIGKILL
+                figures["killed_after"] = poller.done
+                figures["killed_peak_rss_mb"] = usage.ru_maxrss / 1024
+        first = poller
+    if kill_at is not None:
+        restart_log = Path(submit_dir + ".restart.log")
+        command = _null_run_command(submit_dir, jobs, executor, restart=True)
+        since = time.time()
+        with _session(command, restart_log, env) as proc, Poller(submit_dir, report_every) as poller:
+            proc.wait()
+        restarted = _last_json(restart_log)
+        figures["restart_seconds"] = restarted["ended"] - since
+        figures["restart_first_job_seconds"] = _first_launch_after(submit_dir, since)
+        figures["restart_states"] = restarted["states"]
+        figures["restart_peak_rss_mb"] = restarted["peak_rss_mb"]
+        figures["restart_rss_before_mb"] = restarted["rss_before_prepare_mb"]
+        figures["status_seconds"] = first.status_seconds + poller.status_seconds
+        figures["report_seconds"] = first.report_seconds + poller.report_seconds
+        figures["max_markers"] = max(first.max_markers, poller.max_markers)
+        figures["jobs"] = restarted["jobs"]
+    else:
+        result = _last_json(log)
+        figures.update(result)
+        figures["status_seconds"] = first.status_seconds
+        figures["report_seconds"] = first.report_seconds
+        if first.rss_mb:
+            figures["run_rss_first_mb"] = first.rss_mb[0]
+            figures["run_rss_max_mb"] = max(first.rss_mb)
+        figures["max_markers"] = first.max_markers
+        figures["kb_per_job"] = (
+            (result["peak_rss_mb"] - result["rss_before_prepare_mb"]) * 1024 / result["jobs"]
+        )
+        figures["final_job_seconds"] = _final_job_seconds(submit_dir)
+    figures["growth"] = _growth(submit_dir)
+    figures["submit_dir"] = submit_dir
+    return figures
+
+
+def pipeline_run(
+    workdir: Path, executor: str, quanta: int, detectors: int, report_every: float
+) -> dict[str, Any]:
+    """The demo DRP pipeline of about ``quanta`` quanta with real ``bps
+    submit``, the default execution mode; its figures."""
+    from ..demo.repo import make_demo_repo
+    from ..store.job_store import JobStateStore
+
+    visits = max(1, round((quanta - 1) / (3 * detectors + 1)))
+    repo = workdir / f"repo_{visits}x{detectors}"
+    if not repo.exists():
+        print(f"  building a demo repository of {visits} visits x {detectors} detectors ...", flush=True)
+        make_demo_repo(str(repo), n_visits=visits, n_detectors=detectors)
+    cwd = workdir / f"pipeline_{executor}_{time.strftime('%H%M%S')}"
+    cwd.mkdir()
+    content = {
+        "wmsServiceClass": "desc.gen3_workflow.ParslService",
+        "pipelineYaml": str(PIPELINE),
+        "operator": "bench",
+        "payload": {
+            "payloadName": f"scale_{executor}",
+            "butlerConfig": str(repo),
+            "inCollection": "DemoCam/defaults",
+            "dataQuery": "instrument = 'DemoCam'",
+        },
+        "parsl_config": {"executor": executor, "progress": False},
+    }
+    bps_file = cwd / "bps.yaml"
+    bps_file.write_text(yaml.safe_dump(content, sort_keys=False))
+    env = {**os.environ, "PWD": str(cwd), "GEN3WF_RUN_INDEX": str(workdir / "runs.txt")}
+    command = [os.path.join(sys.prefix, "bin", "bps"), "--no-log-tty", "submit", str(bps_file)]
+    log = cwd / "submit.log"
+    start = time.monotonic()
+    pollers: list[Poller] = []
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        while proc.poll() is None and not pollers:
+            stores = sorted(cwd.glob("submit/**/gen3_workflow.sqlite3"))
+            if stores:
+                pollers.append(Poller(str(stores[0].parent), report_every, proc.pid).__enter__())
+            time.sleep(0.5)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        for poller in pollers:
+            poller.__exit__()
+        kill_session(proc.pid)
+        proc.wait()
+    wall = time.monotonic() - start
+    stores = sorted(cwd.glob("submit/**/gen3_workflow.sqlite3"))
+    if proc.returncode != 0 or not stores:
+        raise RuntimeError(f"bps submit failed ({proc.returncode}):\n{log.read_text()[-2000:]}")
+    submit_dir = str(stores[0].parent)
+    with JobStateStore.open(submit_dir) as store:
+        run = store.run()
+        jobs = store.jobs()
+    assert run.start_time is not None and run.end_time is not None
+    seconds = run.end_time - run.start_time
+    poller = pollers[0] if pollers else Poller(submit_dir, 0)
+    return {
+        "jobs": len(jobs),
+        "seconds": seconds,
+        "submit_seconds": wall,
+        "jobs_per_second": len(jobs) / seconds,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "status_seconds": poller.status_seconds,
+        "report_seconds": poller.report_seconds,
+        "max_markers": poller.max_markers,
+        "final_job_seconds": _final_job_seconds(submit_dir),
+        "states": {s: sum(1 for j in jobs if j.state.value == s) for s in {j.state.value for j in jobs}},
+        "growth": _growth(submit_dir),
+        "submit_dir": submit_dir,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark and print its figures."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--jobs", type=int, nargs="*", default=[10_000, 100_000], help="null workflow sizes (none: skip)"
+    )
+    parser.add_argument("--executors", nargs="+", default=list(EXECUTORS), choices=EXECUTORS)
+    parser.add_argument("--runs", type=int, default=1, help="runs per executor and size")
+    parser.add_argument("--kill-restart", action="store_true", help="also time a kill -9 and restart")
+    parser.add_argument("--kill-at", type=float, default=0.5, help="fraction of jobs done at the kill")
+    parser.add_argument("--quanta", type=int, default=0, help="demo DRP pipeline quanta (0: skip)")
+    parser.add_argument("--detectors", type=int, default=20, help="detectors per visit of that pipeline")
+    parser.add_argument("--report-every", type=float, default=10.0, help="seconds between timed reports")
+    parser.add_argument("--workdir", help="keep runs here (default: a temporary directory, removed)")
+    parser.add_argument("--json", help="also write every run's figures to this file")
+    args = parser.parse_args(argv)
+
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gen3wf_bench_scale_")).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"Working in {workdir} on {os.cpu_count()} cores; null jobs {args.jobs}, {args.runs} run(s) each")
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    restarts: dict[tuple[str, int], dict[str, Any]] = {}
+    everything: list[dict[str, Any]] = []
+    cleanup: Callable[[str], None] = (lambda path: None) if args.workdir else _remove
+    try:
+        for jobs in sorted(args.jobs):
+            for executor in args.executors:
+                runs = []
+                for run in range(args.runs):
+                    figures = null_run(workdir, executor, jobs, args.report_every, None)
+                    figures.update(executor=executor, kind="null")
+                    runs.append(figures)
+                    everything.append(figures)
+                    print_run(executor, run, figures)
+                    cleanup(figures["submit_dir"])
+                rows[(executor, jobs)] = summary(runs)
+                if args.kill_restart:
+                    figures = null_run(workdir, executor, jobs, args.report_every, args.kill_at)
+                    figures.update(executor=executor, kind="restart")
+                    everything.append(figures)
+                    restarts[(executor, jobs)] = figures
+                    print(
+                        f"  {executor} {jobs}: killed after {figures['killed_after']} done, restart "
+                        f"{figures['restart_seconds']:.1f} s (first job after "
+                        f"{fmt(figures['restart_first_job_seconds'], '.1f')} s)",
+                        flush=True,
+                    )
+                    cleanup(figures["submit_dir"])
+        pipeline_rows = {}
+        if args.quanta:
+            for executor in args.executors:
+                figures = pipeline_run(workdir, executor, args.quanta, args.detectors, args.report_every)
+                figures.update(executor=executor, kind="pipeline")
+                everything.append(figures)
+                print_run(executor, 0, figures)
+                pipeline_rows[(executor, figures["jobs"])] = summary([figures])
+    finally:
+        if args.json:
+            Path(args.json).write_text(json.dumps(everything, indent=1, default=str))
+        if not args.workdir:
+            _remove(str(workdir))
+    if rows:
+        print_table("Null jobs (medians across runs):", rows)
+    if len(args.jobs) > 1:
+        print_ratios(rows)
+    if restarts:
+        print_restarts(restarts)
+    if pipeline_rows:
+        print_table(
+            f"Demo DRP pipeline, bps submit, default execution mode (about {args.quanta} quanta):",
+            pipeline_rows,
+        )
+
+
+def _remove(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        for suffix in (".log", ".restart.log"):
+            os.remove(path + suffix)
+
+
+if __name__ == "__main__":
+    main()
