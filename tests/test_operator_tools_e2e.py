@@ -221,7 +221,9 @@ def test_summary_lists_the_failure(runs: Runs) -> None:
     assert "DemoTaskError" in Path(failure["log"]).read_text()
     text = tool("workflow_summary", runs.failed.submit_dir).stdout
     assert "Failed jobs (1):" in text
-    assert f"exit code 1, attempts 1; log: {failure['log']}" in text
+    # Exit code 1 is in ctrl_bps's retryUnlessExit: one attempt, and it says why.
+    assert "exit code 1; not tried again: exit code 1 is not retried (retryUnlessExit)" in text
+    assert f", attempts 1; log: {failure['log']}" in text
     ok = tool("workflow_summary", runs.ok.submit_dir).stdout
     assert "Failed jobs: none" in ok
 

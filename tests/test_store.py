@@ -74,7 +74,8 @@ def test_updates_set_times_attempts_and_counts(tmp_path: Path) -> None:
         assert set(counts["isr"]) == set(JobState)  # every state present
         # Ended since t=25: the failure only; first starts per label.
         _, recent, first = store.label_stats(ended_since=25.0)
-        assert recent == {"isr": 1, "calibrate": 0} and first == {"isr": 11.0}  # start, else launch
+        # The earliest launch or start of any of the label's jobs.
+        assert recent == {"isr": 1, "calibrate": 0} and first == {"isr": 10.0}
         rows = store.history_rows()
         assert rows[1][:6] == ("isr", "exec_done", 12.0, 20.0, 1, 0)
         assert rows[2][2] == 11.0  # never seen running: its launch stands for its start

@@ -245,8 +245,8 @@ def detailed_report(wms_id: str) -> tuple[list[WmsRunReport], str]:
             retried = retried_lines(store)
             final_notes = [
                 f"{job.name} {job.state.value}: {job.message}"
-                for job in store.jobs(kind=JobKind.FINAL)
-                if job.state != JobState.EXEC_DONE and job.message
+                for job in store.jobs(kind=JobKind.FINAL, states=[JobState.FAILED, JobState.DEP_FAIL])
+                if job.message
             ]
         slow = {job.seq: median for job, median in slow_jobs}
     except UNREADABLE as exc:

@@ -41,7 +41,7 @@ def failure_summary(submit_dir: str) -> str:
         not_run = store.jobs(states=[JobState.DEP_FAIL, JobState.PENDING])
         counts = store.counts()
         retried = retried_lines(store)
-        finals = [job for job in store.jobs(kind=JobKind.FINAL) if job.state == JobState.DEP_FAIL]
+        finals = store.jobs(kind=JobKind.FINAL, states=[JobState.DEP_FAIL])
     lines = [
         f"Run in {submit_dir} did not succeed: {len(failed)} job(s) failed, {len(not_run)} could not run."
     ]

@@ -18,7 +18,6 @@ commits.  Use it as a context manager::
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import time
@@ -29,7 +28,6 @@ from ..constants import STORE_FILENAME
 from ..errors import RunNotFoundError
 from .records import (
     AttemptRecord,
-    JobCommand,
     JobKind,
     JobRecord,
     JobState,
@@ -38,43 +36,13 @@ from .records import (
     RunRecord,
     RunState,
 )
+from .schema import JOB_COLUMNS, RUN_COLUMNS, SCHEMA, count_states, ensure_counts, job_record, job_row
 
 __all__ = ["UNREADABLE", "JobStateStore", "LabelStats"]
 
 UNREADABLE = (RunNotFoundError, sqlite3.Error)
 """What opening or reading a store that is missing, half-written (prepare
 still running) or damaged raises."""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS run (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    name TEXT NOT NULL, submit_dir TEXT NOT NULL, info TEXT NOT NULL,
-    state TEXT NOT NULL, pid INTEGER, host TEXT, start_time REAL, end_time REAL,
-    submissions INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS jobs (
-    seq INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, label TEXT NOT NULL,
-    kind TEXT NOT NULL, data_id TEXT NOT NULL, command TEXT NOT NULL, resources TEXT NOT NULL,
-    stdout TEXT NOT NULL, stderr TEXT NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, exit_code INTEGER,
-    t_launched REAL, t_running REAL, t_end REAL, message TEXT
-);
-CREATE TABLE IF NOT EXISTS edges (parent INTEGER NOT NULL, child INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS attempts (
-    seq INTEGER NOT NULL, number INTEGER NOT NULL, succeeded INTEGER NOT NULL, t_end REAL NOT NULL,
-    exit_code INTEGER, memory INTEGER, message TEXT, PRIMARY KEY (seq, number)
-);
-CREATE TABLE IF NOT EXISTS typical (label TEXT PRIMARY KEY, median REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS jobs_label_state ON jobs (label, state);
-CREATE INDEX IF NOT EXISTS edges_child ON edges (child);
-CREATE INDEX IF NOT EXISTS edges_parent ON edges (parent);
-"""
-
-_JOB_COLUMNS = (
-    "seq, name, label, kind, data_id, command, resources, stdout, stderr, state, attempts, exit_code, "
-    "t_launched, t_running, t_end, message"
-)
-_RUN_COLUMNS = "name, submit_dir, info, state, pid, host, start_time, end_time, submissions"
 
 LabelStats = dict[str, dict[JobState, int]]
 """Label -> state -> number of jobs, labels in pipeline order."""
@@ -102,11 +70,14 @@ class JobStateStore:
             self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(SCHEMA)
+            with self._transaction() as db:
+                ensure_counts(db, writable=True)
         else:
             if not os.path.exists(path):
                 raise RunNotFoundError(f"No gen3_workflow job-state store at {path}")
             self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60, isolation_level=None)
+            ensure_counts(self._db, writable=False)
 
     @classmethod
     def open(cls, submit_dir: str, writable: bool = False) -> JobStateStore:
@@ -150,10 +121,11 @@ class JobStateStore:
                 (name, submit_dir, info.to_json(), RunState.PREPARED.value),
             )
             db.executemany(
-                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 16)})",
-                (_job_row(job) for job in jobs),
+                f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * 16)})",
+                (job_row(job) for job in jobs),
             )
             db.executemany("INSERT INTO edges (parent, child) VALUES (?, ?)", edges)
+            count_states(db)
 
     def apply(self, updates: Iterable[JobUpdate], attempts: Iterable[AttemptRecord] = ()) -> None:
         """Write a batch of job-state changes, and how the attempts that
@@ -223,7 +195,7 @@ class JobStateStore:
         RunNotFoundError
             If the store holds no run yet (prepare has not written it).
         """
-        row = self._db.execute(f"SELECT {_RUN_COLUMNS} FROM run").fetchone()
+        row = self._db.execute(f"SELECT {RUN_COLUMNS} FROM run").fetchone()
         if row is None:
             raise RunNotFoundError(f"{self.path} holds no run")
         name, submit_dir, info, state, pid, host, start, end, submissions = row
@@ -241,23 +213,23 @@ class JobStateStore:
             values = [s.value for s in states]
             where.append(f"state IN ({', '.join('?' * len(values))})")
             params.extend(values)
-        sql = f"SELECT {_JOB_COLUMNS} FROM jobs"
+        sql = f"SELECT {JOB_COLUMNS} FROM jobs"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return [_job_record(row) for row in self._db.execute(sql + " ORDER BY seq", params)]
+        return [job_record(row) for row in self._db.execute(sql + " ORDER BY seq", params)]
 
     def job(self, name: str) -> JobRecord | None:
         """The job called ``name``, if there is one."""
-        row = self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE name = ?", (name,)).fetchone()
-        return None if row is None else _job_record(row)
+        row = self._db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE name = ?", (name,)).fetchone()
+        return None if row is None else job_record(row)
 
     def jobs_by_seq(self, seqs: list[int]) -> list[JobRecord]:
         """The jobs with these ``seq``, in that order."""
         found: dict[int, JobRecord] = {}
         for start in range(0, len(seqs), 500):  # SQLite's limit on parameters
             chunk = seqs[start : start + 500]
-            sql = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE seq IN ({', '.join('?' * len(chunk))})"
-            found.update((row[0], _job_record(row)) for row in self._db.execute(sql, chunk))
+            sql = f"SELECT {JOB_COLUMNS} FROM jobs WHERE seq IN ({', '.join('?' * len(chunk))})"
+            found.update((row[0], job_record(row)) for row in self._db.execute(sql, chunk))
         return [found[seq] for seq in seqs]
 
     def retried_jobs(self, limit: int) -> tuple[list[JobRecord], int]:
@@ -265,8 +237,8 @@ class JobStateStore:
         ``seq`` order), and how many there are."""
         where = "FROM jobs WHERE attempts > 1"
         (count,) = self._db.execute(f"SELECT COUNT(*) {where}").fetchone()
-        rows = self._db.execute(f"SELECT {_JOB_COLUMNS} {where} ORDER BY seq LIMIT ?", (limit,))
-        return [_job_record(row) for row in rows], count
+        rows = self._db.execute(f"SELECT {JOB_COLUMNS} {where} ORDER BY seq LIMIT ?", (limit,))
+        return [job_record(row) for row in rows], count
 
     def attempts_of(self, seqs: list[int]) -> dict[int, list[AttemptRecord]]:
         """How each attempt of these jobs ended, oldest first (jobs with no
@@ -309,13 +281,13 @@ class JobStateStore:
         """Running jobs that have run more than ``factor`` times their
         label's typical duration (and at least ``min_seconds``), with that
         duration; the longest-running first."""
-        columns = ", ".join(f"j.{c.strip()}" for c in _JOB_COLUMNS.split(","))
+        columns = ", ".join(f"j.{c.strip()}" for c in JOB_COLUMNS.split(","))
         rows = self._db.execute(
             f"SELECT {columns}, t.median FROM jobs j JOIN typical t ON j.label = t.label "
             "WHERE j.state = 'running' AND ? - j.t_running > MAX(? * t.median, ?) ORDER BY j.t_running",
             (now, factor, min_seconds),
         )
-        return [(_job_record(row[:-1]), row[-1]) for row in rows]
+        return [(job_record(row[:-1]), row[-1]) for row in rows]
 
     def parents(self) -> dict[int, list[int]]:
         """For each job with parents, the seqs of its parents."""
@@ -332,7 +304,7 @@ class JobStateStore:
         return [
             label
             for (label,) in self._db.execute(
-                f"SELECT label FROM jobs {where} GROUP BY label ORDER BY MIN(seq)", params
+                f"SELECT label FROM label_order {where} GROUP BY label ORDER BY MIN(first_seq)", params
             )
         ]
 
@@ -344,8 +316,11 @@ class JobStateStore:
     def label_stats(
         self, kind: JobKind = JobKind.QUANTUM, ended_since: float | None = None
     ) -> tuple[LabelStats, dict[str, int], dict[str, float]]:
-        """Counts per label and state, and what a rate needs; one pass over
-        the ``jobs`` table.
+        """Counts per label and state, and what a rate needs.
+
+        The counts are kept up to date as states change (table
+        ``label_states``), so this costs time in proportion to the labels
+        and to the jobs ended since ``ended_since``, not to the run.
 
         Parameters
         ----------
@@ -362,23 +337,26 @@ class JobStateStore:
         recent : `dict` [`str`, `int`]
             Label -> jobs ended since ``ended_since`` (0 without it).
         first_start : `dict` [`str`, `float`]
-            Label -> earliest start (or launch) of its jobs, for labels with
-            one.
+            Label -> the earliest launch or start of any of its jobs, for
+            labels with one.
         """
-        counts: LabelStats = {label: dict.fromkeys(JobState, 0) for label in self.labels(kind)}
-        recent = dict.fromkeys(counts, 0)
-        first_start: dict[str, float] = {}
-        rows = self._db.execute(
-            "SELECT label, state, COUNT(*), SUM(CASE WHEN t_end >= ? AND state IN ('exec_done', 'failed') "
-            "THEN 1 ELSE 0 END), MIN(COALESCE(t_running, t_launched)) "
-            "FROM jobs WHERE kind = ? GROUP BY label, state",
-            (float("inf") if ended_since is None else ended_since, kind.value),
-        )
-        for label, state, count, ended, started in rows:
+        order = self._db.execute(
+            "SELECT label, first_start FROM label_order WHERE kind = ? ORDER BY first_seq", (kind.value,)
+        ).fetchall()
+        counts: LabelStats = {label: dict.fromkeys(JobState, 0) for label, _ in order}
+        first_start = {label: start for label, start in order if start is not None}
+        rows = self._db.execute("SELECT label, state, n FROM label_states WHERE kind = ?", (kind.value,))
+        for label, state, count in rows:
             counts.setdefault(label, dict.fromkeys(JobState, 0))[JobState(state)] = count
-            recent[label] = recent.get(label, 0) + (ended or 0)
-            if started is not None:
-                first_start[label] = min(first_start.get(label, started), started)
+        recent = dict.fromkeys(counts, 0)
+        if ended_since is not None:
+            recent.update(
+                self._db.execute(
+                    "SELECT label, COUNT(*) FROM jobs WHERE t_end >= ? AND kind = ? "
+                    "AND state IN ('exec_done', 'failed') GROUP BY label",
+                    (ended_since, kind.value),
+                ).fetchall()
+            )
         return counts, recent, first_start
 
     def history_rows(self) -> list[tuple[Any, ...]]:
@@ -390,41 +368,3 @@ class JobStateStore:
             "SELECT label, state, COALESCE(t_running, t_launched), t_end, attempts, exit_code, name, "
             "data_id, stderr, message FROM jobs ORDER BY seq"
         ).fetchall()
-
-
-def _job_row(job: JobRecord) -> tuple[Any, ...]:
-    return (
-        job.seq,
-        job.name,
-        job.label,
-        job.kind.value,
-        job.data_id,
-        job.command.to_json(),
-        json.dumps(job.resources),
-        job.stdout,
-        job.stderr,
-        job.state.value,
-        job.attempts,
-        job.exit_code,
-        job.t_launched,
-        job.t_running,
-        job.t_end,
-        job.message,
-    )
-
-
-def _job_record(row: tuple[Any, ...]) -> JobRecord:
-    seq, name, label, kind, data_id, command, resources, stdout, stderr, state, *rest = row
-    return JobRecord(
-        seq,
-        name,
-        label,
-        JobKind(kind),
-        data_id,
-        JobCommand.from_json(command),
-        json.loads(resources),
-        stdout,
-        stderr,
-        JobState(state),
-        *rest,
-    )
