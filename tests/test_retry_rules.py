@@ -55,11 +55,13 @@ def test_memory_failures_double_the_request_up_to_the_cap() -> None:
     book = RetryBook(None, node_memory=None)
     record = _job(memory=1000, memory_max=3000)
     memories = []
+    numbers = []
     for _ in range(3):
-        book.started(record.seq)
+        # The store still says 0 attempts: the book counts them itself.
+        numbers.append(book.started(record))
         memories.append(book.memory(record))
         decision = book.failed(record, 137, "memory")
-    assert memories == [1000, 2000, 3000]
+    assert memories == [1000, 2000, 3000] and numbers == [1, 2, 3]
     # Already at the cap: trying again cannot help.
     assert not decision.retry and "3000 MB" in decision.why_not
     book.forget(record.seq)

@@ -125,14 +125,22 @@ class RetryBook:
         self._tries: dict[int, int] = {}
         self._memory_failures: dict[int, int] = {}
         self._memory: dict[int, int] = {}
+        self._numbers: dict[int, int] = {}
 
     def memory(self, job: JobRecord) -> int | None:
         """The memory request (MB) of the job's next attempt."""
         return self._memory.get(job.seq) or job.resources.get("memory")
 
-    def started(self, seq: int) -> None:
-        """An attempt of the job was handed to parsl."""
-        self._tries[seq] = self._tries.get(seq, 0) + 1
+    def started(self, job: JobRecord) -> int:
+        """An attempt of the job is handed to parsl: return its number.
+
+        Counted here, not from the store: a retry may start before the
+        store has recorded the attempt before it.
+        """
+        self._tries[job.seq] = self._tries.get(job.seq, 0) + 1
+        number = max(job.attempts, self._numbers.get(job.seq, 0)) + 1
+        self._numbers[job.seq] = number
+        return number
 
     def failed(self, job: JobRecord, exit_code: int | None, exceeded: str | None) -> RetryDecision:
         """An attempt failed: whether to try again (see `decide`), with the
@@ -154,5 +162,5 @@ class RetryBook:
 
     def forget(self, seq: int) -> None:
         """The job has ended (succeeded, or failed for good)."""
-        for counters in (self._tries, self._memory_failures, self._memory):
+        for counters in (self._tries, self._memory_failures, self._memory, self._numbers):
             counters.pop(seq, None)

@@ -269,8 +269,7 @@ class GraphRunner:
                 for held in jobs[i:]:
                     scheduler.put_back(held.seq)
                 return
-            number = job.attempts + 1
-            self._retries.started(job.seq)
+            number = self._retries.started(job)
             markers.prepare_attempt(self.submit_dir, job.seq)
             supervised = submit.supervises(job)
             attempt = Attempt(job, number, submit(job, memory), now, memory=memory, supervised=supervised)
