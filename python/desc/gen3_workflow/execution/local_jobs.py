@@ -38,14 +38,17 @@ def final_job_held(store: JobStateStore, job: JobRecord, cancelled: bool) -> str
     """
     if job.resources.get("when_run") != "SUCCESS":
         return None
-    left = [
-        j
-        for j in store.jobs(states=[s for s in JobState if s != JobState.EXEC_DONE])
-        if j.kind != JobKind.FINAL
-    ]
+    # The store's per-label counts: no need to read the jobs themselves.
+    left = sum(
+        count
+        for kind in (JobKind.INIT, JobKind.QUANTUM)
+        for by_state in store.counts(kind).values()
+        for state, count in by_state.items()
+        if state != JobState.EXEC_DONE
+    )
     if not left and not cancelled:
         return None
-    why = "the run was cancelled" if cancelled else f"{len(left)} job(s) did not succeed"
+    why = "the run was cancelled" if cancelled else f"{left} job(s) did not succeed"
     return f"not run: finalJob.whenRun is SUCCESS and {why}; bps restart runs it once they have"
 
 

@@ -21,7 +21,7 @@ from ..store.job_store import UNREADABLE, JobStateStore
 from ..store.liveness import Liveness, liveness
 from ..store.records import JobKind, JobRecord, JobState, RunRecord, RunState
 from ..store.run_index import index_path, last_write, resolve_run, run_owner, submitted_runs
-from .failures import retried_lines
+from .failures import final_job_notes, retried_lines
 from .text import (
     MAX_LISTED,
     SLOW_FACTOR,
@@ -243,11 +243,7 @@ def detailed_report(wms_id: str) -> tuple[list[WmsRunReport], str]:
             running = store.jobs(states=[JobState.RUNNING])
             slow_jobs = store.slow_jobs(time.time(), SLOW_FACTOR, SLOW_MIN_SECONDS)
             retried = retried_lines(store)
-            final_notes = [
-                f"{job.name} {job.state.value}: {job.message}"
-                for job in store.jobs(kind=JobKind.FINAL, states=[JobState.FAILED, JobState.DEP_FAIL])
-                if job.message
-            ]
+            final_notes = final_job_notes(store, [JobState.FAILED, JobState.DEP_FAIL])
         slow = {job.seq: median for job, median in slow_jobs}
     except UNREADABLE as exc:
         return [], f"Cannot read the job-state store of {submit_dir}: {exc}"

@@ -7,7 +7,17 @@ from ..store.job_store import JobStateStore
 from ..store.records import JobKind, JobState
 from .text import MAX_LISTED, format_attempts, format_failed_job
 
-__all__ = ["failure_summary", "retried_lines"]
+__all__ = ["failure_summary", "final_job_notes", "retried_lines"]
+
+
+def final_job_notes(store: JobStateStore, states: list[JobState]) -> list[str]:
+    """One line per final job in these states that says why (e.g. held
+    back by ``finalJob.whenRun: SUCCESS``)."""
+    return [
+        f"{job.name} {job.state.value}: {job.message}"
+        for job in store.jobs(kind=JobKind.FINAL, states=states)
+        if job.message
+    ]
 
 
 def retried_lines(store: JobStateStore) -> list[str]:
@@ -41,7 +51,7 @@ def failure_summary(submit_dir: str) -> str:
         not_run = store.jobs(states=[JobState.DEP_FAIL, JobState.PENDING])
         counts = store.counts()
         retried = retried_lines(store)
-        finals = store.jobs(kind=JobKind.FINAL, states=[JobState.DEP_FAIL])
+        finals = final_job_notes(store, [JobState.DEP_FAIL])  # a failed one is listed with the failures
     lines = [
         f"Run in {submit_dir} did not succeed: {len(failed)} job(s) failed, {len(not_run)} could not run."
     ]
@@ -56,6 +66,6 @@ def failure_summary(submit_dir: str) -> str:
         lines.append("  " + format_failed_job(job.label, job.data_id, job.exit_code, job.message, job.stderr))
     if len(failed) > MAX_LISTED:
         lines.append(f"  ... and {len(failed) - MAX_LISTED} more failed job(s)")
-    lines.extend(f"  {job.name} {job.state.value}: {job.message}" for job in finals if job.message)
+    lines.extend("  " + line for line in finals)
     lines.extend("  " + line for line in retried)
     return "\n".join(lines)
