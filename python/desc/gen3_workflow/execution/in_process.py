@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -45,6 +46,9 @@ from ..store.records import JobCommand
 from . import markers
 
 __all__ = ["pipetask_argv", "quantum_count", "run_quantum_job", "stop_runners"]
+
+RUNNER_START_SECONDS = 300.0
+"""How long a Work Queue task waits for its node's runner to answer at all."""
 
 
 def pipetask_argv(command: JobCommand, environ: dict[str, str]) -> tuple[dict[str, str], list[str]] | None:
@@ -130,6 +134,8 @@ def _start_time(pid: int) -> float:
 
 
 _RUNNERS: dict[tuple[int, int, str], _Runner] = {}
+_IDLE: dict[tuple[int, str], list[_Runner]] = {}
+"""Runners started ahead (`prestart_runners`), for threads yet to ask."""
 _LOCK = threading.Lock()
 
 
@@ -138,8 +144,18 @@ def _runner_for(run_dir: str, max_quanta: int) -> _Runner:
     with _LOCK:
         runner = _RUNNERS.get(key)
         if runner is None or not runner.alive():
-            runner = _RUNNERS[key] = _Runner(run_dir, max_quanta)
+            idle = _IDLE.get((os.getpid(), run_dir))
+            runner = _RUNNERS[key] = idle.pop() if idle else _Runner(run_dir, max_quanta)
         return runner
+
+
+def prestart_runners(run_dir: str, max_quanta: int, count: int) -> None:
+    """Start ``count`` runners in this process ahead of its first jobs
+    (ThreadPool: one per thread), so that they import the middleware while
+    the init job runs."""
+    runners = [_Runner(run_dir, max_quanta) for _ in range(count)]
+    with _LOCK:
+        _IDLE.setdefault((os.getpid(), run_dir), []).extend(runners)
 
 
 def stop_runners(run_dir: str | None = None) -> None:
@@ -147,8 +163,80 @@ def stop_runners(run_dir: str | None = None) -> None:
     with _LOCK:
         keys = [k for k in _RUNNERS if k[0] == os.getpid() and run_dir in (None, k[2])]
         runners = [_RUNNERS.pop(k) for k in keys]
+        for key in [k for k in _IDLE if k[0] == os.getpid() and run_dir in (None, k[1])]:
+            runners.extend(_IDLE.pop(key))
     for runner in runners:
         runner.stop()
+
+
+def _worker_pid() -> int | None:
+    """The Work Queue worker this task runs under, if any."""
+    import psutil
+
+    for parent in psutil.Process().parents():
+        try:
+            if parent.name().startswith("work_queue_work"):
+                return parent.pid
+        except psutil.Error:
+            break
+    return None
+
+
+def prestart_node_runner(run_dir: str) -> None:
+    """Start this machine's node runner of the run ahead of the first Work
+    Queue task (the submitting process: it ends with this process)."""
+    _connect_node_runner(run_dir, watch=os.getpid()).close()
+
+
+def _connect_node_runner(run_dir: str, watch: int | None = None) -> socket.socket:
+    """A connection to this node's runner of the run, started if need be
+    (see `desc.gen3_workflow.execution.node_runner`) and told to end with
+    ``watch`` (by default the Work Queue worker of this task)."""
+    from .node_runner import NAME_TAKEN_EXIT, socket_name
+
+    name = socket_name(run_dir)
+    deadline = time.monotonic() + RUNNER_START_SECONDS
+    started: subprocess.Popen[bytes] | None = None
+    while True:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(name)
+            return conn
+        except (ConnectionRefusedError, FileNotFoundError):
+            conn.close()
+        if started is not None and started.poll() not in (None, NAME_TAKEN_EXIT):
+            raise RunnerError(f"the node's in-process runner exited with status {started.returncode}")
+        if time.monotonic() > deadline:
+            raise RunnerError(f"no in-process runner answered within {RUNNER_START_SECONDS:.0f} s")
+        if started is None or started.poll() == NAME_TAKEN_EXIT:
+            os.makedirs(os.path.join(run_dir, "runners"), exist_ok=True)
+            log = os.path.join(run_dir, "runners", f"{socket.gethostname()}.{os.getpid()}.log")
+            words = [sys.executable, "-m", "desc.gen3_workflow.execution.node_runner", "--run-dir", run_dir]
+            if (watched := watch or _worker_pid()) is not None:
+                words += ["--watch-pid", str(watched)]
+            with open(log, "ab") as out:
+                started = subprocess.Popen(
+                    words,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    env={**os.environ, RUN_DIR_VARIABLE: run_dir},
+                    start_new_session=True,  # not stopped with this task's process group
+                )
+        time.sleep(0.05)
+
+
+def _call_node_runner(run_dir: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Hand a job to the node's runner; its answer once the job has ended."""
+    with _connect_node_runner(run_dir) as conn:
+        conn.sendall((json.dumps(request) + "\n").encode())
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                raise RunnerError("the node's in-process runner ended under the job")
+            data += chunk
+    return json.loads(data)
 
 
 def run_quantum_job(
@@ -158,6 +246,9 @@ def run_quantum_job(
     run_dir: str,
     seq: int,
     max_quanta: int = 0,
+    node_runner: bool = False,
+    memory: int | None = None,
+    walltime: float | None = None,
     **kwargs: object,
 ) -> dict[str, Any]:
     """Run one quantum job through this worker's runner (the parsl app).
@@ -165,6 +256,27 @@ def run_quantum_job(
     Like a job's supervisor in process mode, it records how the job's
     payload ended (`markers`), and does not run a payload that already
     succeeded.
+
+    Parameters
+    ----------
+    command : `JobCommand`
+        The job's command.
+    log_stdout, log_stderr : `str`
+        The job's log files.
+    run_dir : `str`
+        The run's submit directory.
+    seq : `int`
+        The job.
+    max_quanta : `int`
+        Quanta a runner's forked executor runs before it is replaced.
+    node_runner : `bool`
+        Hand the job to the node's runner over its socket (Work Queue,
+        where every task is a new process) rather than to a runner this
+        process keeps.
+    memory, walltime : `int` or `float`, optional
+        node_runner: what the runner holds the job to (MB, seconds).
+    **kwargs
+        What the executor takes besides (``parsl_resource_specification``).
 
     Returns
     -------
@@ -192,13 +304,23 @@ def run_quantum_job(
         "stdout": log_stdout,
         "stderr": log_stderr,
     }
-    runner = _runner_for(run_dir, max_quanta)
-    # What the watchdog kills (with its executor) should this job hang or overrun.
-    markers.write_pids(run_dir, seq, [(runner.proc.pid, runner.started)])
-    reply = runner.call(request)
-    status = int(reply["status"])
-    code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-    markers.write_exit(run_dir, seq, markers.ExitRecord(code, time.time()))
+    if node_runner:
+        request.update(seq=seq, memory=memory, walltime=walltime, cwd=os.getcwd())
+        # The watchdog stops a hung job by killing this task; its runner
+        # then stops the job.
+        markers.write_pids(run_dir, seq, [(os.getpid(), _start_time(os.getpid()))])
+        reply = _call_node_runner(run_dir, request)
+        code = int(reply["code"])
+        record = markers.ExitRecord(code, time.time(), reply.get("reason", ""), reply.get("detail", ""))
+    else:
+        runner = _runner_for(run_dir, max_quanta)
+        # What the watchdog kills (with its executor) should this job hang or overrun.
+        markers.write_pids(run_dir, seq, [(runner.proc.pid, runner.started)])
+        reply = runner.call(request)
+        status = int(reply["status"])
+        code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        record = markers.ExitRecord(code, time.time())
+    markers.write_exit(run_dir, seq, record)
     if code != 0:
         raise BashExitFailure("in-process quantum", code)
     return reply

@@ -24,13 +24,11 @@ import threading
 import time
 from collections.abc import Iterable
 
-import parsl
 from parsl.dataflow.futures import AppFuture
 from parsl.dataflow.states import States
 
 from ..reporting.progress import ProgressReporter
 from ..settings.executors import memory_budget, node_memory
-from ..settings.parsl_factory import make_parsl_config
 from ..settings.parsl_section import ParslSettings
 from ..store.job_store import JobStateStore
 from ..store.records import AttemptRecord, JobKind, JobRecord, JobState, JobUpdate, RunState
@@ -38,10 +36,9 @@ from . import markers
 from .attempts import Attempt, outcome, with_oom_kill
 from .cancel import take_cancel_request
 from .environment import prepare_environment
-from .in_process import stop_runners
 from .local_jobs import final_job_held, run_and_record
 from .oom import oom_kills
-from .parsl_logging import route_parsl_logging, unroute_parsl_logging
+from .parsl_session import ParslSession
 from .processes import kill_job_processes, kill_run_processes
 from .retry_rules import RetryBook
 from .scheduler import MemoryBudget, Scheduler
@@ -123,26 +120,38 @@ class GraphRunner:
         return state
 
     def _run_all(self) -> RunState:
-        init_ok = all(
-            self._run_local(job) for job in self.store.jobs(kind=JobKind.INIT, states=[JobState.PENDING])
-        )
-        if init_ok:
-            self._run_quanta()
-        else:
-            now = time.time()
-            pending = self.store.jobs(kind=JobKind.QUANTUM, states=[JobState.PENDING])
-            self.store.apply(
-                JobUpdate(job.seq, JobState.DEP_FAIL, now, message="init job failed") for job in pending
+        init_jobs = self.store.jobs(kind=JobKind.INIT, states=[JobState.PENDING])
+        session = None
+        if self._scheduler_has_work():
+            # parsl and the warm runners start while the init job runs.
+            session = ParslSession(self.settings, self.submit_dir, self.store.run().name)
+        try:
+            init_ok = all(self._run_local(job) for job in init_jobs)
+            if init_ok and session is not None:
+                self._run_quanta(session)
+            elif not init_ok:
+                now = time.time()
+                pending = self.store.jobs(kind=JobKind.QUANTUM, states=[JobState.PENDING])
+                self.store.apply(
+                    JobUpdate(job.seq, JobState.DEP_FAIL, now, message="init job failed") for job in pending
+                )
+            if session is not None:
+                session.close_in_background()  # while the final job runs
+            if self.interrupted.is_set():
+                return RunState.INTERRUPTED
+            if self.selected is not None:
+                # A partial run: the rest of the graph is still to come, so no
+                # final job yet, and the run is not over.
+                return RunState.FAILED if self.store.jobs(states=[JobState.FAILED]) else RunState.PREPARED
+            final_ok = all(
+                self._run_final(job) for job in self.store.jobs(kind=JobKind.FINAL, states=[JobState.PENDING])
             )
-        if self.interrupted.is_set():
-            return RunState.INTERRUPTED
-        if self.selected is not None:
-            # A partial run: the rest of the graph is still to come, so no
-            # final job yet, and the run is not over.
-            return RunState.FAILED if self.store.jobs(states=[JobState.FAILED]) else RunState.PREPARED
-        final_ok = all(
-            self._run_final(job) for job in self.store.jobs(kind=JobKind.FINAL, states=[JobState.PENDING])
-        )
+        finally:
+            if session is not None:
+                session.close()
+        if self._cancelled or self.interrupted.is_set():
+            # Whatever survived parsl's shutdown (a job started just before it).
+            kill_run_processes(self.submit_dir)
         if self._cancelled:
             return RunState.CANCELLED
         if self.interrupted.is_set():
@@ -175,13 +184,17 @@ class GraphRunner:
         rows = ((seq, state, priority) for seq, _, state, priority in states)
         return Scheduler(rows, self.store.edges(), runnable)
 
-    def _run_quanta(self) -> None:
+    def _scheduler_has_work(self) -> bool:
+        """Whether any quantum job is left to run (cheap: per-label counts)."""
+        if self.selected is not None:
+            return bool(self.selected)
+        return any(counts[JobState.PENDING] for counts in self.store.counts(JobKind.QUANTUM).values())
+
+    def _run_quanta(self, session: ParslSession) -> None:
         scheduler = self._scheduler()
         if not scheduler.pending:
             return
-        run_config = make_parsl_config(self.settings, self.submit_dir, self.store.run().name)
-        log_handler = route_parsl_logging(self.submit_dir, self.settings.log_level)
-        dfk = parsl.load(run_config.config)
+        run_config = session.ready()
         self._progress = ProgressReporter.from_settings(self.submit_dir, self.settings)
         watchdog = Watchdog(
             self.submit_dir,
@@ -198,13 +211,8 @@ class GraphRunner:
         finally:
             if self._progress is not None:
                 self._progress.close()
-            dfk.cleanup()
-            parsl.clear()
-            unroute_parsl_logging(log_handler)
-            if self.settings.execution == "in_process":
-                # ThreadPool runners live in this process; others ended with their workers.
-                stop_runners(self.submit_dir)
         if self._cancelled or self.interrupted.is_set():
+            session.close()
             # Whatever survived parsl's shutdown (a job started just before it).
             kill_run_processes(self.submit_dir)
             message = "cancelled" if self._cancelled else "interrupted"

@@ -135,6 +135,10 @@ class Submitter:
             and settings.enforce_resources
             and settings.resource_monitor == "supervisor"
         )
+        # Work Queue tasks are new processes: they hand in-process jobs to
+        # their node's runner, which holds them to their requests.
+        self.node_runner = self.in_process and settings.executor == "WorkQueue"
+        self.enforces_memory = settings.enforce_resources
         # Out of the runner's reach: Work Queue tasks (whose wrappers the
         # supervisor records, should they hang) and Slurm blocks.
         self.remote = settings.executor == "WorkQueue" or settings.provider == "Slurm"
@@ -162,6 +166,12 @@ class Submitter:
         if self.takes_resource_spec:
             resources["parsl_resource_specification"] = wq_resource_spec(job.resources, memory)
         if self.in_process:
+            if self.node_runner:
+                resources.update(
+                    node_runner=True,
+                    memory=memory if self.enforces_memory else None,
+                    walltime=walltime_seconds(job.resources.get("walltime")),
+                )
             return self._app(
                 job.command, job.stdout, job.stderr, self.submit_dir, job.seq, self.max_quanta, **resources
             )

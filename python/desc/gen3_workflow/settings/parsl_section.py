@@ -185,16 +185,18 @@ class ParslSettings:
     exclusive: bool = True
     """Slurm: request whole nodes."""
 
-    execution: str = "process"
-    """How a worker runs a quantum job: ``process`` (a ``pipetask run-qbb``
-    subprocess per job) or ``in_process`` (a long-lived runner per worker that
-    imported the middleware once runs ``pipetask run-qbb`` in a forked
-    executor; see ``doc/parsl_config.md``)."""
+    execution: str = "in_process"
+    """How a worker runs a quantum job: ``in_process`` (the default: a warm
+    runner that imported the middleware once runs ``pipetask run-qbb`` in a
+    forked process; one per worker, or per node and run with Work Queue) or
+    ``process`` (a ``pipetask run-qbb`` subprocess per job; see
+    ``doc/parsl_config.md``)."""
 
     max_quanta_per_worker: int = 100
     """in_process: quanta a forked executor runs before it exits and the
     runner forks a fresh one; 1 forks a fresh executor for every job (full
-    isolation, slower), 0 never recycles."""
+    isolation, slower), 0 never recycles.  Work Queue's node runners fork
+    for every job whatever this says."""
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:

@@ -1,0 +1,317 @@
+"""Warm runners for Work Queue: one per node and run, reached through a socket.
+
+A Work Queue task is a fresh process: a runner started by the task (as the
+ThreadPool and HighThroughput workers keep theirs) would die with it.  So
+with ``execution: in_process`` on Work Queue, a job's task only *asks*: it
+connects to the node's runner of its run (an abstract Unix socket named
+after the run's submit directory, `socket_name`), starting the runner
+first if there is none (`connect`), and waits for the answer.
+
+The runner (``python -m desc.gen3_workflow.execution.node_runner``) binds
+the socket before anything else (a second runner started by a racing task
+finds the name taken and exits), imports the middleware once, warms its
+caches on each QuantumGraph it meets, and forks one child per job from that
+warm state: the child runs the job exactly as the ThreadPool/HighThroughput
+executors do (`~.in_process_runner._execute`: the job's log files,
+``pipetask run-qbb`` through pipetask's entry point), so every quantum is
+isolated from the others.  Each child is its own process group.  The runner
+holds it to its memory request and walltime, stops it when the runner is
+asked to (``status/N.kill``) or when its task goes away (a cancel, Work
+Queue killing the task), and answers with its wait status and the reason it
+was stopped (the same reasons the job supervisor gives).  Work Queue keeps
+packing tasks by their declared cores, memory and disk.
+
+The runner ends when the Work Queue worker that started it ends, after
+`IDLE_SECONDS` with nothing to do, or on SIGTERM/SIGINT/SIGHUP (``bps
+cancel`` finds it by ``GEN3WF_RUN_DIR``); it stops its children first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import errno
+import gc
+import hashlib
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+import psutil
+
+from . import markers, oom
+from .processes import JOB_VARIABLE
+from .supervise import tree_rss_mb
+
+__all__ = ["IDLE_SECONDS", "main", "socket_name"]
+
+POLL_SECONDS = 0.5
+"""Between two looks at the children's memory, time and kill requests."""
+IDLE_SECONDS = 300.0
+"""A runner with no job for this long exits (its worker may live on)."""
+STOP_GRACE_SECONDS = 5.0
+"""Between SIGTERM and SIGKILL of a child that is stopped."""
+NAME_TAKEN_EXIT = 3
+"""The runner's exit status when another runner of the run has the socket."""
+
+
+def socket_name(run_dir: str) -> str:
+    """The abstract socket of the run's runner on this node."""
+    digest = hashlib.sha1(os.path.abspath(run_dir).encode()).hexdigest()[:20]
+    return f"\0gen3wf-runner-{digest}"
+
+
+@dataclasses.dataclass
+class _Job:
+    """A child running one job, and the task connection waiting for it."""
+
+    conn: socket.socket
+    request: dict[str, Any]
+    pid: int
+    start: float
+    oom_before: int | None
+    reason: str = ""
+    detail: str = ""
+    kill_at: float | None = None
+
+
+class _Runner:
+    def __init__(self, run_dir: str, listener: socket.socket, watch: psutil.Process | None) -> None:
+        self.run_dir = run_dir
+        self.listener = listener
+        self.watch = watch
+        self.pending: dict[socket.socket, bytes] = {}
+        self.jobs: dict[int, _Job] = {}
+        self.warmed: set[str] = set()
+        self.idle_since = time.monotonic()
+        self.stopping = False
+        wake_r, self.wake_w = os.pipe()
+        self.wake = os.fdopen(wake_r, "rb", buffering=0)
+        os.set_blocking(self.wake_w, False)
+        os.set_blocking(wake_r, False)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._stop)
+
+    def _stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def serve(self) -> None:
+        next_look = time.monotonic()
+        while not self.stopping:
+            waiting: list[Any] = [self.listener, self.wake, *self.pending]
+            waiting += [job.conn for job in self.jobs.values()]
+            readable, _, _ = select.select(waiting, [], [], POLL_SECONDS)
+            for stream in readable:
+                if stream is self.listener:
+                    conn, _ = self.listener.accept()
+                    self.pending[conn] = b""
+                elif stream is self.wake:
+                    with contextlib.suppress(BlockingIOError):
+                        self.wake.read(512)
+                elif stream in self.pending:
+                    self._read_request(stream)
+                else:
+                    self._task_went_away(stream)
+            self._reap()
+            if time.monotonic() >= next_look:
+                next_look = time.monotonic() + POLL_SECONDS
+                self._look()
+                if self._should_exit():
+                    break
+        self._stop_all()
+
+    def _read_request(self, conn: socket.socket) -> None:
+        try:
+            chunk = conn.recv(65536)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            del self.pending[conn]
+            conn.close()
+            return
+        data = self.pending[conn] + chunk
+        if b"\n" not in data:
+            self.pending[conn] = data
+            return
+        del self.pending[conn]
+        self._start(conn, json.loads(data.split(b"\n", 1)[0]))
+
+    def _start(self, conn: socket.socket, request: dict[str, Any]) -> None:
+        from .in_process import pipetask_argv
+        from .in_process_runner import _command, _execute, _warm
+
+        pipetask = pipetask_argv(_command(request), dict(os.environ))
+        if pipetask is not None:
+            argv = pipetask[1]
+            where = argv.index("run-qbb") + 2
+            if where < len(argv) and argv[where] not in self.warmed:
+                self.warmed.add(argv[where])
+                _warm(argv)
+                gc.collect()
+                gc.freeze()
+        oom_before = oom.oom_kills()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: one job, then exit with its code
+            code = 1
+            try:
+                os.setpgid(0, 0)
+                signal.set_wakeup_fd(-1)
+                for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    signal.signal(signum, signal.SIG_DFL)
+                self.listener.close()
+                for other in [*self.pending, *(job.conn for job in self.jobs.values()), conn]:
+                    other.close()
+                os.environ[JOB_VARIABLE] = str(request["seq"])
+                with contextlib.suppress(OSError, KeyError):
+                    os.chdir(request["cwd"])  # the task's sandbox, as in process mode
+                code = _execute(request, 0, 1)
+            finally:
+                os._exit(code)
+        self.jobs[pid] = _Job(conn, request, pid, time.time(), oom_before)
+        self.idle_since = time.monotonic()
+
+    def _task_went_away(self, conn: socket.socket) -> None:
+        for job in self.jobs.values():
+            if job.conn is conn and not job.reason:
+                job.reason, job.detail = "terminated", "its Work Queue task ended"
+                self._signal(job, signal.SIGTERM)
+
+    def _signal(self, job: _Job, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(job.pid, signum)
+        if signum == signal.SIGTERM:
+            job.kill_at = time.monotonic() + STOP_GRACE_SECONDS
+
+    def _look(self) -> None:
+        """Hold every child to its memory request, walltime and kill requests."""
+        now = time.monotonic()
+        for job in self.jobs.values():
+            if job.kill_at is not None:
+                if now >= job.kill_at:
+                    self._signal(job, signal.SIGKILL)
+                    job.kill_at = now + STOP_GRACE_SECONDS
+                continue
+            memory, walltime = job.request.get("memory"), job.request.get("walltime")
+            if memory:
+                try:
+                    used = tree_rss_mb(psutil.Process(job.pid))
+                except psutil.Error:
+                    used = 0.0
+                if used > memory:
+                    job.reason = "memory"
+                    job.detail = f"used {used:.0f} MB of memory, more than the {memory:.0f} MB requested"
+            if not job.reason and walltime and time.time() - job.start > walltime:
+                job.reason, job.detail = "walltime", f"ran longer than its walltime of {walltime:.0f} s"
+            if not job.reason and (asked := markers.kill_requested(self.run_dir, job.request["seq"])):
+                job.reason, job.detail = "killed", asked
+            if job.reason:
+                _note(job.request, f"gen3_workflow: the payload {job.detail}; stopping it")
+                self._signal(job, signal.SIGTERM)
+
+    def _reap(self) -> None:
+        while self.jobs:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            job = self.jobs.pop(pid, None)
+            if job is None:
+                continue
+            code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)  # whatever the job left behind
+            if not job.reason and oom.was_oom_kill(code, job.oom_before):
+                job.reason, job.detail = "memory", oom.OOM_MESSAGE
+            reply = {
+                "status": status,
+                "code": code,
+                "reason": job.reason,
+                "detail": job.detail,
+                "runner": os.getpid(),
+                "executor": pid,
+                "start": job.start,
+                "end": time.time(),
+            }
+            with contextlib.suppress(OSError):
+                job.conn.sendall((json.dumps(reply) + "\n").encode())
+            job.conn.close()
+            self.idle_since = time.monotonic()
+
+    def _should_exit(self) -> bool:
+        if self.watch is not None and not _alive(self.watch):
+            return True
+        return not self.jobs and not self.pending and time.monotonic() - self.idle_since > IDLE_SECONDS
+
+    def _stop_all(self) -> None:
+        for job in self.jobs.values():
+            job.reason = job.reason or "terminated"
+            job.detail = job.detail or "its node's runner was stopped"
+            self._signal(job, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while self.jobs and time.monotonic() < deadline:
+            time.sleep(0.1)
+            self._reap()
+        for job in self.jobs.values():
+            self._signal(job, signal.SIGKILL)
+        self._reap()
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _note(request: dict[str, Any], message: str) -> None:
+    """A line in the job's stderr log, as the supervisor writes it."""
+    with contextlib.suppress(OSError), open(request["stderr"], "a") as log:
+        print(message, file=log)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The runner's command line (see the module documentation)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--watch-pid", type=int, default=None, help="exit when this process ends")
+    args = parser.parse_args(argv)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(socket_name(args.run_dir))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return NAME_TAKEN_EXIT
+        raise
+    listener.listen(256)
+    watch = None
+    if args.watch_pid:
+        with contextlib.suppress(psutil.Error):
+            watch = psutil.Process(args.watch_pid)
+    # The task that started the runner ends, and Work Queue deletes its sandbox.
+    os.chdir(args.run_dir)
+    # Whatever the runner prints outside jobs goes to its own log (stderr).
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    os.dup2(2, 1)
+    from .in_process_runner import _preload
+
+    _preload()
+    gc.collect()
+    gc.freeze()
+    _Runner(args.run_dir, listener, watch).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""parsl for the length of a run, started and stopped out of the way.
+
+Starting parsl (Work Queue's master, the first block of workers) takes a few
+seconds, and so does its shutdown; a runner importing the middleware takes
+a few more.  None of it has to wait for the init job, and the final job
+does not have to wait for parsl's shutdown: `ParslSession` loads parsl in a
+thread while the init job runs, starts the warm runners that live on this
+machine (`warm_up`), and shuts parsl down in a thread while the final job
+runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+
+import parsl
+
+from ..settings.parsl_factory import ParslRunConfig, make_parsl_config
+from ..settings.parsl_section import ParslSettings
+from .in_process import prestart_node_runner, prestart_runners, stop_runners
+from .parsl_logging import route_parsl_logging, unroute_parsl_logging
+from .processes import kill_processes, run_processes
+
+__all__ = ["ParslSession"]
+
+_LOG = logging.getLogger(__name__)
+
+
+class ParslSession:
+    """parsl, loaded in the background from construction until `close`.
+
+    Parameters
+    ----------
+    settings : `ParslSettings`
+        Validated ``parsl_config``.
+    submit_dir : `str`
+        The run's submit directory.
+    workflow_name : `str`
+        The run's name (parsl's run directory and Slurm job names).
+    """
+
+    def __init__(self, settings: ParslSettings, submit_dir: str, workflow_name: str) -> None:
+        self.settings = settings
+        self.submit_dir = submit_dir
+        self._workflow_name = workflow_name
+        self._run_config: ParslRunConfig | None = None
+        self._error: BaseException | None = None
+        self._log_handler: logging.Handler | None = None
+        self._dfk: parsl.DataFlowKernel | None = None
+        self._closing: threading.Thread | None = None
+        self._loading = threading.Thread(target=self._load, name="gen3wf-parsl-load", daemon=True)
+        self._loading.start()
+        self.warm_up()
+
+    def _load(self) -> None:
+        try:
+            self._run_config = make_parsl_config(self.settings, self.submit_dir, self._workflow_name)
+            self._log_handler = route_parsl_logging(self.submit_dir, self.settings.log_level)
+            self._dfk = parsl.load(self._run_config.config)
+        except BaseException as exc:  # re-raised by `ready` in the run's thread
+            self._error = exc
+
+    def warm_up(self) -> None:
+        """Start the warm runners that live on this machine, so that they
+        import the middleware while the init job runs."""
+        if self.settings.execution != "in_process":
+            return
+        if self.settings.executor == "ThreadPool":
+            prestart_runners(self.submit_dir, self.settings.max_quanta_per_worker, self.settings.max_threads)
+        elif self.settings.executor == "WorkQueue" and self.settings.provider == "Local":
+            try:
+                prestart_node_runner(self.submit_dir)
+            except Exception as exc:  # the first task starts one then
+                _LOG.debug("Could not start the node's runner ahead: %s", exc)
+
+    def ready(self) -> ParslRunConfig:
+        """The loaded configuration, once parsl has started.
+
+        Raises
+        ------
+        Exception
+            Whatever stopped parsl from starting.
+        """
+        self._loading.join()
+        if self._error is not None:
+            raise self._error
+        assert self._run_config is not None
+        return self._run_config
+
+    def close_in_background(self) -> None:
+        """Start shutting parsl down; `close` waits for the end of it."""
+        if self._closing is None:
+            self._closing = threading.Thread(target=self._shut_down, name="gen3wf-parsl-close", daemon=True)
+            self._closing.start()
+
+    def close(self) -> None:
+        """Shut parsl down (or wait for `close_in_background` to end) and
+        stop every runner of the run that lives on this machine."""
+        self.close_in_background()
+        assert self._closing is not None
+        self._closing.join()
+
+    def _shut_down(self) -> None:
+        self._loading.join()
+        try:
+            if self._dfk is not None:
+                self._dfk.cleanup()
+                parsl.clear()
+        finally:
+            if self._log_handler is not None:
+                unroute_parsl_logging(self._log_handler)
+            if self.settings.execution == "in_process":
+                # ThreadPool runners live in this process; Work Queue's node
+                # runners on this machine end with their workers, or here.
+                stop_runners(self.submit_dir)
+                if self.settings.executor == "WorkQueue":
+                    with contextlib.suppress(Exception):
+                        kill_processes(_node_runners(self.submit_dir))
+
+
+def _node_runners(submit_dir: str) -> list[int]:
+    """This machine's node runners of the run (they carry its directory)."""
+    import psutil
+
+    found = []
+    for pid in run_processes(submit_dir):
+        with contextlib.suppress(psutil.Error):
+            if "desc.gen3_workflow.execution.node_runner" in psutil.Process(pid).cmdline():
+                found.append(pid)
+    return found
