@@ -7,9 +7,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := coop-computing-tools python3-workqueue slurm-wlm munge python3-venv postgresql
 DEMO_DIR ?= demo_work
+PYTEST_ARGS ?= -ra tests
 INSTALLED := $(VENV)/.gen3wf-installed
+# The second test leg's environment (see test-latest below).
+LATEST_VENV ?= .venv-latest
+LATEST_PYTHON ?= $(firstword $(wildcard /root/.pyenv/versions/3.12*/bin/python3.12) \
+                  $(shell command -v python3.12 python3.13 2>/dev/null))
+LATEST_PYTEST_ARGS ?= -ra tests
+LATEST_INSTALLED := $(LATEST_VENV)/.gen3wf-installed
 
-.PHONY: demo test lint setup system-packages clean-demo bench bench-scale test-latest
+.PHONY: demo test test-leg1 lint setup system-packages clean-demo bench bench-scale test-latest
 
 setup: $(INSTALLED)
 
@@ -34,11 +41,20 @@ $(INSTALLED): pyproject.toml | system-packages
 demo: setup
 	$(VENV)/bin/gen3wf-demo --workdir $(DEMO_DIR)
 
-test: setup
+# Two legs: the suite in .venv (Debian's Python 3.11, Work Queue) and in
+# .venv-latest (Python 3.12 with the newest middleware from PyPI; Work Queue
+# tests skip there).  Both run even if the first fails; either failing fails.
+test: setup $(LATEST_INSTALLED)
 	$(VENV)/bin/ruff check python tests bin
 	$(VENV)/bin/ruff format --check python tests bin
 	$(VENV)/bin/mypy python
-	$(VENV)/bin/pytest -ra tests
+	@rc=0; \
+	echo "== leg 1: $(VENV) =="; $(MAKE) --no-print-directory test-leg1 || rc=1; \
+	echo "== leg 2: $(LATEST_VENV) =="; $(MAKE) --no-print-directory test-latest || rc=1; \
+	exit $$rc
+
+test-leg1: setup
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 clean-demo:
 	rm -rf $(DEMO_DIR)
@@ -66,17 +82,12 @@ BENCH_SCALE_ARGS ?=
 bench-scale: setup
 	$(PY) -m desc.gen3_workflow.benchmarks.bench_scale $(BENCH_SCALE_ARGS)
 
-# The second test leg (not part of `make test` yet): Python 3.12/3.13 with
-# the newest LSST middleware from PyPI, as a user of a current lsst_distrib
-# has it.  No Work Queue bindings exist for it; those tests skip.
+# The second test leg: Python 3.12/3.13 with the newest LSST middleware from
+# PyPI, as a user of a current lsst_distrib has it.  No Work Queue bindings
+# exist for it; those tests skip.
 #   make test-latest                                  # the whole suite
 #   make test-latest LATEST_PYTEST_ARGS="-m unit"     # the unit tests only
 #   make test-latest LATEST_PYTHON=/path/to/python3.12
-LATEST_VENV ?= .venv-latest
-LATEST_PYTHON ?= $(firstword $(wildcard /root/.pyenv/versions/3.12*/bin/python3.12) \
-                  $(shell command -v python3.12 python3.13 2>/dev/null))
-LATEST_PYTEST_ARGS ?= -ra tests
-LATEST_INSTALLED := $(LATEST_VENV)/.gen3wf-installed
 
 $(LATEST_INSTALLED): pyproject.toml
 	@if [ -z "$(LATEST_PYTHON)" ]; then \

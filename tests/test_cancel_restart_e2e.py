@@ -123,8 +123,16 @@ def test_cancel_on_work_queue_leaves_no_worker(demo_repo: str, tmp_path: Path) -
         tmp_path, demo_repo, {"executor": "WorkQueue", "worker_options": "--memory=4000"}
     )
     workers_before = pids_matching("work_queue_worker")
-    _cancel_mid_run(tmp_path, bps_file, {})
+    submit_dir = _cancel_mid_run(tmp_path, bps_file, {})
     assert pids_matching("work_queue_worker") <= workers_before, "Work Queue workers left running"
+    _node_runner_served_and_ended(submit_dir)
+
+
+def _node_runner_served_and_ended(submit_dir: str) -> None:
+    """The jobs ran in the node's warm runner (the default execution), which
+    is gone with the run."""
+    assert list((Path(submit_dir) / "runners").glob("*.log")), "no node runner served the run"
+    assert not pids_matching(f"node_runner --run-dir {submit_dir}"), "a node runner survived the run"
 
 
 @pytest.mark.parametrize("execution", ["process", "in_process"])
@@ -167,6 +175,7 @@ def test_sigterm_of_bps_submit_stops_everything_then_restart(demo_repo: str, tmp
     assert run_record(submit_dir).state == RunState.INTERRUPTED
     assert run_processes(submit_dir) == [], "job processes survived the signal"
     assert pids_matching("work_queue_worker") <= workers_before, "Work Queue workers left running"
+    _node_runner_served_and_ended(submit_dir)
     status = run_bps("status", "--id", submit_dir, cwd=tmp_path, env=SERVICE_ENV, timeout=60, log_tty=True)
     assert status.returncode == 19, status.output  # WmsStates.FAILED
     _restart_finishes_the_run(tmp_path, submit_dir)

@@ -83,7 +83,9 @@ def test_work_queue_follows_ctrl_bps_retry_and_memory_rules(demo_repo: str, tmp_
     with JobStateStore.open(result.submit_dir) as store:
         tries = store.attempts_of([hog.seq, killed.seq])
     assert [(a.succeeded, a.memory) for a in tries[hog.seq]] == [(False, 1000), (False, 2000), (True, 4000)]
-    # The supervisor stopped it (SIGTERM), naming the resource.
+    # The node's warm runner (the default execution) stopped it (SIGTERM),
+    # naming the resource.
+    assert "gen3_workflow in_process: runner pid" in Path(hog.stderr).read_text()
     assert tries[hog.seq][0].exit_code == 143
     assert "more than the 1000 MB requested" in (tries[hog.seq][0].message or "")
     assert [a.exit_code for a in tries[killed.seq]] == [137, 137, 137]
@@ -163,7 +165,9 @@ def test_a_slurm_block_that_ends_is_replaced(
         "walltime": "00:20:00" if block_end == "scancel" else "00:01:00",
         "max_workers": 2,
     }
-    bps_file = _slow_sfp(tmp_path, demo_repo, parsl_config)
+    # characterizeImage sleeps until the block has ended (warm quanta start
+    # within seconds of the block: a short sleep would end before it).
+    bps_file = _slow_sfp(tmp_path, demo_repo, parsl_config, seconds=300)
     with BackgroundBps(tmp_path, bps_file, slurm_cluster.env) as submit:
         submit_dir = wait_for_jobs(submit, "characterizeImage", JobState.RUNNING)
         (block,) = slurm_cluster.job_ids()

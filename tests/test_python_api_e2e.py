@@ -39,8 +39,14 @@ def _restored_status(submit_dir: str, cwd: Path) -> dict:
 
 
 def test_start_pipeline_then_run_in_background(demo_repo: str, tmp_path: Path) -> None:
+    # isr sleeps 2 s, so that polls see quanta running (warm quanta take ~0.15 s).
     bps_file = write_bps_file(
-        tmp_path, demo_repo, {"executor": "ThreadPool", "max_threads": 2}, "demo_drp", "api"
+        tmp_path,
+        demo_repo,
+        {"executor": "ThreadPool", "max_threads": 2},
+        "demo_drp",
+        "api",
+        extraQgraphOptions="-c isr:sleep=2",
     )
     result = _python(
         f"""

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import N_DETECTORS, N_VISITS, SFP_LABELS
 from harness import (
     BackgroundBps,
@@ -65,16 +66,18 @@ def test_hung_resource_monitor_is_killed_and_its_job_counts(demo_repo: str, tmp_
     assert pids_matching(WORKER) <= workers_before
 
 
-def test_job_past_its_walltime_is_stopped_and_retried(demo_repo: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("execution", ["process", "in_process"])
+def test_job_past_its_walltime_is_stopped_and_retried(demo_repo: str, tmp_path: Path, execution: str) -> None:
     """characterizeImage asks for 0.25 min and sleeps while ``slow`` exists:
-    its supervisor stops it at 15 s, the runner retries it, the retry (with
-    ``slow`` gone) succeeds."""
+    it is stopped at 15 s (by its supervisor in process mode, by the
+    runner's watchdog in a warm runner), the runner retries it, the retry
+    (with ``slow`` gone) succeeds."""
     switch = tmp_path / "slow"
     switch.touch()
     bps_file = write_bps_file(
         tmp_path,
         demo_repo,
-        {"executor": "ThreadPool", "max_threads": 2, "retries": 1},
+        {"executor": "ThreadPool", "max_threads": 2, "retries": 1, "execution": execution},
         pipeline="demo_sfp",
         pipetask={"characterizeImage": {"requestWalltime": 0.25}},
         extraQgraphOptions=f"-c characterizeImage:sleep=600 -c characterizeImage:onlyWhileExists={switch}",
@@ -97,8 +100,12 @@ def test_job_past_its_walltime_is_stopped_and_retried(demo_repo: str, tmp_path: 
     assert all(j.state == JobState.EXEC_DONE for j in chars)
     retried = [j for j in chars if j.attempts == 2]
     assert retried, [(j.name, j.attempts) for j in chars]
+    said = {
+        "process": "ran longer than its walltime of 15 s; stopping it",
+        "in_process": "ran past its requested walltime (15 s); stopping it",
+    }[execution]
     for job in retried:
-        assert "ran longer than its walltime of 15 s; stopping it" in Path(job.stderr).read_text()
+        assert said in Path(job.stderr).read_text()
     assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, SFP_LABELS)
 
 

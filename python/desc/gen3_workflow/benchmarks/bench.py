@@ -15,7 +15,15 @@ cores (ctrl_bps_parsl: its ``Local`` site, same cores).  Per run it measures
   quanta are replayed in start order over ``cores`` slots, each taking the
   slot that became free last before it started.  Process start-up, graph
   reading, butler set-up and parsl dispatch all land in the overhead;
-- ``rss``: peak RSS of the ``bps submit`` process tree (``wait4``).
+- ``rss``: peak RSS of the ``bps submit`` process tree (``wait4``);
+- ``per_quantum``: core-seconds per quantum, span x cores / quanta.
+
+Modes: HighThroughput in ``process`` and ``in_process`` execution,
+lsst-ctrl-bps-parsl, and the walkthrough's Work Queue set-up in both
+(``wq_process``, ``wq_in_process``).  With ``--floors`` it also measures
+the floors of `bench_floors`: the same quanta run by the middleware alone
+in one warm process (its per-quantum cost, and ours over it), and an empty
+Work Queue task of parsl.
 
 and prints medians across runs and same-run ratios.  Then it times planning
 (GenericWorkflow -> store rows -> SQLite) of synthetic workflows
@@ -41,7 +49,8 @@ from typing import Any
 
 import yaml
 
-MODES = ("process", "in_process", "ctrl_bps_parsl")
+MODES = ("process", "in_process", "ctrl_bps_parsl", "wq_process", "wq_in_process")
+"""HighThroughput in each execution mode, lsst-ctrl-bps-parsl, Work Queue in each mode."""
 LABELS = ("isr", "characterizeImage", "calibrate", "visitSummary", "globalTable")
 PIPELINE = Path(__file__).resolve().parents[1] / "config" / "pipelines" / "demo_drp.yaml"
 
@@ -64,6 +73,15 @@ def bps_file(workdir: Path, repo: Path, mode: str, run: int, cores: int, sleep: 
         content["wmsServiceClass"] = "lsst.ctrl.bps.parsl.ParslService"
         content["computeSite"] = "local"
         content["site"] = {"local": {"class": "lsst.ctrl.bps.parsl.sites.Local", "cores": cores}}
+    elif mode.startswith("wq_"):  # the walkthrough's set-up
+        content["wmsServiceClass"] = "desc.gen3_workflow.ParslService"
+        content["parsl_config"] = {
+            "executor": "WorkQueue",
+            "provider": "Local",
+            "worker_options": f"--cores={cores} --memory=8000",
+            "execution": mode.removeprefix("wq_"),
+            "progress": False,
+        }
     else:
         content["wmsServiceClass"] = "desc.gen3_workflow.ParslService"
         content["parsl_config"] = {
@@ -187,11 +205,13 @@ def run_modes(args: argparse.Namespace) -> None:
                 "rss": rss,
                 "quanta": len(times),
             }
+            figures["per_quantum"] = figures["span"] * args.cores / len(times)
             results[mode].append(figures)
             print(
                 f"  {mode:>15} run {run}: submit {wall:7.1f} s, span {figures['span']:7.1f} s, overhead "
                 f"median {figures['overhead_median'] * 1000:7.0f} ms p95 "
-                f"{figures['overhead_p95'] * 1000:7.0f} ms, peak RSS {rss:6.0f} MB, {len(times)} quanta",
+                f"{figures['overhead_p95'] * 1000:7.0f} ms, peak RSS {rss:6.0f} MB, {len(times)} quanta, "
+                f"{figures['per_quantum'] * 1000:5.0f} core-ms/quantum",
                 flush=True,
             )
     print("\nMedians across runs:")
@@ -205,16 +225,56 @@ def run_modes(args: argparse.Namespace) -> None:
         print(
             f"  {mode:>15}: submit {m['submit']:7.1f} s, span {m['span']:7.1f} s, overhead median "
             f"{m['overhead_median'] * 1000:7.0f} ms p95 {m['overhead_p95'] * 1000:7.0f} ms, peak RSS "
-            f"{m['rss']:6.0f} MB"
+            f"{m['rss']:6.0f} MB, {m['per_quantum'] * 1000:5.0f} core-ms/quantum"
         )
-    for other in ("process", "ctrl_bps_parsl"):
-        if "in_process" in medians and other in medians:
-            a, b = medians[other], medians["in_process"]
+    for other, ours in (
+        ("process", "in_process"),
+        ("ctrl_bps_parsl", "in_process"),
+        ("wq_process", "wq_in_process"),
+    ):
+        if ours in medians and other in medians:
+            a, b = medians[other], medians[ours]
             print(
-                f"  {other} / in_process: submit x{a['submit'] / b['submit']:.1f}, span "
+                f"  {other} / {ours}: submit x{a['submit'] / b['submit']:.1f}, span "
                 f"x{a['span'] / b['span']:.1f}, "
                 f"overhead x{a['overhead_median'] / max(b['overhead_median'], 1e-6):.1f}"
             )
+    if args.floors:
+        _print_floors(args, workdir, repo, medians)
+
+
+def _print_floors(
+    args: argparse.Namespace, workdir: Path, repo: Path, medians: dict[str, dict[str, float]]
+) -> None:
+    """The floors of `bench_floors`, and our per-quantum cost over them."""
+    from .bench_floors import middleware_floor, work_queue_task_floors
+
+    print("\nFloors:")
+    floors = [
+        middleware_floor(repo, PIPELINE, f"u/bench/floor_{run}", workdir)["per_quantum"]
+        for run in range(args.runs)
+    ]
+    floor = statistics.median(floors)
+    print(
+        f"  the middleware alone, one warm process: {floor * 1000:.0f} core-ms/quantum "
+        f"(median of {len(floors)})"
+    )
+    for mode, m in medians.items():
+        print(
+            f"  {mode:>15}: {m['per_quantum'] * 1000:5.0f} core-ms/quantum, "
+            f"x{m['per_quantum'] / floor:.2f} the floor"
+        )
+    wq = work_queue_task_floors(60, args.cores, args.runs)
+    print(
+        f"  empty Work Queue task: parsl's script {wq['parsl'] * 1000:.0f} core-ms, the plug-in's start "
+        f"{wq['wq_task'] * 1000:.0f} core-ms"
+    )
+    if "wq_in_process" in medians:
+        extra = medians["wq_in_process"]["per_quantum"] - floor
+        print(
+            f"  wq_in_process over the middleware floor: {extra * 1000:.0f} core-ms/quantum; over parsl's "
+            f"empty task plus the floor: {(extra - wq['parsl']) * 1000:+.0f} core-ms"
+        )
 
 
 def plan_figures(n_jobs: int, top: int) -> None:
@@ -277,6 +337,9 @@ def main() -> None:
         "older than this plug-in's; `make bench` builds .venv-official)",
     )
     parser.add_argument("--skip-runs", action="store_true", help="only the planning figures")
+    parser.add_argument(
+        "--floors", action="store_true", help="also the middleware's and Work Queue's floors (bench_floors)"
+    )
     args = parser.parse_args()
     if not args.skip_runs:
         run_modes(args)

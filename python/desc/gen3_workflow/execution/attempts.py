@@ -11,6 +11,7 @@ again.
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 
 from parsl.app.errors import BashExitFailure
@@ -21,7 +22,16 @@ from ..store.records import JobRecord
 from .markers import ExitRecord
 from .oom import OOM_MESSAGE, was_oom_kill
 
-__all__ = ["WQ_EXHAUSTION", "Attempt", "Outcome", "exit_message", "outcome", "with_oom_kill"]
+__all__ = [
+    "WQ_EXHAUSTION",
+    "Attempt",
+    "Outcome",
+    "exit_message",
+    "log_written_since",
+    "note_in_log",
+    "outcome",
+    "with_oom_kill",
+]
 
 WQ_EXHAUSTION = "task used more resources than requested"
 """How parsl words Work Queue's resource-exhaustion result."""
@@ -138,3 +148,21 @@ def with_oom_kill(result: Outcome, attempt: Attempt) -> Outcome:
     if result.succeeded or result.exceeded or not was_oom_kill(result.exit_code, attempt.oom_kills):
         return result
     return dataclasses.replace(result, exceeded="memory", message=f"{result.message}: {OOM_MESSAGE}")
+
+
+def log_written_since(path: str, since: float) -> bool:
+    """parsl writes the command to a job's stderr as it starts; a write
+    after the launch means this attempt is running."""
+    try:
+        return os.stat(path).st_mtime >= since - 1.0
+    except FileNotFoundError:
+        return False
+
+
+def note_in_log(path: str, line: str) -> None:
+    """Say in a job's log why the runner stopped it (a supervisor would)."""
+    try:
+        with open(path, "a") as log:
+            print(line, file=log)
+    except OSError:
+        pass

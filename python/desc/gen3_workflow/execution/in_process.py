@@ -45,7 +45,15 @@ from ..errors import RunnerError
 from ..store.records import JobCommand
 from . import markers
 
-__all__ = ["pipetask_argv", "quantum_count", "run_quantum_job", "stop_runners"]
+__all__ = [
+    "pipetask_argv",
+    "prestart_node_runner",
+    "prestart_runners",
+    "quantum_count",
+    "run_quantum_job",
+    "stop_runners",
+    "warm_worker",
+]
 
 RUNNER_START_SECONDS = 300.0
 """How long a Work Queue task waits for its node's runner to answer at all."""
@@ -158,6 +166,16 @@ def prestart_runners(run_dir: str, max_quanta: int, count: int) -> None:
         _IDLE.setdefault((os.getpid(), run_dir), []).extend(runners)
 
 
+def warm_worker(run_dir: str, max_quanta: int, hold: float = 0.5) -> int:
+    """A parsl app that starts its worker's runner (HighThroughput: sent
+    once per worker while the init job runs) and returns the worker's pid.
+    It holds its worker for ``hold`` seconds, so that the others take the
+    next ones."""
+    _runner_for(run_dir, max_quanta)
+    time.sleep(hold)
+    return os.getpid()
+
+
 def stop_runners(run_dir: str | None = None) -> None:
     """Stop this process's runners (of one run, or all)."""
     with _LOCK:
@@ -182,13 +200,13 @@ def _worker_pid() -> int | None:
     return None
 
 
-def prestart_node_runner(run_dir: str) -> None:
+def prestart_node_runner(run_dir: str, max_quanta: int) -> None:
     """Start this machine's node runner of the run ahead of the first Work
     Queue task (the submitting process: it ends with this process)."""
-    _connect_node_runner(run_dir, watch=os.getpid()).close()
+    _connect_node_runner(run_dir, max_quanta, watch=os.getpid()).close()
 
 
-def _connect_node_runner(run_dir: str, watch: int | None = None) -> socket.socket:
+def _connect_node_runner(run_dir: str, max_quanta: int, watch: int | None = None) -> socket.socket:
     """A connection to this node's runner of the run, started if need be
     (see `desc.gen3_workflow.execution.node_runner`) and told to end with
     ``watch`` (by default the Work Queue worker of this task)."""
@@ -212,6 +230,7 @@ def _connect_node_runner(run_dir: str, watch: int | None = None) -> socket.socke
             os.makedirs(os.path.join(run_dir, "runners"), exist_ok=True)
             log = os.path.join(run_dir, "runners", f"{socket.gethostname()}.{os.getpid()}.log")
             words = [sys.executable, "-m", "desc.gen3_workflow.execution.node_runner", "--run-dir", run_dir]
+            words += ["--max-quanta", str(max_quanta)]
             if (watched := watch or _worker_pid()) is not None:
                 words += ["--watch-pid", str(watched)]
             with open(log, "ab") as out:
@@ -226,9 +245,9 @@ def _connect_node_runner(run_dir: str, watch: int | None = None) -> socket.socke
         time.sleep(0.05)
 
 
-def _call_node_runner(run_dir: str, request: dict[str, Any]) -> dict[str, Any]:
+def _call_node_runner(run_dir: str, max_quanta: int, request: dict[str, Any]) -> dict[str, Any]:
     """Hand a job to the node's runner; its answer once the job has ended."""
-    with _connect_node_runner(run_dir) as conn:
+    with _connect_node_runner(run_dir, max_quanta) as conn:
         conn.sendall((json.dumps(request) + "\n").encode())
         data = b""
         while not data.endswith(b"\n"):
@@ -308,8 +327,10 @@ def run_quantum_job(
         request.update(seq=seq, memory=memory, walltime=walltime, cwd=os.getcwd())
         # The watchdog stops a hung job by killing this task; its runner
         # then stops the job.
-        markers.write_pids(run_dir, seq, [(os.getpid(), _start_time(os.getpid()))])
-        reply = _call_node_runner(run_dir, request)
+        from .processes import task_processes  # psutil: not for every import of this module
+
+        markers.write_pids(run_dir, seq, task_processes())
+        reply = _call_node_runner(run_dir, max_quanta, request)
         code = int(reply["code"])
         record = markers.ExitRecord(code, time.time(), reply.get("reason", ""), reply.get("detail", ""))
     else:

@@ -15,6 +15,7 @@ runner reports its wait status as the job's.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -26,6 +27,7 @@ from typing import Any
 
 from ..store.records import JobCommand
 from .in_process import pipetask_argv, quantum_count
+from .processes import JOB_VARIABLE
 
 __all__: list[str] = []
 
@@ -83,9 +85,14 @@ def _execute(request: dict[str, Any], served: int, max_quanta: int) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
-    saved_env, saved_argv = dict(os.environ), sys.argv
+    saved_env, saved_argv, saved_cwd = dict(os.environ), sys.argv, os.getcwd()
     code = 1
     try:
+        if "seq" in request:  # Work Queue's node runner: as the supervisor marks a payload
+            os.environ[JOB_VARIABLE] = str(request["seq"])
+        if request.get("cwd"):
+            with contextlib.suppress(OSError):
+                os.chdir(request["cwd"])  # the task's sandbox, as in process mode
         for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -101,7 +108,8 @@ def _execute(request: dict[str, Any], served: int, max_quanta: int) -> int:
         )
         pipetask = pipetask_argv(command, dict(os.environ))
         if pipetask is None:
-            return subprocess.run(["/bin/bash", "-c", command.shell()], check=False).returncode
+            returncode = subprocess.run(["/bin/bash", "-c", command.shell()], check=False).returncode
+            return 128 - returncode if returncode < 0 else returncode  # as a shell reports a signal
         exports, argv = pipetask
         os.environ.update(exports)
         sys.argv = argv
@@ -130,6 +138,8 @@ def _execute(request: dict[str, Any], served: int, max_quanta: int) -> int:
         os.environ.clear()
         os.environ.update(saved_env)
         sys.argv = saved_argv
+        with contextlib.suppress(OSError):
+            os.chdir(saved_cwd)
 
 
 def _command(request: dict[str, Any]) -> JobCommand:
@@ -139,8 +149,8 @@ def _command(request: dict[str, Any]) -> JobCommand:
 def _executor_main(requests: int, replies: int, max_quanta: int) -> None:
     """The forked executor: run jobs from the runner until ``max_quanta``
     quanta have run (then exit, to be replaced by a fresh fork)."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
     reader = os.fdopen(requests, "r")
     served = 0
     for line in reader:

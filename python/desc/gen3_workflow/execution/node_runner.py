@@ -10,16 +10,18 @@ first if there is none (`connect`), and waits for the answer.
 The runner (``python -m desc.gen3_workflow.execution.node_runner``) binds
 the socket before anything else (a second runner started by a racing task
 finds the name taken and exits), imports the middleware once, warms its
-caches on each QuantumGraph it meets, and forks one child per job from that
-warm state: the child runs the job exactly as the ThreadPool/HighThroughput
-executors do (`~.in_process_runner._execute`: the job's log files,
-``pipetask run-qbb`` through pipetask's entry point), so every quantum is
-isolated from the others.  Each child is its own process group.  The runner
-holds it to its memory request and walltime, stops it when the runner is
-asked to (``status/N.kill``) or when its task goes away (a cancel, Work
-Queue killing the task), and answers with its wait status and the reason it
-was stopped (the same reasons the job supervisor gives).  Work Queue keeps
-packing tasks by their declared cores, memory and disk.
+caches on each QuantumGraph it meets, and hands each job to a forked
+*executor* from that warm state, as the ThreadPool and HighThroughput
+runners do (`~.in_process_runner`: the job's log files, ``pipetask run-qbb``
+through pipetask's entry point): one executor per job running at once, each
+running jobs one after another and replaced after ``--max-quanta`` quanta
+(``max_quanta_per_worker``), each in a process group of its own, so a crash
+takes only its job.  The runner holds each job to its memory request and
+walltime, stops it (its executor) when asked to (``status/N.kill``) or when
+its task goes away (a cancel, Work Queue killing the task), and answers with
+its wait status and the reason it was stopped (the job supervisor's
+reasons).  Work Queue keeps packing tasks by their declared cores, memory
+and disk.
 
 The runner ends when the Work Queue worker that started it ends, after
 `IDLE_SECONDS` with nothing to do, or on SIGTERM/SIGINT/SIGHUP (``bps
@@ -46,7 +48,6 @@ from typing import Any
 import psutil
 
 from . import markers, oom
-from .processes import JOB_VARIABLE
 from .supervise import tree_rss_mb
 
 __all__ = ["IDLE_SECONDS", "main", "socket_name"]
@@ -68,12 +69,23 @@ def socket_name(run_dir: str) -> str:
 
 
 @dataclasses.dataclass
+class _Executor:
+    """A forked executor (`~.in_process_runner._executor_main`): it runs the
+    jobs it is given one after another until it has run ``max_quanta``."""
+
+    pid: int
+    requests: int
+    replies: Any
+    """Its reply pipe (a binary file object, for select)."""
+
+
+@dataclasses.dataclass
 class _Job:
-    """A child running one job, and the task connection waiting for it."""
+    """A job an executor runs, and the task connection waiting for it."""
 
     conn: socket.socket
     request: dict[str, Any]
-    pid: int
+    executor: _Executor
     start: float
     oom_before: int | None
     reason: str = ""
@@ -82,12 +94,17 @@ class _Job:
 
 
 class _Runner:
-    def __init__(self, run_dir: str, listener: socket.socket, watch: psutil.Process | None) -> None:
+    def __init__(
+        self, run_dir: str, listener: socket.socket, watch: psutil.Process | None, max_quanta: int
+    ) -> None:
         self.run_dir = run_dir
         self.listener = listener
         self.watch = watch
+        self.max_quanta = max_quanta
         self.pending: dict[socket.socket, bytes] = {}
         self.jobs: dict[int, _Job] = {}
+        """Jobs running, by their executor's pid."""
+        self.idle: list[_Executor] = []
         self.warmed: set[str] = set()
         self.idle_since = time.monotonic()
         self.stopping = False
@@ -107,7 +124,8 @@ class _Runner:
         next_look = time.monotonic()
         while not self.stopping:
             waiting: list[Any] = [self.listener, self.wake, *self.pending]
-            waiting += [job.conn for job in self.jobs.values()]
+            for job in self.jobs.values():
+                waiting += [job.conn, job.executor.replies]
             readable, _, _ = select.select(waiting, [], [], POLL_SECONDS)
             for stream in readable:
                 if stream is self.listener:
@@ -118,8 +136,10 @@ class _Runner:
                         self.wake.read(512)
                 elif stream in self.pending:
                     self._read_request(stream)
-                else:
+                elif isinstance(stream, socket.socket):
                     self._task_went_away(stream)
+                else:
+                    self._executor_answered(stream)
             self._reap()
             if time.monotonic() >= next_look:
                 next_look = time.monotonic() + POLL_SECONDS
@@ -145,10 +165,11 @@ class _Runner:
         self._start(conn, json.loads(data.split(b"\n", 1)[0]))
 
     def _start(self, conn: socket.socket, request: dict[str, Any]) -> None:
-        from .in_process import pipetask_argv
-        from .in_process_runner import _command, _execute, _warm
+        from .in_process import pipetask_argv, quantum_count
+        from .in_process_runner import _command, _warm
 
         pipetask = pipetask_argv(_command(request), dict(os.environ))
+        request["quanta"] = quantum_count(pipetask[1]) if pipetask is not None else 1
         if pipetask is not None:
             argv = pipetask[1]
             where = argv.index("run-qbb") + 2
@@ -157,28 +178,55 @@ class _Runner:
                 _warm(argv)
                 gc.collect()
                 gc.freeze()
-        oom_before = oom.oom_kills()
+                while self.idle:  # forked before the warm-up: retire them
+                    self._retire(self.idle.pop())
+        executor = self.idle.pop() if self.idle else self._fork()
+        self.jobs[executor.pid] = _Job(conn, request, executor, time.time(), oom.oom_kills())
+        os.write(executor.requests, (json.dumps(request) + "\n").encode())
+        self.idle_since = time.monotonic()
+
+    def _fork(self) -> _Executor:
+        from .in_process_runner import _executor_main
+
+        down_r, down_w = os.pipe()
+        up_r, up_w = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
-        if pid == 0:  # the child: one job, then exit with its code
-            code = 1
+        if pid == 0:  # the executor, in a process group of its own
             try:
                 os.setpgid(0, 0)
                 signal.set_wakeup_fd(-1)
-                for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                    signal.signal(signum, signal.SIG_DFL)
                 self.listener.close()
-                for other in [*self.pending, *(job.conn for job in self.jobs.values()), conn]:
+                for other in [*self.pending, *(job.conn for job in self.jobs.values())]:
                     other.close()
-                os.environ[JOB_VARIABLE] = str(request["seq"])
-                with contextlib.suppress(OSError, KeyError):
-                    os.chdir(request["cwd"])  # the task's sandbox, as in process mode
-                code = _execute(request, 0, 1)
+                for fd in (down_w, up_r):
+                    os.close(fd)
+                _executor_main(down_r, up_w, self.max_quanta)
             finally:
-                os._exit(code)
-        self.jobs[pid] = _Job(conn, request, pid, time.time(), oom_before)
-        self.idle_since = time.monotonic()
+                os._exit(1)
+        os.close(down_r)
+        os.close(up_w)
+        return _Executor(pid, down_w, os.fdopen(up_r, "rb", buffering=0))
+
+    def _retire(self, executor: _Executor) -> None:
+        """Close an idle executor's pipes: it exits, and is reaped later."""
+        with contextlib.suppress(OSError):
+            os.close(executor.requests)
+        executor.replies.close()
+
+    def _executor_answered(self, replies: Any) -> None:
+        job = next(j for j in self.jobs.values() if j.executor.replies is replies)
+        line = replies.readline()
+        if not line:
+            return  # it died: `_reap` reports its status
+        answer = json.loads(line)
+        del self.jobs[job.executor.pid]
+        self._answer(job, answer["status"])
+        if answer["last"] or job.reason:
+            self._retire(job.executor)
+        else:
+            self.idle.append(job.executor)
 
     def _task_went_away(self, conn: socket.socket) -> None:
         for job in self.jobs.values():
@@ -188,12 +236,12 @@ class _Runner:
 
     def _signal(self, job: _Job, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(job.pid, signum)
+            os.killpg(job.executor.pid, signum)
         if signum == signal.SIGTERM:
             job.kill_at = time.monotonic() + STOP_GRACE_SECONDS
 
     def _look(self) -> None:
-        """Hold every child to its memory request, walltime and kill requests."""
+        """Hold every job to its memory request, walltime and kill requests."""
         now = time.monotonic()
         for job in self.jobs.values():
             if job.kill_at is not None:
@@ -204,7 +252,7 @@ class _Runner:
             memory, walltime = job.request.get("memory"), job.request.get("walltime")
             if memory:
                 try:
-                    used = tree_rss_mb(psutil.Process(job.pid))
+                    used = tree_rss_mb(psutil.Process(job.executor.pid))
                 except psutil.Error:
                     used = 0.0
                 if used > memory:
@@ -219,35 +267,39 @@ class _Runner:
                 self._signal(job, signal.SIGTERM)
 
     def _reap(self) -> None:
-        while self.jobs:
+        while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
-            job = self.jobs.pop(pid, None)
-            if job is None:
-                continue
-            code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)  # whatever the job left behind
-            if not job.reason and oom.was_oom_kill(code, job.oom_before):
-                job.reason, job.detail = "memory", oom.OOM_MESSAGE
-            reply = {
-                "status": status,
-                "code": code,
-                "reason": job.reason,
-                "detail": job.detail,
-                "runner": os.getpid(),
-                "executor": pid,
-                "start": job.start,
-                "end": time.time(),
-            }
-            with contextlib.suppress(OSError):
-                job.conn.sendall((json.dumps(reply) + "\n").encode())
-            job.conn.close()
-            self.idle_since = time.monotonic()
+                os.killpg(pid, signal.SIGKILL)  # whatever its jobs left behind
+            self.idle = [e for e in self.idle if e.pid != pid]
+            job = self.jobs.pop(pid, None)
+            if job is not None:  # it died under the job: the job's status
+                self._answer(job, status)
+                self._retire(job.executor)
+
+    def _answer(self, job: _Job, status: int) -> None:
+        code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        if not job.reason and oom.was_oom_kill(code, job.oom_before):
+            job.reason, job.detail = "memory", oom.OOM_MESSAGE
+        reply = {
+            "status": status,
+            "code": code,
+            "reason": job.reason,
+            "detail": job.detail,
+            "runner": os.getpid(),
+            "executor": job.executor.pid,
+            "start": job.start,
+            "end": time.time(),
+        }
+        with contextlib.suppress(OSError):
+            job.conn.sendall((json.dumps(reply) + "\n").encode())
+        job.conn.close()
+        self.idle_since = time.monotonic()
 
     def _should_exit(self) -> bool:
         if self.watch is not None and not _alive(self.watch):
@@ -259,6 +311,8 @@ class _Runner:
             job.reason = job.reason or "terminated"
             job.detail = job.detail or "its node's runner was stopped"
             self._signal(job, signal.SIGTERM)
+        for executor in self.idle:
+            self._retire(executor)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         while self.jobs and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -286,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--watch-pid", type=int, default=None, help="exit when this process ends")
+    parser.add_argument("--max-quanta", type=int, default=100, help="quanta an executor runs (0: no limit)")
     args = parser.parse_args(argv)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -309,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     _preload()
     gc.collect()
     gc.freeze()
-    _Runner(args.run_dir, listener, watch).serve()
+    _Runner(args.run_dir, listener, watch, args.max_quanta).serve()
     return 0
 
 

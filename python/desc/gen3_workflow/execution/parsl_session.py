@@ -5,7 +5,8 @@ seconds, and so does its shutdown; a runner importing the middleware takes
 a few more.  None of it has to wait for the init job, and the final job
 does not have to wait for parsl's shutdown: `ParslSession` loads parsl in a
 thread while the init job runs, starts the warm runners that live on this
-machine (`warm_up`), and shuts parsl down in a thread while the final job
+machine (`warm_up`) or, with HighThroughput, sends each worker an app that
+starts its runner, and shuts parsl down in a thread while the final job
 runs.
 """
 
@@ -17,13 +18,17 @@ import threading
 
 import parsl
 
+from ..settings.executors import worker_slots
 from ..settings.parsl_factory import ParslRunConfig, make_parsl_config
 from ..settings.parsl_section import ParslSettings
-from .in_process import prestart_node_runner, prestart_runners, stop_runners
+from .in_process import prestart_node_runner, prestart_runners, stop_runners, warm_worker
 from .parsl_logging import route_parsl_logging, unroute_parsl_logging
 from .processes import kill_processes, run_processes
 
 __all__ = ["ParslSession"]
+
+_MOST_WARM_UPS = 256
+"""At most this many warm-up apps (they hold a worker half a second each)."""
 
 _LOG = logging.getLogger(__name__)
 
@@ -59,8 +64,23 @@ class ParslSession:
             self._run_config = make_parsl_config(self.settings, self.submit_dir, self._workflow_name)
             self._log_handler = route_parsl_logging(self.submit_dir, self.settings.log_level)
             self._dfk = parsl.load(self._run_config.config)
+            if self.settings.execution == "in_process" and self.settings.executor == "HighThroughput":
+                self._warm_workers(self._run_config)
         except BaseException as exc:  # re-raised by `ready` in the run's thread
             self._error = exc
+
+    def _warm_workers(self, run_config: ParslRunConfig) -> None:
+        """One `warm_worker` app per worker slot: each worker starts its
+        runner as soon as it is up, not when its first job comes."""
+        from parsl.app.app import python_app
+
+        app = python_app(executors=[run_config.executor_label])(warm_worker)
+        # The workers of the blocks started at once; later blocks warm up on their first job.
+        first_blocks = (
+            worker_slots(self.settings) // self.settings.max_blocks * max(self.settings.init_blocks, 1)
+        )
+        for _ in range(min(first_blocks, _MOST_WARM_UPS)):
+            app(self.submit_dir, self.settings.max_quanta_per_worker)
 
     def warm_up(self) -> None:
         """Start the warm runners that live on this machine, so that they
@@ -71,7 +91,7 @@ class ParslSession:
             prestart_runners(self.submit_dir, self.settings.max_quanta_per_worker, self.settings.max_threads)
         elif self.settings.executor == "WorkQueue" and self.settings.provider == "Local":
             try:
-                prestart_node_runner(self.submit_dir)
+                prestart_node_runner(self.submit_dir, self.settings.max_quanta_per_worker)
             except Exception as exc:  # the first task starts one then
                 _LOG.debug("Could not start the node's runner ahead: %s", exc)
 

@@ -27,10 +27,31 @@ __all__ = [
     "kill_run_processes",
     "process_name",
     "run_processes",
+    "task_processes",
 ]
 
 JOB_VARIABLE = "GEN3WF_JOB"
 """Set by a job's supervisor for its payload: the job's ``seq``."""
+
+
+_WRAPPERS = ("cctools-monitor", "exec_parsl_function")
+"""What may stand between an executor's worker and a job's process, and be
+killed with the job (Work Queue's resource monitor, parsl's task wrapper)."""
+
+
+def task_processes() -> list[tuple[int, float]]:
+    """This process and the executor's wrappers above it (pid, start time):
+    what a job records for the watchdog to kill should it never return."""
+    me = psutil.Process()
+    found = [(me.pid, me.create_time())]
+    for parent in me.parents():
+        try:
+            if not any(w in " ".join(parent.cmdline()) for w in _WRAPPERS):
+                break
+            found.append((parent.pid, parent.create_time()))
+        except psutil.Error:
+            break
+    return found
 
 
 def is_alive(pid: int) -> bool:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import queue
 import threading
 import time
@@ -33,7 +32,7 @@ from ..settings.parsl_section import ParslSettings
 from ..store.job_store import JobStateStore
 from ..store.records import AttemptRecord, JobKind, JobRecord, JobState, JobUpdate, RunState
 from . import markers
-from .attempts import Attempt, outcome, with_oom_kill
+from .attempts import Attempt, log_written_since, note_in_log, outcome, with_oom_kill
 from .cancel import take_cancel_request
 from .environment import prepare_environment
 from .local_jobs import final_job_held, run_and_record
@@ -41,7 +40,7 @@ from .oom import oom_kills
 from .parsl_session import ParslSession
 from .processes import kill_job_processes, kill_run_processes
 from .retry_rules import RetryBook
-from .scheduler import MemoryBudget, Scheduler
+from .scheduler import MemoryBudget, Scheduler, has_pending_quanta, scheduler_for
 from .submitters import Submitter
 from .watchdog import CHECK_SECONDS, Watchdog
 
@@ -122,7 +121,7 @@ class GraphRunner:
     def _run_all(self) -> RunState:
         init_jobs = self.store.jobs(kind=JobKind.INIT, states=[JobState.PENDING])
         session = None
-        if self._scheduler_has_work():
+        if has_pending_quanta(self.store, self.selected):
             # parsl and the warm runners start while the init job runs.
             session = ParslSession(self.settings, self.submit_dir, self.store.run().name)
         try:
@@ -172,26 +171,8 @@ class GraphRunner:
 
     # --- the quantum jobs -------------------------------------------------
 
-    def _scheduler(self) -> Scheduler:
-        states = self.store.job_states()
-        runnable = [
-            seq
-            for seq, kind, state, _ in states
-            if kind == JobKind.QUANTUM
-            and state == JobState.PENDING
-            and (self.selected is None or seq in self.selected)
-        ]
-        rows = ((seq, state, priority) for seq, _, state, priority in states)
-        return Scheduler(rows, self.store.edges(), runnable)
-
-    def _scheduler_has_work(self) -> bool:
-        """Whether any quantum job is left to run (cheap: per-label counts)."""
-        if self.selected is not None:
-            return bool(self.selected)
-        return any(counts[JobState.PENDING] for counts in self.store.counts(JobKind.QUANTUM).values())
-
     def _run_quanta(self, session: ParslSession) -> None:
-        scheduler = self._scheduler()
+        scheduler = scheduler_for(self.store, self.selected)
         if not scheduler.pending:
             return
         run_config = session.ready()
@@ -364,7 +345,7 @@ class GraphRunner:
             if attempt.launched is None:
                 if attempt.future.task_record.get("status") in (States.launched, States.running):
                     attempt.launched = now
-            elif attempt.running is None and _written_since(attempt.job.stderr, attempt.launched):
+            elif attempt.running is None and log_written_since(attempt.job.stderr, attempt.launched):
                 attempt.running = now
                 self._record(JobUpdate(attempt.job.seq, JobState.RUNNING, now))
 
@@ -380,6 +361,9 @@ class GraphRunner:
             elif action.kind == "stop":
                 markers.request_kill(self.submit_dir, attempt.job.seq, action.message)
                 if not attempt.supervised:  # nothing on the node reads the request
+                    note_in_log(
+                        attempt.job.stderr, f"gen3_workflow: the payload {action.message}; stopping it"
+                    )
                     kill_job_processes(self.submit_dir, attempt.job.seq)
             else:  # abandon: out of reach; what the job recorded decides
                 self._finished.put(attempt)
@@ -414,12 +398,3 @@ class GraphRunner:
         _LOG.warning("Run %s cancelled", self.submit_dir)
         self._cancelled = True
         return True
-
-
-def _written_since(path: str, since: float) -> bool:
-    """parsl writes the command to a job's stderr as it starts; a write
-    after the launch means this attempt is running."""
-    try:
-        return os.stat(path).st_mtime >= since - 1.0
-    except FileNotFoundError:
-        return False

@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..store.records import JobState
+from ..store.records import JobKind, JobState
 
-__all__ = ["MemoryBudget", "Scheduler"]
+if TYPE_CHECKING:
+    from ..store.job_store import JobStateStore
+
+__all__ = ["MemoryBudget", "Scheduler", "has_pending_quanta", "scheduler_for"]
 
 _PENDING, _ACTIVE, _DONE, _BLOCKED = 0, 1, 2, 3
 """What the scheduler knows of a job: waits, is handed out (or retried),
@@ -140,6 +144,26 @@ class Scheduler:
                     lost.append(child)
                     stack.append(child)
         return lost
+
+
+def scheduler_for(store: JobStateStore, selected: set[int] | None = None) -> Scheduler:
+    """The ready set of a run's pending quantum jobs (only ``selected``
+    ones, if given), from its store's states and edges."""
+    states = store.job_states()
+    runnable = [
+        seq
+        for seq, kind, state, _ in states
+        if kind == JobKind.QUANTUM and state == JobState.PENDING and (selected is None or seq in selected)
+    ]
+    rows = ((seq, state, priority) for seq, _, state, priority in states)
+    return Scheduler(rows, store.edges(), runnable)
+
+
+def has_pending_quanta(store: JobStateStore, selected: set[int] | None = None) -> bool:
+    """Whether any quantum job is left to run (cheap: per-label counts)."""
+    if selected is not None:
+        return bool(selected)
+    return any(counts[JobState.PENDING] for counts in store.counts(JobKind.QUANTUM).values())
 
 
 class MemoryBudget:

@@ -145,9 +145,10 @@ class Submitter:
         os.makedirs(os.path.join(submit_dir, markers.STATUS_DIR), exist_ok=True)
 
     def supervises(self, job: JobRecord) -> bool:
-        """Whether the job runs under a supervisor on its node."""
+        """Whether the job runs under a supervisor on its node (Work Queue's
+        node runner is one for in-process jobs)."""
         if self.in_process:
-            return False
+            return self.node_runner
         return self.remote or self.memory_limit or walltime_seconds(job.resources.get("walltime")) is not None
 
     def __call__(self, job: JobRecord, memory: int | None = None) -> AppFuture:

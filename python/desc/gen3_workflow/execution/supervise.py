@@ -34,7 +34,7 @@ import psutil
 
 from ..constants import CANCELLED_EXIT_CODE, CANCELLED_MARK
 from . import markers, oom
-from .processes import JOB_VARIABLE, kill_processes
+from .processes import JOB_VARIABLE, kill_processes, task_processes
 
 __all__ = ["main", "tree_rss_mb"]
 
@@ -77,25 +77,6 @@ def _stop_tree(child: subprocess.Popen[bytes]) -> int:
     return child.wait()
 
 
-_WRAPPERS = ("cctools-monitor", "exec_parsl_function")
-"""What may stand between an executor's worker and the supervisor, and be
-killed with the job (Work Queue's resource monitor, parsl's task wrapper)."""
-
-
-def _job_processes() -> list[tuple[int, float]]:
-    """This process and the executor's wrappers above it (pid, start time)."""
-    me = psutil.Process()
-    found = [(me.pid, me.create_time())]
-    for parent in me.parents():
-        try:
-            if not any(w in " ".join(parent.cmdline()) for w in _WRAPPERS):
-                break
-            found.append((parent.pid, parent.create_time()))
-        except psutil.Error:
-            break
-    return found
-
-
 def _exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
@@ -128,7 +109,7 @@ def supervise(
         return 0
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, _raise_stop)
-    markers.write_pids(submit_dir, seq, _job_processes())
+    markers.write_pids(submit_dir, seq, task_processes())
     start = time.monotonic()
     kills_before = oom.oom_kills()
     env = {**os.environ, JOB_VARIABLE: str(seq)}

@@ -32,6 +32,7 @@ __all__ = [
     "make_executor",
     "memory_budget",
     "node_memory",
+    "fast_task_start",
     "worker_slots",
 ]
 
@@ -98,14 +99,14 @@ def work_queue(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
     )
     # Its constructor takes no handler (parsl 2026.10): set it afterwards.
     executor.block_error_handler = block_error_handler
-    _fast_task_start(executor)
+    fast_task_start(executor)
     return ExecutorChoice(executor, takes_resource_spec=True)
 
 
 _PARSL_TASK = "python3 exec_parsl_function.py"
 
 
-def _fast_task_start(executor: WorkQueueExecutor) -> None:
+def fast_task_start(executor: WorkQueueExecutor) -> None:
     """Start parsl's task script through `desc.gen3_workflow.execution.
     wq_task`, which skips importing the whole of parsl (about 1.5 s per
     task); left as it is if this parsl builds its command otherwise."""

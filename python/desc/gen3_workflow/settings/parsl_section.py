@@ -195,8 +195,7 @@ class ParslSettings:
     max_quanta_per_worker: int = 100
     """in_process: quanta a forked executor runs before it exits and the
     runner forks a fresh one; 1 forks a fresh executor for every job (full
-    isolation, slower), 0 never recycles.  Work Queue's node runners fork
-    for every job whatever this says."""
+    isolation, slower), 0 never recycles."""
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:

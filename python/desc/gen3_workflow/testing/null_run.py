@@ -6,13 +6,13 @@ workflow (`synthetic_workflow`) whose every job runs ``CMD`` (``true`` by
 default) to `ParslService.prepare` and `ParslService.submit`, exactly as
 ``bps submit`` would after building a QuantumGraph, with ``parsl_config``
 keys from ``--set`` (YAML values: ``--set executor=WorkQueue --set
-return_grace=10``).  ``CMD`` runs under ``/bin/sh -c`` and sees the job's
-``seq`` as ``$GEN3WF_JOB`` (``--command 'echo $GEN3WF_JOB >> ran.txt'``
-counts how often each job's payload ran).  ``--submit-dir`` names the
-submit directory instead of a new one under ``--workdir``; the run's bps
-config is saved there, so that ``bps restart --id`` (or ``--restart
-SUBMIT_DIR``, which restores the run with `ParslGraph.restore` and runs
-what did not succeed) can resume it.
+return_grace=10``; ``execution`` is ``process`` unless set). ``CMD`` runs
+under ``/bin/sh -c`` and sees the job's ``seq`` as ``$GEN3WF_JOB``
+(``--command 'echo $GEN3WF_JOB >> ran.txt'`` counts how often each job's
+payload ran). ``--submit-dir`` names the submit directory instead of a new
+one under ``--workdir``; the run's bps config is saved there, so that ``bps
+restart --id`` (or ``--restart SUBMIT_DIR``, which restores the run with
+`ParslGraph.restore` and runs what did not succeed) can resume it.
 
 It prints one JSON line before ``prepare`` (the peak RSS so far), and one
 at the end: the jobs, seconds, jobs per second, peak RSS
@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..store.records import RunState
     from .synthetic_workflow import synthetic_workflow
 
-    parsl_config: dict = {"progress": False}
+    # Null jobs are no quanta: a warm runner brings them nothing but a hop.
+    parsl_config: dict = {"progress": False, "execution": "process"}
     for item in args.set:
         key, _, value = item.partition("=")
         parsl_config[key] = yaml.safe_load(value)

@@ -1,0 +1,150 @@
+"""Work Queue's warm path without Work Queue: the node runner (a real one,
+reached over its socket as a task reaches it) and the fast start of parsl's
+task script (on a real function file that parsl's serializer wrote)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from parsl.app.errors import BashExitFailure
+from parsl.serialize import deserialize, pack_apply_message
+
+from desc.gen3_workflow.benchmarks.bench_floors import noop, parsl_modules
+from desc.gen3_workflow.execution import markers
+from desc.gen3_workflow.execution.in_process import run_quantum_job
+from desc.gen3_workflow.execution.node_runner import socket_name
+from desc.gen3_workflow.execution.processes import is_alive, kill_run_processes, run_processes
+from desc.gen3_workflow.store.records import JobCommand
+
+PARSL_SCRIPT = str(
+    Path(sys.modules["parsl"].__file__).parent / "executors" / "workqueue" / "exec_parsl_function.py"
+)
+
+
+def _job(tmp_path: Path, seq: int, shell: str, **kwargs: object) -> dict:
+    """Run ``shell`` as job ``seq`` through the node runner of ``tmp_path``."""
+    command = JobCommand(("/bin/bash", "-c", shell), ())
+    logs = tmp_path / "logs"
+    return run_quantum_job(
+        command,
+        str(logs / f"{seq}.out"),
+        str(logs / f"{seq}.err"),
+        str(tmp_path),
+        seq,
+        node_runner=True,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path):
+    yield tmp_path
+    # The runner watches this process (the test's): stop it as the run's end does.
+    kill_run_processes(str(tmp_path))
+
+
+def test_node_runner_runs_jobs_and_reports_how_they_ended(run_dir: Path) -> None:
+    reply = _job(run_dir, 1, "echo hello; echo oops >&2")
+    assert reply["code"] == 0 and reply["runner"] != os.getpid()
+    assert (run_dir / "logs" / "1.out").read_text().strip() == "hello"
+    assert "oops" in (run_dir / "logs" / "1.err").read_text()
+    assert markers.read_exit(str(run_dir), 1).code == 0
+    # A second job reaches the same runner; each job is its own fork.
+    with pytest.raises(BashExitFailure) as failed:
+        _job(run_dir, 2, "exit 3")
+    assert failed.value.exitcode == 3
+    assert markers.read_exit(str(run_dir), 2).code == 3
+    with pytest.raises(BashExitFailure) as killed:
+        _job(run_dir, 3, "kill -9 $$")
+    assert killed.value.exitcode == 137
+    # One runner for the run on this machine, named after its directory.
+    # Executors are reused: one runs jobs one after another.
+    assert _job(run_dir, 4, "true")["executor"] == reply["executor"]
+    # (and its idle executor, a fork of it).
+    ours = set(run_processes(str(run_dir)))
+    assert len([pid for pid in ours if psutil.Process(pid).ppid() not in ours]) == 1
+    assert socket_name(str(run_dir)) != socket_name(str(run_dir / "other"))
+    # A job that already succeeded is not run again (a task re-sent after a lost worker).
+    assert _job(run_dir, 1, "exit 9")["skipped"]
+
+
+def test_node_runner_holds_jobs_to_their_memory_and_walltime(run_dir: Path) -> None:
+    hold = "import time; data = bytearray([1]) * (1000 * 2**20); time.sleep(60)"
+    hog = f"{shlex.quote(sys.executable)} -c {shlex.quote(hold)}"
+    start = time.monotonic()
+    with pytest.raises(BashExitFailure) as memory:
+        _job(run_dir, 1, hog, memory=700)
+    record = markers.read_exit(str(run_dir), 1)
+    assert memory.value.exitcode == 143 and record.reason == "memory"
+    assert "more than the 700 MB requested" in record.detail
+    assert "more than the 700 MB requested" in (run_dir / "logs" / "1.err").read_text()
+    with pytest.raises(BashExitFailure):
+        _job(run_dir, 2, "sleep 60", walltime=1.0)
+    assert markers.read_exit(str(run_dir), 2).reason == "walltime"
+    assert time.monotonic() - start < 40
+
+
+def test_node_runner_stops_a_job_when_asked_or_when_its_task_goes(run_dir: Path) -> None:
+    # The watchdog's request.
+    threading.Timer(3.0, markers.request_kill, (str(run_dir), 1, "stuck for 3 s")).start()
+    with pytest.raises(BashExitFailure):
+        _job(run_dir, 1, "sleep 60")
+    assert markers.read_exit(str(run_dir), 1).detail == "stuck for 3 s"
+    # Its task killed (a cancel, Work Queue's kill): the job goes too.
+    pid_file = run_dir / "payload.pid"
+    code = (
+        "from desc.gen3_workflow.execution.in_process import run_quantum_job; "
+        "from desc.gen3_workflow.store.records import JobCommand; "
+        f"run_quantum_job(JobCommand(('/bin/bash', '-c', 'echo $$ > {pid_file}; sleep 60'), ()), "
+        f"'{run_dir}/logs/2.out', '{run_dir}/logs/2.err', '{run_dir}', 2, node_runner=True)"
+    )
+    task = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline and task.poll() is None
+        time.sleep(0.1)
+    payload = int(pid_file.read_text())
+    task.kill()
+    task.wait()
+    deadline = time.monotonic() + 15
+    while is_alive(payload):
+        assert time.monotonic() < deadline, "the job outlived its task"
+        time.sleep(0.1)
+
+
+def _function_file(tmp_path: Path, function) -> tuple[str, str, str]:
+    fn, mapping, result = (str(tmp_path / name) for name in ("function", "map", "result"))
+    with open(fn, "wb") as out:
+        pickle.dump({"byte code": pack_apply_message(function, (), {}, buffer_threshold=1024 * 1024)}, out)
+    with open(mapping, "wb") as out:
+        pickle.dump({}, out)
+    return mapping, fn, result
+
+
+def test_parsl_task_script_starts_without_the_whole_of_parsl(tmp_path: Path) -> None:
+    files = _function_file(tmp_path, parsl_modules)
+    task = [sys.executable, "-m", "desc.gen3_workflow.execution.wq_task", PARSL_SCRIPT, *files]
+    subprocess.run(task, check=True, cwd=tmp_path)
+    loaded = deserialize(Path(files[2]).read_bytes())
+    assert "parsl.serialize" in loaded
+    assert "parsl.dataflow.dflow" not in loaded and "parsl.executors" not in loaded
+
+
+def test_parsl_task_script_hands_other_apps_to_parsl(tmp_path: Path) -> None:
+    # Not one of the plug-in's functions: parsl's own script runs it.
+    files = _function_file(tmp_path, os.getcwd)
+    task = [sys.executable, "-m", "desc.gen3_workflow.execution.wq_task", PARSL_SCRIPT, *files]
+    subprocess.run(task, check=True, cwd=tmp_path)
+    assert deserialize(Path(files[2]).read_bytes()) == str(tmp_path)
+    files = _function_file(tmp_path, noop)
+    subprocess.run(task[:3] + [PARSL_SCRIPT, *files], check=True, cwd=tmp_path)
+    assert deserialize(Path(files[2]).read_bytes()) == 0
