@@ -41,17 +41,14 @@ $(INSTALLED): pyproject.toml | system-packages
 demo: setup
 	$(VENV)/bin/gen3wf-demo --workdir $(DEMO_DIR)
 
-# Two legs: the suite in .venv (Debian's Python 3.11, Work Queue) and in
-# .venv-latest (Python 3.12 with the newest middleware from PyPI; Work Queue
-# tests skip there).  Both run even if the first fails; either failing fails.
-test: setup $(LATEST_INSTALLED)
+# The suite in .venv (Debian's Python 3.11, Work Queue).  The second leg,
+# `make test-latest` (Python 3.12 with the newest middleware from PyPI), is
+# run on its own until both legs fit in CI's time together.
+test: setup
 	$(VENV)/bin/ruff check python tests bin
 	$(VENV)/bin/ruff format --check python tests bin
 	$(VENV)/bin/mypy python
-	@rc=0; \
-	echo "== leg 1: $(VENV) =="; $(MAKE) --no-print-directory test-leg1 || rc=1; \
-	echo "== leg 2: $(LATEST_VENV) =="; $(MAKE) --no-print-directory test-latest || rc=1; \
-	exit $$rc
+	$(MAKE) --no-print-directory test-leg1
 
 test-leg1: setup
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
