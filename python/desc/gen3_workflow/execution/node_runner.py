@@ -47,8 +47,8 @@ from typing import Any
 
 import psutil
 
-from . import markers, oom
-from .supervise import tree_rss_mb
+from . import oom
+from .supervise import stop_reason, tree_rss_mb
 
 __all__ = ["IDLE_SECONDS", "main", "socket_name"]
 
@@ -250,18 +250,14 @@ class _Runner:
                     job.kill_at = now + STOP_GRACE_SECONDS
                 continue
             memory, walltime = job.request.get("memory"), job.request.get("walltime")
+            used = 0.0
             if memory:
-                try:
+                with contextlib.suppress(psutil.Error):
                     used = tree_rss_mb(psutil.Process(job.executor.pid))
-                except psutil.Error:
-                    used = 0.0
-                if used > memory:
-                    job.reason = "memory"
-                    job.detail = f"used {used:.0f} MB of memory, more than the {memory:.0f} MB requested"
-            if not job.reason and walltime and time.time() - job.start > walltime:
-                job.reason, job.detail = "walltime", f"ran longer than its walltime of {walltime:.0f} s"
-            if not job.reason and (asked := markers.kill_requested(self.run_dir, job.request["seq"])):
-                job.reason, job.detail = "killed", asked
+            elapsed = time.time() - job.start
+            job.reason, job.detail = stop_reason(
+                self.run_dir, job.request["seq"], used, memory, elapsed, walltime
+            )
             if job.reason:
                 _note(job.request, f"gen3_workflow: the payload {job.detail}; stopping it")
                 self._signal(job, signal.SIGTERM)

@@ -36,7 +36,7 @@ from ..constants import CANCELLED_EXIT_CODE, CANCELLED_MARK
 from . import markers, oom
 from .processes import JOB_VARIABLE, kill_processes, task_processes
 
-__all__ = ["main", "tree_rss_mb"]
+__all__ = ["main", "stop_reason", "tree_rss_mb"]
 
 POLL_SECONDS = 1.0
 """Between two looks at the payload's memory, time and kill requests."""
@@ -54,6 +54,26 @@ def tree_rss_mb(process: psutil.Process) -> float:
         except psutil.Error:
             continue  # it has just exited
     return total / _MB
+
+
+def stop_reason(
+    submit_dir: str,
+    seq: int,
+    used_mb: float,
+    memory_mb: float | None,
+    elapsed: float,
+    walltime: float | None,
+) -> tuple[str, str]:
+    """Why a running job must be stopped, if it must: ``(reason, detail)``,
+    or ``("", "")``.  Shared by the supervisor and Work Queue's node runner,
+    so that both say the same."""
+    if memory_mb and used_mb > memory_mb:
+        return "memory", f"used {used_mb:.0f} MB of memory, more than the {memory_mb:.0f} MB requested"
+    if walltime and elapsed > walltime:
+        return "walltime", f"ran longer than its walltime of {walltime:.0f} s"
+    if asked := markers.kill_requested(submit_dir, seq):
+        return "killed", asked
+    return "", ""
 
 
 def _stop_tree(child: subprocess.Popen[bytes]) -> int:
@@ -124,18 +144,9 @@ def supervise(
                 break
             except subprocess.TimeoutExpired:
                 pass
-            if memory_mb:
-                used = tree_rss_mb(payload)
-                peak = max(peak, used)
-                if used > memory_mb:
-                    reason = "memory"
-                    detail = f"used {used:.0f} MB of memory, more than the {memory_mb:.0f} MB requested"
-            if not reason and walltime and time.monotonic() - start > walltime:
-                reason = "walltime"
-                detail = f"ran longer than its walltime of {walltime:.0f} s"
-            if not reason and (asked := markers.kill_requested(submit_dir, seq)):
-                reason = "killed"
-                detail = asked
+            used = tree_rss_mb(payload) if memory_mb else 0.0
+            peak = max(peak, used)
+            reason, detail = stop_reason(submit_dir, seq, used, memory_mb, time.monotonic() - start, walltime)
             if reason:
                 print(f"gen3_workflow: the payload {detail}; stopping it", file=sys.stderr, flush=True)
                 returncode = _stop_tree(child)
