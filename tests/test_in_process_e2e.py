@@ -36,7 +36,8 @@ def _submit(tmp: Path, template: Path, parsl_config: dict, **extra: str) -> BpsR
     repo = tmp / "repo"
     shutil.copytree(template, repo)
     bps_file = write_bps_file(tmp, str(repo), parsl_config, **extra)
-    return run_bps("submit", str(bps_file), cwd=tmp)
+    (tmp / "tmpdir").mkdir()
+    return run_bps("submit", str(bps_file), cwd=tmp, env={"TMPDIR": str(tmp / "tmpdir")})
 
 
 def _jobs(submit_dir: str) -> list[JobRecord]:
@@ -93,6 +94,11 @@ def test_executors_are_recycled_after_max_quanta(clean_run: BpsResult) -> None:
     assert max(per_executor.values()) <= 2
     assert len(per_executor) >= sum(QUANTA.values()) // 2
     assert all(int(h.group(3)) < 2 for h in headers if h)
+    # Forked executors end with os._exit, so pipetask's own clean-up of its
+    # datastore cache directory never runs: the runner shares one and removes
+    # it (none left per quantum in the temporary directory).
+    (tmpdir,) = [p / "tmpdir" for p in Path(clean_run.submit_dir).parents if (p / "tmpdir").is_dir()]
+    assert not list(tmpdir.glob("butler-cache-dir-*"))
 
 
 def test_failing_quantum_fails_only_it_and_its_descendants(failing_run: BpsResult) -> None:

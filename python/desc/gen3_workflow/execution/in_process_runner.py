@@ -15,13 +15,16 @@ runner reports its wait status as the job's.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -34,6 +37,7 @@ __all__: list[str] = []
 
 def _preload() -> None:
     """Import what every quantum needs, once, before any fork."""
+    _share_one_cache_directory()
     import lsst.ctrl.mpexec.cli.pipetask as pipetask
     import lsst.ctrl.mpexec.cli.script.run_qbb  # noqa: F401
     import lsst.daf.butler  # noqa: F401
@@ -42,6 +46,29 @@ def _preload() -> None:
 
     pipetask.cli.list_commands(None)  # type: ignore[attr-defined, arg-type]
     CliLog.resetLog()
+
+
+def _share_one_cache_directory() -> None:
+    """Give the runner's executors one datastore cache directory, removed
+    when the runner exits.
+
+    Otherwise each quantum's ``pipetask`` makes its own ``butler-cache-dir-*``
+    in the temporary directory and removes it from an ``atexit`` hook, which a
+    forked executor (ended by ``os._exit``) never runs: one directory would be
+    left behind per quantum, 10^6 of them in a campaign.  A cache directory
+    the user set (``DAF_BUTLER_CACHE_DIRECTORY*``) is left alone.
+    """
+    if os.environ.get("DAF_BUTLER_CACHE_DIRECTORY") or os.environ.get("DAF_BUTLER_CACHE_DIRECTORY_IF_UNSET"):
+        return
+    path = tempfile.mkdtemp(prefix="butler-cache-dir-gen3wf-")
+    os.environ["DAF_BUTLER_CACHE_DIRECTORY_IF_UNSET"] = path
+    owner = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == owner:  # not in a fork that happens to exit normally
+            shutil.rmtree(path, ignore_errors=True)
+
+    atexit.register(remove)
 
 
 def _warm(argv: list[str]) -> None:
@@ -219,7 +246,13 @@ class _Executor:
             os.waitpid(self.pid, 0)
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # so that atexit hooks (the cache directory's) run
+
+
 def _runner_main(max_quanta: int) -> None:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit_on_signal)
     requests = os.fdopen(os.dup(0), "r")
     replies = os.fdopen(os.dup(1), "w")
     # Whatever the runner and its executors print outside jobs goes to its
