@@ -24,6 +24,7 @@ from harness import (
     write_bps_file,
 )
 
+from desc.gen3_workflow.constants import SERVICE_VARIABLE
 from desc.gen3_workflow.store.records import JobState, RunState
 
 
@@ -174,8 +175,32 @@ def test_sigterm_of_bps_submit_stops_everything_then_restart(demo_repo: str, tmp
         assert "interrupted by SIGTERM" in submit.output and f"bps restart --id {submit_dir}" in submit.output
     assert run_record(submit_dir).state == RunState.INTERRUPTED
     assert run_processes(submit_dir) == [], "job processes survived the signal"
+    assert run_processes(submit_dir, SERVICE_VARIABLE) == [], "parsl's processes survived the signal"
     assert pids_matching("work_queue_worker") <= workers_before, "Work Queue workers left running"
     _node_runner_served_and_ended(submit_dir)
     status = run_bps("status", "--id", submit_dir, cwd=tmp_path, env=SERVICE_ENV, timeout=60, log_tty=True)
     assert status.returncode == 19, status.output  # WmsStates.FAILED
     _restart_finishes_the_run(tmp_path, submit_dir)
+
+
+def test_second_signal_stops_high_throughput_at_once_then_restart(demo_repo: str, tmp_path: Path) -> None:
+    """Ctrl-C twice (or a batch system's repeated SIGTERM): bps submit does
+    not wait for parsl's shutdown, and nothing parsl started is left running
+    (HighThroughput's interchange, its Local block of workers, the warm
+    runners); bps restart finishes the run."""
+    bps_file = _slow_bps_file(
+        tmp_path, demo_repo, {"executor": "HighThroughput", "provider": "Local", "max_workers": 2}
+    )
+    with BackgroundBps(tmp_path, bps_file) as submit:
+        submit_dir = wait_for_jobs(submit, "characterizeImage", JobState.RUNNING)
+        assert run_processes(submit_dir, SERVICE_VARIABLE), "parsl's processes are not marked"
+        submit.signal(signal.SIGINT)
+        time.sleep(1.0)
+        submit.signal(signal.SIGINT)
+        assert submit.wait(timeout=60) in (-signal.SIGINT, 128 + signal.SIGINT), submit.output
+    assert run_processes(submit_dir) == [], "job processes survived"
+    assert run_processes(submit_dir, SERVICE_VARIABLE) == [], "parsl's processes survived"
+    status = run_bps("status", "--id", submit_dir, cwd=tmp_path, env=SERVICE_ENV, timeout=60, log_tty=True)
+    assert status.returncode == 19, status.output  # WmsStates.FAILED
+    _restart_finishes_the_run(tmp_path, submit_dir)
+    assert run_processes(submit_dir, SERVICE_VARIABLE) == [], "parsl's processes survived the restart"

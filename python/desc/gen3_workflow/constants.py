@@ -14,6 +14,7 @@ __all__ = [
     "INIT_JOB_NAME",
     "MONITORING_FILENAME",
     "RUN_DIR_VARIABLE",
+    "SERVICE_VARIABLE",
     "SERVICE_CLASS",
     "STORE_FILENAME",
 ]
@@ -39,6 +40,12 @@ FINAL_JOB_NAME = "finalJob"
 RUN_DIR_VARIABLE = "GEN3WF_RUN_DIR"
 """Exported to every job and runner of a run (its submit directory), so that
 cancel and restart can find the run's processes."""
+
+SERVICE_VARIABLE = "GEN3WF_SERVICE_RUN_DIR"
+"""Exported, for the length of a run's parsl session, to everything parsl
+starts on the submitting machine (HighThroughput's interchange, Local
+blocks of workers, Work Queue workers, runners): whatever parsl's own
+shutdown leaves is found by it and stopped."""
 
 CANCEL_REQUEST = "cancel.request"
 """Written into the submit directory by ``bps cancel``; taken by the runner."""

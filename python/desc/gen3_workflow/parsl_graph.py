@@ -21,10 +21,11 @@ from typing import IO, Any
 
 from lsst.ctrl.bps import BpsConfig
 
-from .constants import SERVICE_CLASS
+from .constants import SERVICE_CLASS, SERVICE_VARIABLE
 from .errors import RunInProgressError, RunNotFoundError
 from .execution.cancel import clear_cancel_marks
-from .execution.processes import kill_run_processes
+from .execution.parsl_session import force_stop
+from .execution.processes import kill_processes, kill_run_processes, run_processes
 from .execution.runner import GraphRunner
 from .reporting.failures import retried_lines
 from .reporting.text import format_status_table
@@ -222,7 +223,9 @@ class ParslGraph:
         job's walltime end, Ctrl-C, a closed terminal) interrupt the run:
         its workers, blocks and runners are stopped, it ends INTERRUPTED,
         and ``bps restart`` (or `restore` and `run`) resumes it.  A second
-        signal is not caught.
+        signal does not wait for parsl's shutdown: the run's blocks are
+        cancelled, its processes on this machine killed, and this process
+        ends by that signal (the run then reads as interrupted too).
         """
         if self._thread is None:
             raise RuntimeError("run() has not been called")
@@ -252,8 +255,18 @@ class ParslGraph:
         previous = {signum: signal.getsignal(signum) for signum in caught}
 
         def interrupt(signum: int, frame: FrameType | None) -> None:
-            for number, handler in previous.items():
-                signal.signal(number, handler)  # a second signal is not caught
+            if self._interrupted.is_set():
+                _LOG.warning(
+                    "Received %s again: killing the run's workers and jobs now; resume it with: "
+                    "bps restart --id %s",
+                    signal.Signals(signum).name,
+                    self.submit_dir,
+                )
+                force_stop(self.submit_dir)
+                logging.shutdown()
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+                return
             _LOG.warning(
                 "Received %s: stopping the run's jobs and workers; resume it with: bps restart --id %s",
                 signal.Signals(signum).name,
@@ -279,6 +292,7 @@ class ParslGraph:
                 # killed may still run here; they must not race their own
                 # re-runs.
                 kill_run_processes(self.submit_dir)
+                kill_processes(run_processes(self.submit_dir, SERVICE_VARIABLE))
                 store.reset_unfinished()
                 clear_cancel_marks(self.submit_dir)
                 runner = GraphRunner(store, self.settings, self.submit_dir, selected, self._interrupted)

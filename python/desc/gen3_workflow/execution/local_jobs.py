@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
+from ..constants import SERVICE_VARIABLE
 from ..store.job_store import JobStateStore
 from ..store.records import AttemptRecord, JobKind, JobRecord, JobState, JobUpdate
 from .attempts import exit_message
@@ -95,8 +96,10 @@ def run_local_job(job: JobRecord, should_stop: Callable[[], bool] = lambda: Fals
     with open(job.stdout, "a") as out, open(job.stderr, "a") as err:
         print(f"--> executable follows <--\n{command}\n--> end executable <--", file=err, flush=True)
         # Its own session, so that stopping it reaches the butler command it starts.
+        # Not marked as parsl's: the session's end must not stop the final job.
+        env = {name: value for name, value in os.environ.items() if name != SERVICE_VARIABLE}
         process = subprocess.Popen(
-            ["/bin/bash", "-c", command], stdout=out, stderr=err, start_new_session=True
+            ["/bin/bash", "-c", command], stdout=out, stderr=err, start_new_session=True, env=env
         )
         while True:
             try:

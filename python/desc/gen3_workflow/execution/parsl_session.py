@@ -8,16 +8,23 @@ thread while the init job runs, starts the warm runners that live on this
 machine (`warm_up`) or, with HighThroughput, sends each worker an app that
 starts its runner, and shuts parsl down in a thread while the final job
 runs.
+
+Everything parsl starts on this machine for the run carries
+``GEN3WF_SERVICE_RUN_DIR`` (set in this process's environment for the
+length of the session), so that what parsl's shutdown leaves behind, or a
+second signal's forced stop (`force_stop`), finds it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 
 import parsl
 
+from ..constants import SERVICE_VARIABLE
 from ..settings.executors import worker_slots
 from ..settings.parsl_factory import ParslRunConfig, make_parsl_config
 from ..settings.parsl_section import ParslSettings
@@ -25,12 +32,18 @@ from .in_process import prestart_node_runner, prestart_runners, stop_runners, wa
 from .parsl_logging import route_parsl_logging, unroute_parsl_logging
 from .processes import kill_processes, run_processes
 
-__all__ = ["ParslSession"]
+__all__ = ["ParslSession", "force_stop"]
 
 _MOST_WARM_UPS = 256
 """At most this many warm-up apps (they hold a worker half a second each)."""
 
+CLOSE_SECONDS = 120.0
+"""How long parsl's shutdown may take before what it started is killed."""
+
 _LOG = logging.getLogger(__name__)
+
+_ACTIVE: dict[str, ParslSession] = {}
+"""Open sessions by submit directory (for `force_stop`)."""
 
 
 class ParslSession:
@@ -55,6 +68,12 @@ class ParslSession:
         self._log_handler: logging.Handler | None = None
         self._dfk: parsl.DataFlowKernel | None = None
         self._closing: threading.Thread | None = None
+        # SPT_NOENV: parsl renames its processes (setproctitle), which would
+        # otherwise overwrite their environment, the mark with it.
+        self._previous_env = {name: os.environ.get(name) for name in (SERVICE_VARIABLE, "SPT_NOENV")}
+        os.environ[SERVICE_VARIABLE] = submit_dir
+        os.environ.setdefault("SPT_NOENV", "1")
+        _ACTIVE[submit_dir] = self
         self._loading = threading.Thread(target=self._load, name="gen3wf-parsl-load", daemon=True)
         self._loading.start()
         self.warm_up()
@@ -116,11 +135,35 @@ class ParslSession:
             self._closing.start()
 
     def close(self) -> None:
-        """Shut parsl down (or wait for `close_in_background` to end) and
-        stop every runner of the run that lives on this machine."""
+        """Shut parsl down (or wait for `close_in_background` to end), at
+        most `CLOSE_SECONDS`, then stop whatever parsl started for the run
+        on this machine and is still there."""
         self.close_in_background()
         assert self._closing is not None
-        self._closing.join()
+        self._closing.join(timeout=CLOSE_SECONDS)
+        if self._closing.is_alive():
+            _LOG.warning("parsl did not shut down within %.0f s; stopping what it started", CLOSE_SECONDS)
+        left = run_processes(self.submit_dir, SERVICE_VARIABLE)
+        if left:
+            _LOG.debug("Stopping %d process(es) parsl's shutdown left: %s", len(left), left)
+            kill_processes(left, timeout=3.0)
+        if _ACTIVE.pop(self.submit_dir, None) is not None:
+            for name, value in self._previous_env.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+    def cancel_blocks(self) -> None:
+        """Ask the provider to cancel the executor's blocks (batch jobs) now."""
+        if self._dfk is None or self._run_config is None:
+            return
+        executor = self._dfk.executors.get(self._run_config.executor_label)
+        job_ids = list(getattr(executor, "blocks_to_job_id", {}).values())
+        provider = getattr(executor, "provider", None)
+        if job_ids and provider is not None:
+            with contextlib.suppress(Exception):
+                provider.cancel(job_ids)
 
     def _shut_down(self) -> None:
         self._loading.join()
@@ -138,6 +181,18 @@ class ParslSession:
                 if self.settings.executor == "WorkQueue":
                     with contextlib.suppress(Exception):
                         kill_processes(_node_runners(self.submit_dir))
+
+
+def force_stop(submit_dir: str) -> None:
+    """Stop a run's parsl pieces at once, without parsl's shutdown: cancel
+    its blocks, kill its processes on this machine (a second SIGTERM or
+    SIGINT of ``bps submit``)."""
+    session = _ACTIVE.get(submit_dir)
+    if session is not None:
+        session.cancel_blocks()
+    kill_processes(
+        set(run_processes(submit_dir, SERVICE_VARIABLE)) | set(run_processes(submit_dir)), timeout=1.0
+    )
 
 
 def _node_runners(submit_dir: str) -> list[int]:

@@ -81,15 +81,18 @@ def descendants(roots: Iterable[int]) -> set[int]:
     return found
 
 
-def run_processes(submit_dir: str) -> list[int]:
+def run_processes(submit_dir: str, variable: str = RUN_DIR_VARIABLE) -> list[int]:
     """Pids of this machine's processes that belong to jobs of the run in
-    ``submit_dir`` (they carry ``GEN3WF_RUN_DIR``), other than this one."""
+    ``submit_dir`` (they carry ``GEN3WF_RUN_DIR``), other than this one.
+
+    With ``variable=SERVICE_VARIABLE``: what parsl started for the run on
+    this machine (interchange, blocks of workers, runners) instead."""
     pids = []
     for process in psutil.process_iter():
         if process.pid == os.getpid():
             continue
         try:
-            if process.environ().get(RUN_DIR_VARIABLE) == submit_dir:
+            if process.environ().get(variable) == submit_dir:
                 pids.append(process.pid)
         except psutil.Error:  # gone, or not ours to read
             continue
