@@ -69,6 +69,8 @@ def test_in_process_registers_what_process_mode_registers(clean_run: BpsResult) 
     assert run_record(submit_dir).state == RunState.SUCCEEDED
     # The outputs a process-mode run registers (tests/test_submit_e2e.py) ...
     assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, DRP_LABELS)
+    # (by a final job fitted to the graph's size: one scanning process)
+    assert " -j 1 --register-dataset-types" in Path(submit_dir, "final_job.bash").read_text()
     # ... and the task metadata and logs of every quantum, as run-qbb writes them.
     info = run_record(submit_dir).info
     assert info.butler_config and info.output_run

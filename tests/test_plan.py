@@ -17,6 +17,7 @@ from lsst.ctrl.bps import (
 from lsst.ctrl.bps.generic_workflow import GenericWorkflowNoopJob
 
 from desc.gen3_workflow.errors import CommandError
+from desc.gen3_workflow.plan.final_job import fit_aggregate_processes
 from desc.gen3_workflow.plan.workflow import LogLayout, plan_workflow, run_info
 from desc.gen3_workflow.store.records import JobKind
 
@@ -148,3 +149,33 @@ def test_logs_of_a_large_label_are_split_into_directories_of_a_thousand() -> Non
         "/run/logs/calibrate/calibrate_1.stdout",
         "/run/logs/calibrate/calibrate_1.stderr",
     )
+
+
+_FINAL_SCRIPT = """#!/bin/bash
+
+set -e
+set -x
+qgraphFile=$1
+butlerConfig=$2
+${DAF_BUTLER_DIR}/bin/butler --long-log --log-level=VERBOSE aggregate-graph ${qgraphFile} \
+${butlerConfig} -j 16 --register-dataset-types --update-output-chain
+"""
+
+
+@pytest.mark.parametrize(("quanta", "processes"), [(53, 1), (1999, 1), (2000, 2), (10**5, 16)])
+def test_final_job_gets_one_scanning_process_per_thousand_quanta(
+    tmp_path: Path, quanta: int, processes: int
+) -> None:
+    script = tmp_path / "final_job.bash"
+    script.write_text(_FINAL_SCRIPT)
+    assert fit_aggregate_processes(str(script), quanta) == (16, processes)
+    text = script.read_text()
+    assert f"${{butlerConfig}} -j {processes} --register-dataset-types" in text
+    assert text.replace(f"-j {processes} ", "-j 16 ") == _FINAL_SCRIPT
+
+
+def test_a_final_command_of_the_users_own_is_left_alone(tmp_path: Path) -> None:
+    script = tmp_path / "final_job.bash"
+    script.write_text("#!/bin/bash\nmy-registration-tool -j 8 $1\n")
+    assert fit_aggregate_processes(str(script), 50) is None
+    assert script.read_text() == "#!/bin/bash\nmy-registration-tool -j 8 $1\n"

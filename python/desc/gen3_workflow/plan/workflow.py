@@ -24,6 +24,7 @@ from ..constants import FINAL_JOB_NAME, INIT_JOB_NAME
 from ..errors import PlanError
 from ..store.records import JobKind, JobRecord, RunInfo
 from .commands import JobCommandBuilder
+from .final_job import fit_aggregate_processes
 
 __all__ = ["WorkflowPlan", "job_resources", "plan_workflow", "run_info"]
 
@@ -193,6 +194,9 @@ def plan_workflow(config: BpsConfig, generic_workflow: GenericWorkflow, submit_d
             record = _record(builder, logs, gwjob, len(jobs), JobKind.FINAL, limit)
             record.resources["when_run"] = when_run
             jobs.append(record)
+            script = next((a for a in record.command.argv if a.endswith(".bash") and os.path.isfile(a)), None)
+            if script is not None:
+                fit_aggregate_processes(script, sum(generic_workflow.quanta_counts.values()))
     return WorkflowPlan(jobs, edges)
 
 
