@@ -4,9 +4,11 @@ task script (on a real function file that parsl's serializer wrote)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -21,9 +23,11 @@ from parsl.serialize import deserialize, pack_apply_message
 from desc.gen3_workflow.benchmarks.bench_floors import noop, parsl_modules
 from desc.gen3_workflow.execution import markers
 from desc.gen3_workflow.execution.in_process import run_quantum_job
+from desc.gen3_workflow.execution.local_fork import runs_in_fork
+from desc.gen3_workflow.execution.local_jobs import run_local_job
 from desc.gen3_workflow.execution.node_runner import socket_name
 from desc.gen3_workflow.execution.processes import is_alive, kill_run_processes, run_processes
-from desc.gen3_workflow.store.records import JobCommand
+from desc.gen3_workflow.store.records import JobCommand, JobKind, JobRecord
 
 PARSL_SCRIPT = str(
     Path(sys.modules["parsl"].__file__).parent / "executors" / "workqueue" / "exec_parsl_function.py"
@@ -148,3 +152,44 @@ def test_parsl_task_script_hands_other_apps_to_parsl(tmp_path: Path) -> None:
     files = _function_file(tmp_path, noop)
     subprocess.run(task[:3] + [PARSL_SCRIPT, *files], check=True, cwd=tmp_path)
     assert deserialize(Path(files[2]).read_bytes()) == 0
+
+
+def _init_job(tmp_path: Path, *args: str) -> JobRecord:
+    logs = tmp_path / "logs" / "pipetaskInit"
+    return JobRecord(
+        seq=0,
+        name="pipetaskInit",
+        label="pipetaskInit",
+        kind=JobKind.INIT,
+        data_id="{}",
+        command=JobCommand(("${CTRL_MPEXEC_DIR}/bin/pipetask", "pre-exec-init-qbb", *args), ()),
+        resources={},
+        stdout=str(logs / "pipetaskInit.stdout"),
+        stderr=str(logs / "pipetaskInit.stderr"),
+    )
+
+
+def test_init_job_in_a_fork_reports_as_its_own_process_would(tmp_path: Path) -> None:
+    """``execution: in_process`` runs pipetaskInit in a fork of the
+    submitting process: pipetask's exit code and log, in the job's log file."""
+    job = _init_job(tmp_path, str(tmp_path / "no_repo"), str(tmp_path / "no.qg"))
+    assert runs_in_fork(job)
+    code = run_local_job(job, in_fork=True)
+    assert code == 1
+    log = Path(job.stderr).read_text()
+    assert "--> in-process execution follows <--" in log and "pre-exec-init-qbb" in log
+    assert "no_repo" in log  # pipetask's own error
+    # Anything else (a run-qbb command, bash) is not for the fork.
+    assert not runs_in_fork(dataclasses.replace(job, command=JobCommand(("/bin/true",), ())))
+
+
+def test_init_job_in_a_fork_is_stopped_with_its_session(tmp_path: Path) -> None:
+    """A cancel while pipetaskInit runs reaches the fork (its own session)."""
+    graph = tmp_path / "graph.qg"
+    os.mkfifo(graph)  # pipetask blocks reading it, until stopped
+    job = _init_job(tmp_path, str(tmp_path / "repo"), str(graph))
+    started = time.monotonic()
+    asked = []
+    code = run_local_job(job, should_stop=lambda: bool(asked.append(1)) or len(asked) > 1, in_fork=True)
+    assert code == -signal.SIGTERM
+    assert len(asked) == 2 and time.monotonic() - started < 15

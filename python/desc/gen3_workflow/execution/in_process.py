@@ -59,9 +59,12 @@ RUNNER_START_SECONDS = 300.0
 """How long a Work Queue task waits for its node's runner to answer at all."""
 
 
-def pipetask_argv(command: JobCommand, environ: dict[str, str]) -> tuple[dict[str, str], list[str]] | None:
+def pipetask_argv(
+    command: JobCommand, environ: dict[str, str], subcommand: str = "run-qbb"
+) -> tuple[dict[str, str], list[str]] | None:
     """The variables to set and the ``pipetask`` argument vector of a job
-    that runs ``pipetask ... run-qbb``; `None` for any other command.
+    that runs ``pipetask ... run-qbb`` (or ``subcommand``); `None` for any
+    other command.
 
     Parameters
     ----------
@@ -69,9 +72,11 @@ def pipetask_argv(command: JobCommand, environ: dict[str, str]) -> tuple[dict[st
         The job's command.
     environ : `dict` [`str`, `str`]
         The environment in which ``<ENV:NAME>`` markers are expanded.
+    subcommand : `str`, optional
+        The pipetask subcommand to accept.
     """
     exports, argv = command.expanded(environ)
-    if not argv or os.path.basename(argv[0]) != "pipetask" or "run-qbb" not in argv:
+    if not argv or os.path.basename(argv[0]) != "pipetask" or subcommand not in argv:
         return None
     return exports, argv
 

@@ -98,7 +98,7 @@ def _warm(argv: list[str]) -> None:
         pass
 
 
-def _execute(request: dict[str, Any], served: int, max_quanta: int) -> int:
+def _execute(request: dict[str, Any], served: int, max_quanta: int, subcommand: str = "run-qbb") -> int:
     """In an executor: run one job with its stdout/stderr on its log files.
 
     Returns
@@ -133,7 +133,7 @@ def _execute(request: dict[str, Any], served: int, max_quanta: int) -> int:
             file=sys.stderr,
             flush=True,
         )
-        pipetask = pipetask_argv(command, dict(os.environ))
+        pipetask = pipetask_argv(command, dict(os.environ), subcommand)
         if pipetask is None:
             returncode = subprocess.run(["/bin/bash", "-c", command.shell()], check=False).returncode
             return 128 - returncode if returncode < 0 else returncode  # as a shell reports a signal

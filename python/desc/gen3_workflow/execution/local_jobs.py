@@ -20,6 +20,7 @@ from ..constants import SERVICE_VARIABLE
 from ..store.job_store import JobStateStore
 from ..store.records import AttemptRecord, JobKind, JobRecord, JobState, JobUpdate
 from .attempts import exit_message
+from .local_fork import ForkedJob, runs_in_fork
 
 __all__ = ["final_job_held", "run_and_record", "run_local_job"]
 
@@ -53,7 +54,13 @@ def final_job_held(store: JobStateStore, job: JobRecord, cancelled: bool) -> str
     return f"not run: finalJob.whenRun is SUCCESS and {why}; bps restart runs it once they have"
 
 
-def run_and_record(store: JobStateStore, job: JobRecord, should_stop: Callable[[], bool]) -> bool:
+def run_and_record(
+    store: JobStateStore,
+    job: JobRecord,
+    should_stop: Callable[[], bool],
+    in_fork: bool = False,
+    started: Callable[[], None] = lambda: None,
+) -> bool:
     """Run an init or final job (`run_local_job`), recording its start and
     end in the store; return whether it succeeded."""
     store.apply([JobUpdate(job.seq, JobState.RUNNING, time.time(), attempts=job.attempts + 1)])
@@ -64,7 +71,7 @@ def run_and_record(store: JobStateStore, job: JobRecord, should_stop: Callable[[
         stopped = should_stop()
         return stopped
 
-    exit_code = run_local_job(job, stop_requested)
+    exit_code = run_local_job(job, stop_requested, in_fork, started)
     state = JobState.EXEC_DONE if exit_code == 0 else JobState.FAILED
     message = None if exit_code == 0 else "cancelled" if stopped else exit_message(exit_code)
     end = time.time()
@@ -75,7 +82,12 @@ def run_and_record(store: JobStateStore, job: JobRecord, should_stop: Callable[[
     return exit_code == 0
 
 
-def run_local_job(job: JobRecord, should_stop: Callable[[], bool] = lambda: False) -> int:
+def run_local_job(
+    job: JobRecord,
+    should_stop: Callable[[], bool] = lambda: False,
+    in_fork: bool = False,
+    started: Callable[[], None] = lambda: None,
+) -> int:
     """Run an init or final job in a subprocess of the submitting process.
 
     Parameters
@@ -85,6 +97,13 @@ def run_local_job(job: JobRecord, should_stop: Callable[[], bool] = lambda: Fals
     should_stop : callable, optional
         Asked every `POLL_SECONDS`; when it returns `True` the job's process
         group is terminated.
+    in_fork : `bool`, optional
+        Run a ``pipetask`` command in a fork of this process, which has the
+        middleware imported already (`~.local_fork`), rather than in a new
+        ``pipetask`` process.
+    started : callable, optional
+        Called once the job's process is started (the runner starts parsl
+        then: after the fork, never beside it).
 
     Returns
     -------
@@ -92,25 +111,30 @@ def run_local_job(job: JobRecord, should_stop: Callable[[], bool] = lambda: Fals
         The job's exit code (negative for a signal, as subprocess reports).
     """
     os.makedirs(os.path.dirname(job.stdout), exist_ok=True)
-    command = job.command.shell()
-    with open(job.stdout, "a") as out, open(job.stderr, "a") as err:
-        print(f"--> executable follows <--\n{command}\n--> end executable <--", file=err, flush=True)
-        # Its own session, so that stopping it reaches the butler command it starts.
-        # Not marked as parsl's: the session's end must not stop the final job.
-        env = {name: value for name, value in os.environ.items() if name != SERVICE_VARIABLE}
-        process = subprocess.Popen(
-            ["/bin/bash", "-c", command], stdout=out, stderr=err, start_new_session=True, env=env
-        )
-        while True:
-            try:
-                return process.wait(timeout=POLL_SECONDS)
-            except subprocess.TimeoutExpired:
-                if should_stop():
-                    _LOG.warning("Stopping %s", job.name)
-                    return _stop_group(process)
+    process: subprocess.Popen | ForkedJob
+    if in_fork and runs_in_fork(job):
+        process = ForkedJob(job)
+    else:
+        command = job.command.shell()
+        with open(job.stdout, "a") as out, open(job.stderr, "a") as err:
+            print(f"--> executable follows <--\n{command}\n--> end executable <--", file=err, flush=True)
+            # Its own session, so that stopping it reaches the butler command it starts.
+            # Not marked as parsl's: the session's end must not stop the final job.
+            env = {name: value for name, value in os.environ.items() if name != SERVICE_VARIABLE}
+            process = subprocess.Popen(
+                ["/bin/bash", "-c", command], stdout=out, stderr=err, start_new_session=True, env=env
+            )
+    started()
+    while True:
+        try:
+            return process.wait(timeout=POLL_SECONDS)
+        except subprocess.TimeoutExpired:
+            if should_stop():
+                _LOG.warning("Stopping %s", job.name)
+                return _stop_group(process)
 
 
-def _stop_group(process: subprocess.Popen) -> int:
+def _stop_group(process: subprocess.Popen | ForkedJob) -> int:
     """SIGTERM a local job's process group, SIGKILL it after a grace period."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:

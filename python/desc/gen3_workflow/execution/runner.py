@@ -21,7 +21,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from parsl.dataflow.futures import AppFuture
 from parsl.dataflow.states import States
@@ -120,12 +120,19 @@ class GraphRunner:
 
     def _run_all(self) -> RunState:
         init_jobs = self.store.jobs(kind=JobKind.INIT, states=[JobState.PENDING])
-        session = None
-        if has_pending_quanta(self.store, self.selected):
-            # parsl and the warm runners start while the init job runs.
-            session = ParslSession(self.settings, self.submit_dir, self.store.run().name)
+        session: ParslSession | None = None
+
+        def start_session() -> None:
+            # parsl and the warm runners start while the init job runs (once
+            # it is started: a fork of this process must not see parsl's threads).
+            nonlocal session
+            if session is None and has_pending_quanta(self.store, self.selected):
+                session = ParslSession(self.settings, self.submit_dir, self.store.run().name)
+
         try:
-            init_ok = all(self._run_local(job) for job in init_jobs)
+            init_ok = all(self._run_local(job, start_session) for job in init_jobs)
+            if init_ok:
+                start_session()  # no init job left (a restart)
             if init_ok and session is not None:
                 self._run_quanta(session)
             elif not init_ok:
@@ -165,9 +172,12 @@ class GraphRunner:
             return False
         return self._run_local(job)
 
-    def _run_local(self, job: JobRecord) -> bool:
+    def _run_local(self, job: JobRecord, started: Callable[[], None] = lambda: None) -> bool:
         _LOG.info("Running %s locally", job.name)
-        return run_and_record(self.store, job, lambda: self._take_cancel() or self.interrupted.is_set())
+        # The init job (pipetask) needs no fresh interpreter when execution is warm.
+        in_fork = self.settings.execution == "in_process" and job.kind == JobKind.INIT
+        stop = lambda: self._take_cancel() or self.interrupted.is_set()  # noqa: E731
+        return run_and_record(self.store, job, stop, in_fork, started)
 
     # --- the quantum jobs -------------------------------------------------
 
