@@ -71,6 +71,10 @@ def test_in_process_registers_what_process_mode_registers(clean_run: BpsResult) 
     assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, DRP_LABELS)
     # (by a final job fitted to the graph's size: one scanning process)
     assert " -j 1 --register-dataset-types" in Path(submit_dir, "final_job.bash").read_text()
+    # The init and final jobs ran in forks of bps submit, not in new processes.
+    for local in jobs(submit_dir, kind=JobKind.INIT) + jobs(submit_dir, kind=JobKind.FINAL):
+        assert (local.state, local.exit_code) == (JobState.EXEC_DONE, 0), local.name
+        assert Path(local.stderr).read_text().startswith("--> in-process execution follows <--\n")
     # ... and the task metadata and logs of every quantum, as run-qbb writes them.
     info = run_record(submit_dir).info
     assert info.butler_config and info.output_run

@@ -17,7 +17,7 @@ from lsst.ctrl.bps import (
 from lsst.ctrl.bps.generic_workflow import GenericWorkflowNoopJob
 
 from desc.gen3_workflow.errors import CommandError
-from desc.gen3_workflow.plan.final_job import fit_aggregate_processes
+from desc.gen3_workflow.plan.final_job import final_script_argv, fit_aggregate_processes
 from desc.gen3_workflow.plan.workflow import LogLayout, plan_workflow, run_info
 from desc.gen3_workflow.store.records import JobKind
 
@@ -179,3 +179,31 @@ def test_a_final_command_of_the_users_own_is_left_alone(tmp_path: Path) -> None:
     script.write_text("#!/bin/bash\nmy-registration-tool -j 8 $1\n")
     assert fit_aggregate_processes(str(script), 50) is None
     assert script.read_text() == "#!/bin/bash\nmy-registration-tool -j 8 $1\n"
+
+
+def test_the_final_script_ctrl_bps_writes_becomes_one_butler_command(tmp_path: Path) -> None:
+    script = tmp_path / "final_job.bash"
+    script.write_text(_FINAL_SCRIPT)
+    assert final_script_argv(str(script), ["/sub/run.qg", "/repo"]) == [
+        "${DAF_BUTLER_DIR}/bin/butler",
+        *"--long-log --log-level=VERBOSE aggregate-graph /sub/run.qg /repo -j 16".split(),
+        "--register-dataset-types",
+        "--update-output-chain",
+    ]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "${DAF_BUTLER_DIR}/bin/butler aggregate-graph ${qgraphFile} ${butlerConfig}; rm -rf /",
+        "${DAF_BUTLER_DIR}/bin/butler aggregate-graph ${qgraphFile} ${other}",
+        "${DAF_BUTLER_DIR}/bin/butler aggregate-graph $(cat x) ${butlerConfig}",
+        "${DAF_BUTLER_DIR}/bin/butler aggregate-graph ${qgraphFile} > out.log",
+        "my-tool ${qgraphFile} ${butlerConfig}",
+        "${DAF_BUTLER_DIR}/bin/butler aggregate-graph ${qgraphFile} ${butlerConfig}\necho done",
+    ],
+)
+def test_any_other_final_script_is_left_to_bash(tmp_path: Path, command: str) -> None:
+    script = tmp_path / "final_job.bash"
+    script.write_text(f"#!/bin/bash\nset -e\nqgraphFile=$1\nbutlerConfig=$2\n{command}\n")
+    assert final_script_argv(str(script), ["/sub/run.qg", "/repo"]) is None

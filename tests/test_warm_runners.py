@@ -174,7 +174,7 @@ def test_init_job_in_a_fork_reports_as_its_own_process_would(tmp_path: Path) -> 
     submitting process: pipetask's exit code and log, in the job's log file."""
     job = _init_job(tmp_path, str(tmp_path / "no_repo"), str(tmp_path / "no.qg"))
     assert runs_in_fork(job)
-    code = run_local_job(job, in_fork=True)
+    code = run_local_job(job, fork_run_dir=str(tmp_path))
     assert code == 1
     log = Path(job.stderr).read_text()
     assert "--> in-process execution follows <--" in log and "pre-exec-init-qbb" in log
@@ -190,6 +190,8 @@ def test_init_job_in_a_fork_is_stopped_with_its_session(tmp_path: Path) -> None:
     job = _init_job(tmp_path, str(tmp_path / "repo"), str(graph))
     started = time.monotonic()
     asked = []
-    code = run_local_job(job, should_stop=lambda: bool(asked.append(1)) or len(asked) > 1, in_fork=True)
+    code = run_local_job(
+        job, should_stop=lambda: bool(asked.append(1)) or len(asked) > 1, fork_run_dir=str(tmp_path)
+    )
     assert code == -signal.SIGTERM
     assert len(asked) == 2 and time.monotonic() - started < 15

@@ -48,9 +48,13 @@ def _preload() -> None:
     CliLog.resetLog()
 
 
+_SHARED_CACHE: dict[int, str] = {}
+"""The datastore cache directory each runner process made, by pid."""
+
+
 def _share_one_cache_directory() -> None:
     """Give the runner's executors one datastore cache directory, removed
-    when the runner exits.
+    when the runner exits (`remove_shared_cache`).
 
     Otherwise each quantum's ``pipetask`` makes its own ``butler-cache-dir-*``
     in the temporary directory and removes it from an ``atexit`` hook, which a
@@ -62,13 +66,16 @@ def _share_one_cache_directory() -> None:
         return
     path = tempfile.mkdtemp(prefix="butler-cache-dir-gen3wf-")
     os.environ["DAF_BUTLER_CACHE_DIRECTORY_IF_UNSET"] = path
-    owner = os.getpid()
+    _SHARED_CACHE[os.getpid()] = path
+    atexit.register(remove_shared_cache)
 
-    def remove() -> None:
-        if os.getpid() == owner:  # not in a fork that happens to exit normally
-            shutil.rmtree(path, ignore_errors=True)
 
-    atexit.register(remove)
+def remove_shared_cache() -> None:
+    """Remove the cache directory this process made, if any (never one a
+    parent made: forks share the dictionary)."""
+    path = _SHARED_CACHE.pop(os.getpid(), None)
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _warm(argv: list[str]) -> None:
@@ -98,7 +105,13 @@ def _warm(argv: list[str]) -> None:
         pass
 
 
-def _execute(request: dict[str, Any], served: int, max_quanta: int, subcommand: str = "run-qbb") -> int:
+def _execute(
+    request: dict[str, Any],
+    served: int,
+    max_quanta: int,
+    subcommand: str = "run-qbb",
+    program: str = "pipetask",
+) -> int:
     """In an executor: run one job with its stdout/stderr on its log files.
 
     Returns
@@ -106,7 +119,17 @@ def _execute(request: dict[str, Any], served: int, max_quanta: int, subcommand: 
     code : `int`
         The exit code ``pipetask`` (or bash) would have returned.
     """
-    from lsst.ctrl.mpexec.cli.pipetask import cli
+    import click
+
+    cli: click.Command
+    if program == "butler":  # the final job (local_fork)
+        from lsst.daf.butler.cli.butler import cli as butler_cli
+
+        cli = butler_cli
+    else:
+        from lsst.ctrl.mpexec.cli.pipetask import cli as pipetask_cli
+
+        cli = pipetask_cli
     from lsst.daf.butler.cli.cliLog import CliLog
 
     sys.stdout.flush()
@@ -133,7 +156,7 @@ def _execute(request: dict[str, Any], served: int, max_quanta: int, subcommand: 
             file=sys.stderr,
             flush=True,
         )
-        pipetask = pipetask_argv(command, dict(os.environ), subcommand)
+        pipetask = pipetask_argv(command, dict(os.environ), subcommand, program)
         if pipetask is None:
             returncode = subprocess.run(["/bin/bash", "-c", command.shell()], check=False).returncode
             return 128 - returncode if returncode < 0 else returncode  # as a shell reports a signal
@@ -142,7 +165,7 @@ def _execute(request: dict[str, Any], served: int, max_quanta: int, subcommand: 
         sys.argv = argv
         CliLog.resetLog()
         try:
-            cli.main(args=argv[1:], prog_name="pipetask")
+            cli.main(args=argv[1:], prog_name=program)
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -259,6 +282,13 @@ def _runner_main(max_quanta: int) -> None:
     # stderr, never into the reply pipe.
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     os.dup2(2, 1)
+    try:
+        _serve(requests, replies, max_quanta)
+    finally:
+        remove_shared_cache()  # a forked runner ends in os._exit: no atexit
+
+
+def _serve(requests: Any, replies: Any, max_quanta: int) -> None:
     _preload()
     warmed: set[str] = set()
     executor: _Executor | None = None

@@ -1,24 +1,39 @@
-"""The init job in a fork of the submitting process (``execution: in_process``).
+"""Forks of the submitting process (``execution: in_process``): the init
+and final jobs, and ThreadPool's runners.
 
 ``bps submit`` has already imported ctrl_bps, pipe_base and daf_butler: a
 fork of it runs ``pipetask pre-exec-init-qbb`` through pipetask's own entry
 point (`~desc.gen3_workflow.execution.in_process_runner._execute`: the same
 log files, exit code and environment as the subprocess) without paying the
-2-3 s of imports a new ``pipetask`` process starts with.  The fork is a
-session of its own, so stopping it works as for a subprocess, and a crash in
-it is only its own.
+2-3 s of imports a new ``pipetask`` process starts with; the same goes for
+the final job's ``butler aggregate-graph`` (when its script is the one
+ctrl_bps writes, see `~desc.gen3_workflow.plan.final_job.final_script_argv`),
+and a forked
+runner (`ForkedRunner`) is ready as soon.  Both are made before parsl starts
+its threads.  The init job's fork is a session of its own, so stopping it
+works as for a subprocess, and a crash in it is only its own.  A child
+closes every inherited descriptor but its standard streams (another
+runner's pipe left open in it would keep that runner from seeing its end)
+and freezes the inherited objects for the garbage collector, so that it
+does not copy the parent's memory by walking it.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import gc
 import os
 import signal
 import subprocess
 import sys
 import time
+from typing import IO, Any
 
 from ..constants import SERVICE_VARIABLE
-from ..store.records import JobRecord
+from ..plan.final_job import final_script_argv
+from ..store.records import JobKind, JobRecord
+from . import markers
 from .in_process import pipetask_argv
 
 __all__ = ["ForkedJob", "runs_in_fork"]
@@ -26,13 +41,32 @@ __all__ = ["ForkedJob", "runs_in_fork"]
 _WAIT_STEP = 0.05
 
 
-_SUBCOMMAND = "pre-exec-init-qbb"
+_INIT = ("pipetask", "pre-exec-init-qbb")
+_FINAL = ("butler", "aggregate-graph")
+
+
+def _fork_request(job: JobRecord) -> tuple[dict[str, Any], tuple[str, str]] | None:
+    """What a fork runs for ``job`` (its request for `_execute`, and the
+    program and subcommand), or `None` if it needs a process of its own."""
+    request: dict[str, Any] = {
+        "argv": list(job.command.argv),
+        "env": [list(pair) for pair in job.command.env],
+        "stdout": job.stdout,
+        "stderr": job.stderr,
+    }
+    if job.kind == JobKind.INIT and pipetask_argv(job.command, dict(os.environ), _INIT[1]) is not None:
+        return request, _INIT
+    if job.kind == JobKind.FINAL and job.command.argv and not job.command.env:
+        argv = final_script_argv(job.command.argv[0], list(job.command.argv[1:]))
+        if argv is not None and _FINAL[1] in argv:
+            return {**request, "argv": argv}, _FINAL
+    return None
 
 
 def runs_in_fork(job: JobRecord) -> bool:
-    """Whether ``job`` is a ``pipetask pre-exec-init-qbb`` command (the init
-    job), which a fork runs in-process."""
-    return pipetask_argv(job.command, dict(os.environ), _SUBCOMMAND) is not None
+    """Whether ``job`` is the init job's ``pipetask pre-exec-init-qbb`` or the
+    final job's one ``butler aggregate-graph``, which a fork runs in-process."""
+    return _fork_request(job) is not None
 
 
 class ForkedJob:
@@ -42,35 +76,31 @@ class ForkedJob:
     Parameters
     ----------
     job : `JobRecord`
-        The job (a ``pipetask`` command, see `runs_in_fork`).
+        The job (see `runs_in_fork`).
+    run_dir : `str`
+        The run's submit directory (where the fork is recorded).
     """
 
-    def __init__(self, job: JobRecord) -> None:
-        request = {
-            "argv": list(job.command.argv),
-            "env": [list(pair) for pair in job.command.env],
-            "stdout": job.stdout,
-            "stderr": job.stderr,
-        }
+    def __init__(self, job: JobRecord, run_dir: str) -> None:
+        found = _fork_request(job)
+        if found is None:
+            raise ValueError(f"{job.name} is not a job for a fork")
+        request, (program, subcommand) = found
         self.returncode: int | None = None
         self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover - the child ends in os._exit
             code = 1
             try:
                 os.setsid()
-                for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
-                    signal.signal(signum, signal.SIG_DFL)
+                _become_child()
                 # Not one of parsl's processes (see parsl_session).
                 os.environ.pop(SERVICE_VARIABLE, None)
-                # Python's streams on the job's log files (which _execute puts
-                # on fds 1 and 2), whatever the parent had made of them.
-                sys.stdout = open(1, "w", buffering=1, closefd=False)
-                sys.stderr = open(2, "w", buffering=1, closefd=False)
                 from .in_process_runner import _execute
 
-                code = _execute(request, 0, 0, _SUBCOMMAND)
+                code = _execute(request, 0, 0, subcommand, program)
             finally:
-                os._exit(code)
+                _exit(code)
+        _record(run_dir, self.pid)
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the job's end; its exit code (minus the signal that
@@ -91,3 +121,103 @@ class ForkedJob:
                 raise subprocess.TimeoutExpired(f"forked job {self.pid}", timeout or 0.0)
             time.sleep(_WAIT_STEP)
         return self.returncode
+
+
+class ForkedRunner:
+    """An in-process runner (`~desc.gen3_workflow.execution.in_process_runner`)
+    forked from this process, with the part of the `subprocess.Popen`
+    interface the runner's handle uses (``pid``, text ``stdin`` and
+    ``stdout`` pipes, ``poll``, ``wait``, ``kill``).
+
+    Parameters
+    ----------
+    env : `dict` [`str`, `str`]
+        The runner's environment.
+    max_quanta : `int`
+        Quanta per executor before it is recycled (0: never).
+    run_dir : `str`
+        The run's submit directory (where the fork is recorded).
+    """
+
+    def __init__(self, env: dict[str, str], max_quanta: int, run_dir: str) -> None:
+        down_r, down_w = os.pipe()
+        up_r, up_w = os.pipe()
+        self.returncode: int | None = None
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover - the child ends in os._exit
+            code = 1
+            try:
+                os.dup2(down_r, 0)
+                os.dup2(up_w, 1)
+                _become_child()
+                os.environ.clear()
+                os.environ.update(env)
+                from .in_process_runner import _runner_main
+
+                _runner_main(max_quanta)
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            finally:
+                _exit(code)
+        _record(run_dir, self.pid)
+        os.close(down_r)
+        os.close(up_w)
+        self.stdin: IO[str] = os.fdopen(down_w, "w", buffering=1)
+        self.stdout: IO[str] = os.fdopen(up_r, "r")
+
+    def poll(self) -> int | None:
+        """The exit code if the runner has ended, else `None`."""
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the runner's end (`subprocess.TimeoutExpired` after ``timeout``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"forked runner {self.pid}", timeout or 0.0)
+            time.sleep(_WAIT_STEP)
+        for stream in (self.stdin, self.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL the runner."""
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _record(run_dir: str, pid: int) -> None:
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        markers.record_fork(run_dir, pid, psutil.Process(pid).create_time())
+
+
+def _exit(code: int) -> None:
+    """End a fork: its own exit hooks (pipetask's removal of its cache
+    directory), none of its parent's, then no more."""
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
+    os._exit(code)
+
+
+def _become_child() -> None:
+    """What every fork made here does first."""
+    gc.freeze()  # before anything could start a collection
+    atexit._clear()  # the parent's exit hooks are not the fork's
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    # Python's streams on fds 1 and 2, whatever the parent had made of them.
+    sys.stdout = open(1, "w", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)

@@ -58,7 +58,7 @@ def run_and_record(
     store: JobStateStore,
     job: JobRecord,
     should_stop: Callable[[], bool],
-    in_fork: bool = False,
+    fork_run_dir: str | None = None,
     started: Callable[[], None] = lambda: None,
 ) -> bool:
     """Run an init or final job (`run_local_job`), recording its start and
@@ -71,7 +71,7 @@ def run_and_record(
         stopped = should_stop()
         return stopped
 
-    exit_code = run_local_job(job, stop_requested, in_fork, started)
+    exit_code = run_local_job(job, stop_requested, fork_run_dir, started)
     state = JobState.EXEC_DONE if exit_code == 0 else JobState.FAILED
     message = None if exit_code == 0 else "cancelled" if stopped else exit_message(exit_code)
     end = time.time()
@@ -85,7 +85,7 @@ def run_and_record(
 def run_local_job(
     job: JobRecord,
     should_stop: Callable[[], bool] = lambda: False,
-    in_fork: bool = False,
+    fork_run_dir: str | None = None,
     started: Callable[[], None] = lambda: None,
 ) -> int:
     """Run an init or final job in a subprocess of the submitting process.
@@ -97,10 +97,11 @@ def run_local_job(
     should_stop : callable, optional
         Asked every `POLL_SECONDS`; when it returns `True` the job's process
         group is terminated.
-    in_fork : `bool`, optional
-        Run a ``pipetask`` command in a fork of this process, which has the
-        middleware imported already (`~.local_fork`), rather than in a new
-        ``pipetask`` process.
+    fork_run_dir : `str`, optional
+        The run's submit directory, to run the init job's ``pipetask`` or
+        the final job's ``butler`` in a fork of this process, which has the
+        middleware imported already (`~.local_fork`, recorded there), rather
+        than in a new process.
     started : callable, optional
         Called once the job's process is started (the runner starts parsl
         then: after the fork, never beside it).
@@ -112,8 +113,8 @@ def run_local_job(
     """
     os.makedirs(os.path.dirname(job.stdout), exist_ok=True)
     process: subprocess.Popen | ForkedJob
-    if in_fork and runs_in_fork(job):
-        process = ForkedJob(job)
+    if fork_run_dir is not None and runs_in_fork(job):
+        process = ForkedJob(job, fork_run_dir)
     else:
         command = job.command.shell()
         with open(job.stdout, "a") as out, open(job.stderr, "a") as err:

@@ -74,9 +74,11 @@ class ParslSession:
         os.environ[SERVICE_VARIABLE] = submit_dir
         os.environ.setdefault("SPT_NOENV", "1")
         _ACTIVE[submit_dir] = self
+        # Runners first: ThreadPool's are forks of this process, made before
+        # parsl starts its threads.
+        self.warm_up()
         self._loading = threading.Thread(target=self._load, name="gen3wf-parsl-load", daemon=True)
         self._loading.start()
-        self.warm_up()
 
     def _load(self) -> None:
         try:
@@ -107,7 +109,9 @@ class ParslSession:
         if self.settings.execution != "in_process":
             return
         if self.settings.executor == "ThreadPool":
-            prestart_runners(self.submit_dir, self.settings.max_quanta_per_worker, self.settings.max_threads)
+            prestart_runners(
+                self.submit_dir, self.settings.max_quanta_per_worker, self.settings.max_threads, fork=True
+            )
         elif self.settings.executor == "WorkQueue" and self.settings.provider == "Local":
             try:
                 prestart_node_runner(self.submit_dir, self.settings.max_quanta_per_worker)

@@ -96,6 +96,17 @@ def run_processes(submit_dir: str, variable: str = RUN_DIR_VARIABLE) -> list[int
                 pids.append(process.pid)
         except psutil.Error:  # gone, or not ours to read
             continue
+    if variable == RUN_DIR_VARIABLE:
+        # Forks of the submitting process (local_fork) keep its environment
+        # block: the run lists them, with whatever they started.
+        forks = set()
+        for pid, started in markers.read_forks(submit_dir):
+            with contextlib.suppress(psutil.Error):
+                fork = psutil.Process(pid)
+                if abs(fork.create_time() - started) < 1.0 and fork.status() != psutil.STATUS_ZOMBIE:
+                    forks.add(pid)
+        forks |= descendants(forks)
+        pids.extend(sorted(forks - set(pids) - {os.getpid()}))
     return pids
 
 

@@ -174,10 +174,10 @@ class GraphRunner:
 
     def _run_local(self, job: JobRecord, started: Callable[[], None] = lambda: None) -> bool:
         _LOG.info("Running %s locally", job.name)
-        # The init job (pipetask) needs no fresh interpreter when execution is warm.
-        in_fork = self.settings.execution == "in_process" and job.kind == JobKind.INIT
+        # The init and final jobs need no fresh interpreter when execution is warm.
+        fork_run_dir = self.submit_dir if self.settings.execution == "in_process" else None
         stop = lambda: self._take_cancel() or self.interrupted.is_set()  # noqa: E731
-        return run_and_record(self.store, job, stop, in_fork, started)
+        return run_and_record(self.store, job, stop, fork_run_dir, started)
 
     # --- the quantum jobs -------------------------------------------------
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import re
 
-__all__ = ["QUANTA_PER_PROCESS", "fit_aggregate_processes"]
+__all__ = ["QUANTA_PER_PROCESS", "final_script_argv", "fit_aggregate_processes"]
 
 QUANTA_PER_PROCESS = 1000
 """Quanta per scanning process of the final job."""
@@ -70,3 +70,58 @@ def fit_aggregate_processes(script: str, quanta: int) -> tuple[int, int] | None:
             )
         return requested, fitted
     return None
+
+
+_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=\$([1-9])$")
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SHELL_SYNTAX = set(";&|<>`()$*?[]~!#'\"\\")
+
+
+def final_script_argv(script: str, args: list[str]) -> list[str] | None:
+    """The one ``butler`` command of a final job script as ctrl_bps writes it,
+    as an argument vector; `None` for any other script.
+
+    ctrl_bps's script is ``set -e``, ``set -x``, ``name=$N`` lines naming
+    its arguments, and one ``${DAF_BUTLER_DIR}/bin/butler ...`` line.  Only
+    a script of exactly that shape, whose command has no shell syntax left
+    once the named arguments are put in, is turned into words (so running
+    them without a shell means what the shell would have run); the first
+    word keeps its ``${DAF_BUTLER_DIR}``.
+
+    Parameters
+    ----------
+    script : `str`
+        The script's path.
+    args : `list` [`str`]
+        Its arguments (the QuantumGraph and the butler configuration).
+    """
+    try:
+        with open(script) as fh:
+            lines = [line.strip() for line in fh]
+    except OSError:
+        return None
+    named: dict[str, str] = {}
+    commands = []
+    for line in lines:
+        if not line or line.startswith("#") or line in ("set -e", "set -x"):
+            continue
+        if match := _ASSIGNMENT.match(line):
+            index = int(match.group(2))
+            if index > len(args):
+                return None
+            named[match.group(1)] = args[index - 1]
+            continue
+        commands.append(line)
+    if len(commands) != 1:
+        return None
+    words = commands[0].split()
+    if not words or not words[0].endswith("/bin/butler"):
+        return None
+    argv = [words[0]]
+    for word in words[1:]:
+        if any(name not in named for name in _VARIABLE.findall(word)) or _SHELL_SYNTAX & set(
+            _VARIABLE.sub("", word)
+        ):
+            return None  # a variable it does not set, or shell syntax
+        argv.append(_VARIABLE.sub(lambda m: named[m.group(1)], word))
+    return argv
