@@ -223,8 +223,17 @@ def _worker_pid() -> int | None:
 
 def prestart_node_runner(run_dir: str, max_quanta: int) -> None:
     """Start this machine's node runner of the run ahead of the first Work
-    Queue task (the submitting process: it ends with this process)."""
-    _connect_node_runner(run_dir, max_quanta, watch=os.getpid()).close()
+    Queue task (the submitting process: it ends with this process), as a
+    fork of this process, which has the middleware imported (before parsl
+    starts its threads)."""
+    from .local_fork import fork_node_runner  # (it imports this module)
+
+    os.makedirs(os.path.join(run_dir, "runners"), exist_ok=True)
+    fork_node_runner(run_dir, max_quanta, _runner_log(run_dir))
+
+
+def _runner_log(run_dir: str) -> str:
+    return os.path.join(run_dir, "runners", f"{socket.gethostname()}.{os.getpid()}.log")
 
 
 def _connect_node_runner(run_dir: str, max_quanta: int, watch: int | None = None) -> socket.socket:
@@ -249,7 +258,7 @@ def _connect_node_runner(run_dir: str, max_quanta: int, watch: int | None = None
             raise RunnerError(f"no in-process runner answered within {RUNNER_START_SECONDS:.0f} s")
         if started is None or started.poll() == NAME_TAKEN_EXIT:
             os.makedirs(os.path.join(run_dir, "runners"), exist_ok=True)
-            log = os.path.join(run_dir, "runners", f"{socket.gethostname()}.{os.getpid()}.log")
+            log = _runner_log(run_dir)
             words = [sys.executable, "-m", "desc.gen3_workflow.execution.node_runner", "--run-dir", run_dir]
             words += ["--max-quanta", str(max_quanta)]
             if (watched := watch or _worker_pid()) is not None:

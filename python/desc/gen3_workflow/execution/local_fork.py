@@ -25,18 +25,20 @@ import contextlib
 import gc
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from typing import IO, Any
 
-from ..constants import SERVICE_VARIABLE
+from ..constants import RUN_DIR_VARIABLE, SERVICE_VARIABLE
+from ..errors import RunnerError
 from ..plan.final_job import final_script_argv
 from ..store.records import JobKind, JobRecord
 from . import markers
 from .in_process import pipetask_argv
 
-__all__ = ["ForkedJob", "runs_in_fork"]
+__all__ = ["ForkedJob", "ForkedRunner", "fork_node_runner", "runs_in_fork"]
 
 _WAIT_STEP = 0.05
 
@@ -92,7 +94,7 @@ class ForkedJob:
             code = 1
             try:
                 os.setsid()
-                _become_child()
+                _become_child(f"gen3wf {job.name} of {run_dir}")
                 # Not one of parsl's processes (see parsl_session).
                 os.environ.pop(SERVICE_VARIABLE, None)
                 from .in_process_runner import _execute
@@ -100,7 +102,7 @@ class ForkedJob:
                 code = _execute(request, 0, 0, subcommand, program)
             finally:
                 _exit(code)
-        _record(run_dir, self.pid)
+        _record(run_dir, self.pid, job.kind.value)
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the job's end; its exit code (minus the signal that
@@ -149,7 +151,7 @@ class ForkedRunner:
             try:
                 os.dup2(down_r, 0)
                 os.dup2(up_w, 1)
-                _become_child()
+                _become_child(f"gen3wf runner of {run_dir}")
                 os.environ.clear()
                 os.environ.update(env)
                 from .in_process_runner import _runner_main
@@ -160,7 +162,7 @@ class ForkedRunner:
                 code = exc.code if isinstance(exc.code, int) else 1
             finally:
                 _exit(code)
-        _record(run_dir, self.pid)
+        _record(run_dir, self.pid, "runner")
         os.close(down_r)
         os.close(up_w)
         self.stdin: IO[str] = os.fdopen(down_w, "w", buffering=1)
@@ -196,11 +198,57 @@ class ForkedRunner:
             pass
 
 
-def _record(run_dir: str, pid: int) -> None:
+def fork_node_runner(run_dir: str, max_quanta: int, log: str) -> int:
+    """Fork this machine's node runner of the run (Work Queue with a Local
+    provider), watching this process; return its pid once it listens.
+
+    Raises
+    ------
+    RunnerError
+        If it ended, or did not listen within `~.in_process.RUNNER_START_SECONDS`.
+    """
+    from .in_process import RUNNER_START_SECONDS
+    from .node_runner import socket_name
+
+    watch = os.getpid()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child ends in os._exit
+        code = 1
+        try:
+            os.setsid()
+            out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            _become_child(f"gen3wf node runner of {run_dir}")
+            os.environ[RUN_DIR_VARIABLE] = run_dir  # for the bash jobs it starts
+            from .node_runner import main
+
+            code = main(["--run-dir", run_dir, "--max-quanta", str(max_quanta), "--watch-pid", str(watch)])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            _exit(code)
+    _record(run_dir, pid, "node_runner")
+    deadline = time.monotonic() + RUNNER_START_SECONDS
+    while True:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            try:
+                conn.connect(socket_name(run_dir))
+                return pid
+            except (ConnectionRefusedError, FileNotFoundError):
+                pass
+        ended, status = os.waitpid(pid, os.WNOHANG)
+        if ended or time.monotonic() > deadline:
+            why = f"ended (status {status})" if ended else f"did not listen in {RUNNER_START_SECONDS:.0f} s"
+            raise RunnerError(f"the forked node runner {pid} {why}")
+        time.sleep(_WAIT_STEP)
+
+
+def _record(run_dir: str, pid: int, kind: str) -> None:
     import psutil
 
     with contextlib.suppress(psutil.Error):
-        markers.record_fork(run_dir, pid, psutil.Process(pid).create_time())
+        markers.record_fork(run_dir, pid, psutil.Process(pid).create_time(), kind)
 
 
 def _exit(code: int) -> None:
@@ -211,8 +259,9 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
-def _become_child() -> None:
-    """What every fork made here does first."""
+def _become_child(title: str) -> None:
+    """What every fork made here does first (``title``: its name in ``ps``,
+    rather than its parent's ``bps submit ...``)."""
     gc.freeze()  # before anything could start a collection
     atexit._clear()  # the parent's exit hooks are not the fork's
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
@@ -221,3 +270,7 @@ def _become_child() -> None:
     # Python's streams on fds 1 and 2, whatever the parent had made of them.
     sys.stdout = open(1, "w", buffering=1, closefd=False)
     sys.stderr = open(2, "w", buffering=1, closefd=False)
+    with contextlib.suppress(Exception):
+        import setproctitle  # parsl's dependency
+
+        setproctitle.setproctitle(title)

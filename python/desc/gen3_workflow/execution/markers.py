@@ -136,24 +136,25 @@ def prepare_attempt(submit_dir: str, seq: int) -> None:
 
 
 FORKED_PIDS = "forked.pids"
-"""Forks of the submitting process that belong to the run (pid and start
-time per line): a fork keeps its parent's environment block, so it cannot be
-found by ``GEN3WF_RUN_DIR`` as the run's other processes are."""
+"""Forks of the submitting process that belong to the run (pid, start time
+and kind per line): a fork keeps its parent's environment block, so it
+cannot be found by ``GEN3WF_RUN_DIR`` as the run's other processes are."""
 
 
-def record_fork(submit_dir: str, pid: int, started: float) -> None:
-    """Append a fork of the submitting process to the run's list."""
+def record_fork(submit_dir: str, pid: int, started: float, kind: str) -> None:
+    """Append a fork of the submitting process (``kind``: ``init``,
+    ``final``, ``runner``, ``node_runner``) to the run's list."""
     path = os.path.join(submit_dir, STATUS_DIR, FORKED_PIDS)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "a") as fh:
-        fh.write(f"{pid} {started}\n")
+        fh.write(f"{pid} {started} {kind}\n")
 
 
-def read_forks(submit_dir: str) -> list[tuple[int, float]]:
-    """The run's recorded forks (pid, start time), alive or not."""
+def read_forks(submit_dir: str) -> list[tuple[int, float, str]]:
+    """The run's recorded forks (pid, start time, kind), alive or not."""
     try:
         with open(os.path.join(submit_dir, STATUS_DIR, FORKED_PIDS)) as fh:
-            pairs = [line.split() for line in fh if line.strip()]
-        return [(int(pid), float(started)) for pid, started in pairs]
+            rows = [line.split() for line in fh if line.strip()]
+        return [(int(pid), float(started), kind) for pid, started, kind in rows]
     except (OSError, ValueError):
         return []

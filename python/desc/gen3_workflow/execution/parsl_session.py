@@ -30,7 +30,8 @@ from ..settings.parsl_factory import ParslRunConfig, make_parsl_config
 from ..settings.parsl_section import ParslSettings
 from .in_process import prestart_node_runner, prestart_runners, stop_runners, warm_worker
 from .parsl_logging import route_parsl_logging, unroute_parsl_logging
-from .processes import kill_processes, run_processes
+from .processes import kill_processes, run_forks, run_processes
+from .submitters import uses_node_runner
 
 __all__ = ["ParslSession", "force_stop"]
 
@@ -85,8 +86,9 @@ class ParslSession:
             self._run_config = make_parsl_config(self.settings, self.submit_dir, self._workflow_name)
             self._log_handler = route_parsl_logging(self.submit_dir, self.settings.log_level)
             self._dfk = parsl.load(self._run_config.config)
-            if self.settings.execution == "in_process" and self.settings.executor == "HighThroughput":
-                self._warm_workers(self._run_config)
+            if self.settings.execution == "in_process" and not uses_node_runner(self.settings):
+                if self.settings.executor == "HighThroughput":  # Slurm blocks
+                    self._warm_workers(self._run_config)
         except BaseException as exc:  # re-raised by `ready` in the run's thread
             self._error = exc
 
@@ -112,7 +114,7 @@ class ParslSession:
             prestart_runners(
                 self.submit_dir, self.settings.max_quanta_per_worker, self.settings.max_threads, fork=True
             )
-        elif self.settings.executor == "WorkQueue" and self.settings.provider == "Local":
+        elif uses_node_runner(self.settings) and self.settings.provider == "Local":
             try:
                 prestart_node_runner(self.submit_dir, self.settings.max_quanta_per_worker)
             except Exception as exc:  # the first task starts one then
@@ -182,7 +184,7 @@ class ParslSession:
                 # ThreadPool runners live in this process; Work Queue's node
                 # runners on this machine end with their workers, or here.
                 stop_runners(self.submit_dir)
-                if self.settings.executor == "WorkQueue":
+                if uses_node_runner(self.settings):
                     with contextlib.suppress(Exception):
                         kill_processes(_node_runners(self.submit_dir))
 
@@ -200,12 +202,13 @@ def force_stop(submit_dir: str) -> None:
 
 
 def _node_runners(submit_dir: str) -> list[int]:
-    """This machine's node runners of the run (they carry its directory)."""
+    """This machine's node runners of the run (they carry its directory, or
+    are forks of this process)."""
     import psutil
 
-    found = []
+    found = run_forks(submit_dir, "node_runner")
     for pid in run_processes(submit_dir):
         with contextlib.suppress(psutil.Error):
             if "desc.gen3_workflow.execution.node_runner" in psutil.Process(pid).cmdline():
                 found.append(pid)
-    return found
+    return sorted(set(found))

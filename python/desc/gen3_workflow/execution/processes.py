@@ -26,6 +26,7 @@ __all__ = [
     "kill_processes",
     "kill_run_processes",
     "process_name",
+    "run_forks",
     "run_processes",
     "task_processes",
 ]
@@ -99,15 +100,24 @@ def run_processes(submit_dir: str, variable: str = RUN_DIR_VARIABLE) -> list[int
     if variable == RUN_DIR_VARIABLE:
         # Forks of the submitting process (local_fork) keep its environment
         # block: the run lists them, with whatever they started.
-        forks = set()
-        for pid, started in markers.read_forks(submit_dir):
-            with contextlib.suppress(psutil.Error):
-                fork = psutil.Process(pid)
-                if abs(fork.create_time() - started) < 1.0 and fork.status() != psutil.STATUS_ZOMBIE:
-                    forks.add(pid)
+        forks = set(run_forks(submit_dir))
         forks |= descendants(forks)
         pids.extend(sorted(forks - set(pids) - {os.getpid()}))
     return pids
+
+
+def run_forks(submit_dir: str, kind: str | None = None) -> list[int]:
+    """The run's forks of its submitting process that are still running (of
+    one ``kind``, or all), as `~.markers.record_fork` listed them."""
+    found = []
+    for pid, started, what in markers.read_forks(submit_dir):
+        if kind not in (None, what):
+            continue
+        with contextlib.suppress(psutil.Error):
+            fork = psutil.Process(pid)
+            if abs(fork.create_time() - started) < 1.0 and fork.status() != psutil.STATUS_ZOMBIE:
+                found.append(pid)
+    return found
 
 
 def kill_processes(pids: Iterable[int], timeout: float = 5.0) -> set[int]:

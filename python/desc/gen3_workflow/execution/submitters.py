@@ -102,6 +102,23 @@ def supervised(job: JobRecord, submit_dir: str, memory_limit: int | None) -> str
     return job_prefix(submit_dir) + "exec " + shlex.join([*words, "--", job.command.shell()])
 
 
+def uses_node_runner(settings: ParslSettings) -> bool:
+    """Whether in-process jobs go to their node's runner
+    (`~.node_runner`), which holds them to their requests.
+
+    Work Queue tasks are new processes, with nothing warm in them. On the
+    submitting machine (HighThroughput with a Local provider), the node's
+    runner is a fork of ``bps submit`` (`~.local_fork`), which has the
+    middleware imported already: it is ready at once, where each
+    HighThroughput worker's own runner imports the middleware first.
+    """
+    if settings.execution != "in_process":
+        return False
+    return settings.executor == "WorkQueue" or (
+        settings.executor == "HighThroughput" and settings.provider == "Local"
+    )
+
+
 class Submitter:
     """Submits attempts of quantum jobs of one run to parsl.
 
@@ -135,10 +152,10 @@ class Submitter:
             and settings.enforce_resources
             and settings.resource_monitor == "supervisor"
         )
-        # Work Queue tasks are new processes: they hand in-process jobs to
-        # their node's runner, which holds them to their requests.
-        self.node_runner = self.in_process and settings.executor == "WorkQueue"
-        self.enforces_memory = settings.enforce_resources
+        self.node_runner = uses_node_runner(settings)
+        # Work Queue's promise: a job is held to its memory request (the
+        # others' enforce_resources packs jobs by their requests instead).
+        self.enforces_memory = settings.enforce_resources and settings.executor == "WorkQueue"
         # Out of the runner's reach: Work Queue tasks (whose wrappers the
         # supervisor records, should they hang) and Slurm blocks.
         self.remote = settings.executor == "WorkQueue" or settings.provider == "Slurm"
