@@ -23,7 +23,7 @@ from parsl.serialize import deserialize, pack_apply_message
 from desc.gen3_workflow.benchmarks.bench_floors import noop, parsl_modules
 from desc.gen3_workflow.execution import markers
 from desc.gen3_workflow.execution.in_process import run_quantum_job
-from desc.gen3_workflow.execution.local_fork import runs_in_fork
+from desc.gen3_workflow.execution.local_fork import ForkedJob, runs_in_fork
 from desc.gen3_workflow.execution.local_jobs import run_local_job
 from desc.gen3_workflow.execution.node_runner import socket_name
 from desc.gen3_workflow.execution.processes import is_alive, kill_run_processes, run_processes
@@ -174,7 +174,7 @@ def test_init_job_in_a_fork_reports_as_its_own_process_would(tmp_path: Path) -> 
     submitting process: pipetask's exit code and log, in the job's log file."""
     job = _init_job(tmp_path, str(tmp_path / "no_repo"), str(tmp_path / "no.qg"))
     assert runs_in_fork(job)
-    code = run_local_job(job, fork_run_dir=str(tmp_path))
+    code = run_local_job(job, fork=ForkedJob(job, str(tmp_path), start=False))
     assert code == 1
     log = Path(job.stderr).read_text()
     assert "--> in-process execution follows <--" in log and "pre-exec-init-qbb" in log
@@ -191,7 +191,18 @@ def test_init_job_in_a_fork_is_stopped_with_its_session(tmp_path: Path) -> None:
     started = time.monotonic()
     asked = []
     code = run_local_job(
-        job, should_stop=lambda: bool(asked.append(1)) or len(asked) > 1, fork_run_dir=str(tmp_path)
+        job, lambda: bool(asked.append(1)) or len(asked) > 1, ForkedJob(job, str(tmp_path), start=False)
     )
     assert code == -signal.SIGTERM
     assert len(asked) == 2 and time.monotonic() - started < 15
+
+
+def test_a_fork_made_ahead_runs_nothing_when_discarded(tmp_path: Path) -> None:
+    """The final job's fork is made before parsl starts; a run that ends
+    without its final job (interrupted, whenRun: SUCCESS held) discards it."""
+    job = _init_job(tmp_path, str(tmp_path / "no_repo"), str(tmp_path / "no.qg"))
+    fork = ForkedJob(job, str(tmp_path), start=False)
+    assert is_alive(fork.pid) and fork.pid in run_processes(str(tmp_path))
+    fork.discard()
+    assert fork.returncode == 0 and not is_alive(fork.pid)
+    assert not Path(job.stderr).exists()

@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from typing import IO, Any
 
@@ -38,7 +39,7 @@ from ..store.records import JobKind, JobRecord
 from . import markers
 from .in_process import pipetask_argv
 
-__all__ = ["ForkedJob", "ForkedRunner", "fork_node_runner", "runs_in_fork"]
+__all__ = ["ForkedJob", "ForkedRunner", "can_fork", "fork_node_runner", "runs_in_fork"]
 
 _WAIT_STEP = 0.05
 
@@ -71,6 +72,14 @@ def runs_in_fork(job: JobRecord) -> bool:
     return _fork_request(job) is not None
 
 
+def can_fork() -> bool:
+    """Whether this process may fork its local jobs and runners: no thread
+    runs but this one and the main thread (``bps submit`` waiting for the
+    run).  A process with more (parsl's, a notebook kernel's) could hand a
+    fork a lock some other thread held; its jobs get new processes."""
+    return threading.active_count() <= 2
+
+
 class ForkedJob:
     """A local job run by a fork of this process; waited for and stopped as
     a `subprocess.Popen` of its own session is.
@@ -81,20 +90,29 @@ class ForkedJob:
         The job (see `runs_in_fork`).
     run_dir : `str`
         The run's submit directory (where the fork is recorded).
+    start : `bool`, optional
+        Run the job now; if `False` the fork is made now (before parsl's
+        threads exist) and waits for `start` (the final job), or ends
+        without running anything after `discard`.
     """
 
-    def __init__(self, job: JobRecord, run_dir: str) -> None:
+    def __init__(self, job: JobRecord, run_dir: str, start: bool = True) -> None:
         found = _fork_request(job)
         if found is None:
             raise ValueError(f"{job.name} is not a job for a fork")
         request, (program, subcommand) = found
         self.returncode: int | None = None
+        go_r, go_w = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover - the child ends in os._exit
             code = 1
             try:
                 os.setsid()
+                os.dup2(go_r, 0)
                 _become_child(f"gen3wf {job.name} of {run_dir}")
+                if os.read(0, 1) != b"g":
+                    _exit(0)  # discarded: the job is not to run
+                os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
                 # Not one of parsl's processes (see parsl_session).
                 os.environ.pop(SERVICE_VARIABLE, None)
                 from .in_process_runner import _execute
@@ -102,7 +120,27 @@ class ForkedJob:
                 code = _execute(request, 0, 0, subcommand, program)
             finally:
                 _exit(code)
+        os.close(go_r)
+        self._go: int | None = go_w
         _record(run_dir, self.pid, job.kind.value)
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Let the fork run the job."""
+        if self._go is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._go, b"g")
+            os.close(self._go)
+            self._go = None
+
+    def discard(self) -> None:
+        """End a fork that was never started, without running the job."""
+        if self._go is not None:
+            os.close(self._go)
+            self._go = None
+            with contextlib.suppress(subprocess.TimeoutExpired, ChildProcessError):
+                self.wait(timeout=10)
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the job's end; its exit code (minus the signal that

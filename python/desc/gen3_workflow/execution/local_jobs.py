@@ -14,15 +14,15 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ..constants import SERVICE_VARIABLE
 from ..store.job_store import JobStateStore
 from ..store.records import AttemptRecord, JobKind, JobRecord, JobState, JobUpdate
 from .attempts import exit_message
-from .local_fork import ForkedJob, runs_in_fork
+from .local_fork import ForkedJob, can_fork, runs_in_fork
 
-__all__ = ["final_job_held", "run_and_record", "run_local_job"]
+__all__ = ["final_job_held", "prepare_forks", "run_and_record", "run_local_job"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -54,11 +54,21 @@ def final_job_held(store: JobStateStore, job: JobRecord, cancelled: bool) -> str
     return f"not run: finalJob.whenRun is SUCCESS and {why}; bps restart runs it once they have"
 
 
+def prepare_forks(jobs: Iterable[JobRecord], run_dir: str) -> dict[int, ForkedJob]:
+    """Forks of this process for the init and final jobs a fork can run
+    (`~.local_fork.runs_in_fork`), by job ``seq``, made now, while no other
+    thread runs (`~.local_fork.can_fork`): each waits for its job's turn.
+    Empty if this process runs other threads."""
+    if not can_fork():
+        return {}
+    return {job.seq: ForkedJob(job, run_dir, start=False) for job in jobs if runs_in_fork(job)}
+
+
 def run_and_record(
     store: JobStateStore,
     job: JobRecord,
     should_stop: Callable[[], bool],
-    fork_run_dir: str | None = None,
+    fork: ForkedJob | None = None,
     started: Callable[[], None] = lambda: None,
 ) -> bool:
     """Run an init or final job (`run_local_job`), recording its start and
@@ -71,7 +81,7 @@ def run_and_record(
         stopped = should_stop()
         return stopped
 
-    exit_code = run_local_job(job, stop_requested, fork_run_dir, started)
+    exit_code = run_local_job(job, stop_requested, fork, started)
     state = JobState.EXEC_DONE if exit_code == 0 else JobState.FAILED
     message = None if exit_code == 0 else "cancelled" if stopped else exit_message(exit_code)
     end = time.time()
@@ -85,7 +95,7 @@ def run_and_record(
 def run_local_job(
     job: JobRecord,
     should_stop: Callable[[], bool] = lambda: False,
-    fork_run_dir: str | None = None,
+    fork: ForkedJob | None = None,
     started: Callable[[], None] = lambda: None,
 ) -> int:
     """Run an init or final job in a subprocess of the submitting process.
@@ -97,11 +107,9 @@ def run_local_job(
     should_stop : callable, optional
         Asked every `POLL_SECONDS`; when it returns `True` the job's process
         group is terminated.
-    fork_run_dir : `str`, optional
-        The run's submit directory, to run the init job's ``pipetask`` or
-        the final job's ``butler`` in a fork of this process, which has the
-        middleware imported already (`~.local_fork`, recorded there), rather
-        than in a new process.
+    fork : `~.local_fork.ForkedJob`, optional
+        A fork of this process made for the job (`prepare_forks`), which
+        runs it instead of a new process.
     started : callable, optional
         Called once the job's process is started (the runner starts parsl
         then: after the fork, never beside it).
@@ -113,8 +121,9 @@ def run_local_job(
     """
     os.makedirs(os.path.dirname(job.stdout), exist_ok=True)
     process: subprocess.Popen | ForkedJob
-    if fork_run_dir is not None and runs_in_fork(job):
-        process = ForkedJob(job, fork_run_dir)
+    if fork is not None:
+        fork.start()
+        process = fork
     else:
         command = job.command.shell()
         with open(job.stdout, "a") as out, open(job.stderr, "a") as err:

@@ -35,7 +35,8 @@ from . import markers
 from .attempts import Attempt, log_written_since, note_in_log, outcome, with_oom_kill
 from .cancel import take_cancel_request
 from .environment import prepare_environment
-from .local_jobs import final_job_held, run_and_record
+from .local_fork import ForkedJob
+from .local_jobs import final_job_held, prepare_forks, run_and_record
 from .oom import oom_kills
 from .parsl_session import ParslSession
 from .processes import kill_job_processes, kill_run_processes
@@ -91,6 +92,7 @@ class GraphRunner:
         self.interrupted = interrupted or threading.Event()
         self._finished: queue.SimpleQueue[Attempt] = queue.SimpleQueue()
         self._cancelled = False
+        self._forks: dict[int, ForkedJob] = {}
         self._progress: ProgressReporter | None = None
         self._in_flight: dict[int, Attempt] = {}
         self._retries = RetryBook(settings.retries, node_memory(settings))
@@ -121,6 +123,10 @@ class GraphRunner:
     def _run_all(self) -> RunState:
         init_jobs = self.store.jobs(kind=JobKind.INIT, states=[JobState.PENDING])
         session: ParslSession | None = None
+        if self.settings.execution == "in_process":
+            # Made before parsl's threads exist; the final job's waits for its turn.
+            final_jobs = self.store.jobs(kind=JobKind.FINAL, states=[JobState.PENDING])
+            self._forks = prepare_forks(init_jobs + final_jobs, self.submit_dir)
 
         def start_session() -> None:
             # parsl and the warm runners start while the init job runs (once
@@ -153,6 +159,8 @@ class GraphRunner:
                 self._run_final(job) for job in self.store.jobs(kind=JobKind.FINAL, states=[JobState.PENDING])
             )
         finally:
+            for fork in self._forks.values():
+                fork.discard()
             if session is not None:
                 session.close()
         if self._cancelled or self.interrupted.is_set():
@@ -174,10 +182,8 @@ class GraphRunner:
 
     def _run_local(self, job: JobRecord, started: Callable[[], None] = lambda: None) -> bool:
         _LOG.info("Running %s locally", job.name)
-        # The init and final jobs need no fresh interpreter when execution is warm.
-        fork_run_dir = self.submit_dir if self.settings.execution == "in_process" else None
         stop = lambda: self._take_cancel() or self.interrupted.is_set()  # noqa: E731
-        return run_and_record(self.store, job, stop, fork_run_dir, started)
+        return run_and_record(self.store, job, stop, self._forks.pop(job.seq, None), started)
 
     # --- the quantum jobs -------------------------------------------------
 
