@@ -221,11 +221,14 @@ def _worker_pid() -> int | None:
     return None
 
 
-def prestart_node_runner(run_dir: str, max_quanta: int) -> None:
+def prestart_node_runner(run_dir: str, max_quanta: int, fork: bool = False) -> None:
     """Start this machine's node runner of the run ahead of the first Work
-    Queue task (the submitting process: it ends with this process), as a
-    fork of this process, which has the middleware imported (before parsl
-    starts its threads)."""
+    Queue task (the submitting process: it ends with this process); with
+    ``fork``, as a fork of this process, which has the middleware imported
+    (only while it runs no other thread)."""
+    if not fork:
+        _connect_node_runner(run_dir, max_quanta, watch=os.getpid()).close()
+        return
     from .local_fork import fork_node_runner  # (it imports this module)
 
     os.makedirs(os.path.join(run_dir, "runners"), exist_ok=True)

@@ -30,6 +30,7 @@ from ..settings.parsl_factory import ParslRunConfig, make_parsl_config
 from ..settings.parsl_section import ParslSettings
 from .in_process import prestart_node_runner, prestart_runners, stop_runners, warm_worker
 from .parsl_logging import route_parsl_logging, unroute_parsl_logging
+from .local_fork import can_fork
 from .processes import kill_processes, run_forks, run_processes
 from .submitters import uses_node_runner
 
@@ -112,11 +113,11 @@ class ParslSession:
             return
         if self.settings.executor == "ThreadPool":
             prestart_runners(
-                self.submit_dir, self.settings.max_quanta_per_worker, self.settings.max_threads, fork=True
+                self.submit_dir, self.settings.max_quanta_per_worker, self.settings.max_threads, can_fork()
             )
         elif uses_node_runner(self.settings) and self.settings.provider == "Local":
             try:
-                prestart_node_runner(self.submit_dir, self.settings.max_quanta_per_worker)
+                prestart_node_runner(self.submit_dir, self.settings.max_quanta_per_worker, can_fork())
             except Exception as exc:  # the first task starts one then
                 _LOG.debug("Could not start the node's runner ahead: %s", exc)
 
