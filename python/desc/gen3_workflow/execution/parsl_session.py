@@ -29,8 +29,8 @@ from ..settings.executors import worker_slots
 from ..settings.parsl_factory import ParslRunConfig, make_parsl_config
 from ..settings.parsl_section import ParslSettings
 from .in_process import prestart_node_runner, prestart_runners, stop_runners, warm_worker
-from .parsl_logging import route_parsl_logging, unroute_parsl_logging
 from .local_fork import can_fork
+from .parsl_logging import route_parsl_logging, unroute_parsl_logging
 from .processes import kill_processes, run_forks, run_processes
 from .submitters import uses_node_runner
 
