@@ -181,11 +181,12 @@ def test_a_final_command_of_the_users_own_is_left_alone(tmp_path: Path) -> None:
     assert script.read_text() == "#!/bin/bash\nmy-registration-tool -j 8 $1\n"
 
 
-def test_the_final_script_ctrl_bps_writes_becomes_one_butler_command(tmp_path: Path) -> None:
+@pytest.mark.parametrize("butler", ["${DAF_BUTLER_DIR}/bin/butler", "butler"])  # older, newer ctrl_bps
+def test_the_final_script_ctrl_bps_writes_becomes_one_butler_command(tmp_path: Path, butler: str) -> None:
     script = tmp_path / "final_job.bash"
-    script.write_text(_FINAL_SCRIPT)
+    script.write_text(_FINAL_SCRIPT.replace("${DAF_BUTLER_DIR}/bin/butler", butler))
     assert final_script_argv(str(script), ["/sub/run.qg", "/repo"]) == [
-        "${DAF_BUTLER_DIR}/bin/butler",
+        butler,
         *"--long-log --log-level=VERBOSE aggregate-graph /sub/run.qg /repo -j 16".split(),
         "--register-dataset-types",
         "--update-output-chain",

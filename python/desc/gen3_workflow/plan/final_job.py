@@ -82,7 +82,8 @@ def final_script_argv(script: str, args: list[str]) -> list[str] | None:
     as an argument vector; `None` for any other script.
 
     ctrl_bps's script is ``set -e``, ``set -x``, ``name=$N`` lines naming
-    its arguments, and one ``${DAF_BUTLER_DIR}/bin/butler ...`` line.  Only
+    its arguments, and one ``${DAF_BUTLER_DIR}/bin/butler ...`` (or, from
+    newer ctrl_bps, ``butler ...``) line.  Only
     a script of exactly that shape, whose command has no shell syntax left
     once the named arguments are put in, is turned into words (so running
     them without a shell means what the shell would have run); the first
@@ -115,7 +116,8 @@ def final_script_argv(script: str, args: list[str]) -> list[str] | None:
     if len(commands) != 1:
         return None
     words = commands[0].split()
-    if not words or not words[0].endswith("/bin/butler"):
+    # ``${DAF_BUTLER_DIR}/bin/butler`` (older ctrl_bps) or ``butler`` from PATH (newer).
+    if not words or not (words[0] == "butler" or words[0].endswith("/bin/butler")):
         return None
     argv = [words[0]]
     for word in words[1:]:
