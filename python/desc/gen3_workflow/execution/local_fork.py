@@ -122,13 +122,17 @@ class ForkedJob:
                 _exit(code)
         os.close(go_r)
         self._go: int | None = go_w
-        _record(run_dir, self.pid, job.kind.value)
+        self._run_dir, self._kind = run_dir, job.kind.value
         if start:
             self.start()
 
     def start(self) -> None:
         """Let the fork run the job."""
         if self._go is not None:
+            # Listed for cancel and restart only now: a cancel's sweep of the
+            # run's processes must not take a final job still to come (a fork
+            # left waiting ends when this process does: its pipe closes).
+            _record(self._run_dir, self.pid, self._kind)
             with contextlib.suppress(OSError):
                 os.write(self._go, b"g")
             os.close(self._go)
