@@ -80,7 +80,38 @@ def can_fork() -> bool:
     return threading.active_count() <= 2
 
 
-class ForkedJob:
+class _Fork:
+    """A child forked here, waited for as a `subprocess.Popen` is."""
+
+    pid: int
+    returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """The exit code (minus the signal that killed it) if the child has
+        ended, else `None`."""
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the child's end.
+
+        Raises
+        ------
+        subprocess.TimeoutExpired
+            If it is still running after ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"forked process {self.pid}", timeout or 0.0)
+            time.sleep(_WAIT_STEP)
+        return code
+
+
+class ForkedJob(_Fork):
     """A local job run by a fork of this process; waited for and stopped as
     a `subprocess.Popen` of its own session is.
 
@@ -101,7 +132,6 @@ class ForkedJob:
         if found is None:
             raise ValueError(f"{job.name} is not a job for a fork")
         request, (program, subcommand) = found
-        self.returncode: int | None = None
         go_r, go_w = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover - the child ends in os._exit
@@ -146,28 +176,8 @@ class ForkedJob:
             with contextlib.suppress(subprocess.TimeoutExpired, ChildProcessError):
                 self.wait(timeout=10)
 
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait for the job's end; its exit code (minus the signal that
-        killed it), as `subprocess.Popen.wait`.
 
-        Raises
-        ------
-        subprocess.TimeoutExpired
-            If it is still running after ``timeout`` seconds.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                raise subprocess.TimeoutExpired(f"forked job {self.pid}", timeout or 0.0)
-            time.sleep(_WAIT_STEP)
-        return self.returncode
-
-
-class ForkedRunner:
+class ForkedRunner(_Fork):
     """An in-process runner (`~desc.gen3_workflow.execution.in_process_runner`)
     forked from this process, with the part of the `subprocess.Popen`
     interface the runner's handle uses (``pid``, text ``stdin`` and
@@ -186,7 +196,6 @@ class ForkedRunner:
     def __init__(self, env: dict[str, str], max_quanta: int, run_dir: str) -> None:
         down_r, down_w = os.pipe()
         up_r, up_w = os.pipe()
-        self.returncode: int | None = None
         self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover - the child ends in os._exit
             code = 1
@@ -210,21 +219,10 @@ class ForkedRunner:
         self.stdin: IO[str] = os.fdopen(down_w, "w", buffering=1)
         self.stdout: IO[str] = os.fdopen(up_r, "r")
 
-    def poll(self) -> int | None:
-        """The exit code if the runner has ended, else `None`."""
-        if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
     def wait(self, timeout: float | None = None) -> int:
-        """Wait for the runner's end (`subprocess.TimeoutExpired` after ``timeout``)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while (code := self.poll()) is None:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise subprocess.TimeoutExpired(f"forked runner {self.pid}", timeout or 0.0)
-            time.sleep(_WAIT_STEP)
+        """Wait for the runner's end (`subprocess.TimeoutExpired` after
+        ``timeout``) and close its pipes."""
+        code = super().wait(timeout)
         for stream in (self.stdin, self.stdout):
             try:
                 stream.close()
