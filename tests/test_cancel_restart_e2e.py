@@ -152,7 +152,9 @@ def test_cancel_on_slurm_leaves_no_slurm_job(
         tmp_path, _slow_bps_file(tmp_path, demo_repo, parsl_config), slurm_cluster.env
     )
     assert slurm_cluster.job_ids() == []
-    assert not pids_matching("process_worker_pool"), "parsl worker pools left running"
+    # What parsl started for this run (interchange, worker pools) carries the
+    # run's SERVICE_VARIABLE: a check another test run beside this one cannot upset.
+    assert run_processes(submit_dir, SERVICE_VARIABLE) == [], "parsl worker pools left running"
     if execution == "in_process":
         # In-process runners inside a Slurm block, to the end of the run.
         _restart_finishes_the_run(tmp_path, submit_dir, slurm_cluster.env)

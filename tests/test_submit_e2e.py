@@ -15,10 +15,12 @@ from harness import (
     registered_outputs,
     requires_work_queue,
     run_bps,
+    run_processes,
     run_record,
     write_bps_file,
 )
 
+from desc.gen3_workflow.constants import SERVICE_VARIABLE
 from desc.gen3_workflow.store.records import JobState, RunState
 
 
@@ -198,7 +200,7 @@ def test_high_throughput_on_slurm(demo_repo: str, tmp_path: Path, slurm_cluster)
     _assert_complete(result.submit_dir, SFP_LABELS)
     # The block ran as a Slurm job and is gone once bps submit returns.
     assert slurm_cluster.job_ids() == []
-    assert not pids_matching("process_worker_pool"), "parsl workers left running"
+    assert run_processes(result.submit_dir, SERVICE_VARIABLE) == [], "parsl workers left running"
 
 
 @pytest.mark.parametrize(
