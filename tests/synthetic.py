@@ -8,6 +8,7 @@ from pathlib import Path
 from desc.gen3_workflow.constants import STORE_FILENAME
 from desc.gen3_workflow.store.job_store import JobStateStore
 from desc.gen3_workflow.store.records import JobCommand, JobKind, JobRecord, RunInfo
+from desc.gen3_workflow.store.templates import WorkflowPlan
 
 KIND_OF_LABEL = {"pipetaskInit": JobKind.INIT, "finalJob": JobKind.FINAL}
 
@@ -39,7 +40,22 @@ def write_store(
     """A store holding ``jobs`` (states and times as given), open for writing."""
     Path(submit_dir).mkdir(parents=True, exist_ok=True)
     store = JobStateStore.open(str(submit_dir), writable=True)
-    store.write_plan(name, str(submit_dir), info or RunInfo(), jobs, edges or [])
+    store.write_plan(name, str(submit_dir), info or RunInfo(), WorkflowPlan.from_records(jobs, edges or []))
+    # The plan is written pending; then each job's state as given (the
+    # store's triggers keep the per-label counts).
+    db = sqlite3.connect(Path(submit_dir) / STORE_FILENAME)
+    try:
+        db.executemany(
+            "UPDATE jobs SET state = ?, attempts = ?, exit_code = ?, t_launched = ?, t_running = ?, "
+            "t_end = ?, message = ? WHERE seq = ?",
+            [
+                (j.state.value, j.attempts, j.exit_code, j.t_launched, j.t_running, j.t_end, j.message, j.seq)
+                for j in jobs
+            ],
+        )
+        db.commit()
+    finally:
+        db.close()
     return store
 
 

@@ -19,7 +19,8 @@ from lsst.ctrl.bps.generic_workflow import GenericWorkflowNoopJob
 from desc.gen3_workflow.errors import CommandError
 from desc.gen3_workflow.plan.final_job import final_script_argv, fit_aggregate_processes
 from desc.gen3_workflow.plan.workflow import LogLayout, plan_workflow, run_info
-from desc.gen3_workflow.store.records import JobKind
+from desc.gen3_workflow.store.job_store import JobStateStore
+from desc.gen3_workflow.store.records import JobKind, RunInfo
 
 PIPETASK = GenericWorkflowExec("pipetask", "/bin/pipetask")
 
@@ -59,14 +60,14 @@ def _workflow() -> GenericWorkflow:
 
 def test_jobs_in_topological_order_with_no_ops_dissolved(tmp_path: Path) -> None:
     plan = plan_workflow(BpsConfig({}), _workflow(), str(tmp_path))
-    names = [job.name for job in plan.jobs]
+    names = [job.name for job in plan.records()]
     assert names[0] == "pipetaskInit" and set(names[1:3]) == {"isr_0", "isr_1"}
     assert names[3:] == ["summary", "finalJob"]
-    assert [job.seq for job in plan.jobs] == list(range(5))
-    assert [job.kind for job in plan.jobs] == [JobKind.INIT, *[JobKind.QUANTUM] * 3, JobKind.FINAL]
+    assert [job.seq for job in plan.records()] == list(range(5))
+    assert [job.kind for job in plan.records()] == [JobKind.INIT, *[JobKind.QUANTUM] * 3, JobKind.FINAL]
     # Every edge goes from an earlier job to a later one; the no-op's parents
     # are the summary's parents; the final job has no edges (it runs last).
-    seq = {job.name: job.seq for job in plan.jobs}
+    seq = {job.name: job.seq for job in plan.records()}
     assert sorted(plan.edges) == sorted(
         [
             (seq["pipetaskInit"], seq["isr_0"]),
@@ -79,7 +80,7 @@ def test_jobs_in_topological_order_with_no_ops_dissolved(tmp_path: Path) -> None
 
 def test_job_rows_carry_command_resources_logs_and_data_id(tmp_path: Path) -> None:
     plan = plan_workflow(BpsConfig({}), _workflow(), str(tmp_path))
-    isr = next(job for job in plan.jobs if job.name == "isr_1")
+    isr = next(job for job in plan.records() if job.name == "isr_1")
     assert isr.command.argv == (
         "/bin/pipetask",
         "run-qbb",
@@ -105,14 +106,57 @@ def test_job_rows_carry_command_resources_logs_and_data_id(tmp_path: Path) -> No
     assert isr.stderr == str(tmp_path / "logs" / "isr" / "isr_1.stderr")
     # The data ID without ctrl_bps's bookkeeping tags.
     assert json.loads(isr.data_id) == {"visit": 1, "detector": 1}
-    final = plan.jobs[-1]
+    final = plan.records()[-1]
     assert final.command.argv == ("/bin/pipetask", "aggregate-graph", "/submit/run.qg", "/repo")
+
+
+def test_a_labels_jobs_share_one_template_and_keep_only_their_own_words(tmp_path: Path) -> None:
+    plan = plan_workflow(BpsConfig({}), _workflow(), str(tmp_path))
+    isr_rows = [row for row in plan.rows if row[2] == "isr"]
+    (template,) = {row[5] for row in isr_rows}
+    # Only the QuantumGraph node id is the job's own; the rest is stored once.
+    assert plan.templates[template].argv == (
+        "/bin/pipetask",
+        "run-qbb",
+        "/repo",
+        "/submit/run.qg",
+        "--qgraph-node-id",
+        None,
+    )
+    assert sorted(json.loads(row[6]) for row in isr_rows) == [["isr_0"], ["isr_1"]]
+    # Read back through the store, every job has its whole command.
+    with JobStateStore.open(str(tmp_path), writable=True) as store:
+        store.write_plan("wf", str(tmp_path), RunInfo(), plan)
+        from_store = {job.name: job for job in store.jobs()}
+    assert {name: job.command for name, job in from_store.items()} == {
+        job.name: job.command for job in plan.records()
+    }
+    assert from_store["isr_0"].stderr == str(tmp_path / "logs" / "isr" / "isr_0.stderr")
+
+
+def test_unsharable_words_stay_with_each_job(tmp_path: Path) -> None:
+    """A placeholder naming an option list, or a value naming another
+    placeholder, that differs between jobs: each job keeps its whole command."""
+    workflow = _workflow()
+    for detector, options in ((0, "--a 1"), (1, "--b 2 --c")):
+        isr = workflow.get_job(f"isr_{detector}")
+        isr.arguments += " {extraOptions} {where}"
+        isr.cmdvals = {**isr.cmdvals, "extraOptions": options, "where": "{butlerConfig}/x"}
+    summary = workflow.get_job("summary")
+    summary.arguments += " {where}"
+    summary.cmdvals = {**summary.cmdvals, "where": "{butlerConfig}/y"}
+    plan = plan_workflow(BpsConfig({}), workflow, str(tmp_path))
+    argv = {job.name: job.command.argv for job in plan.records()}
+    assert argv["isr_0"][-3:] == ("--a", "1", "/repo/x")
+    assert argv["isr_1"][-4:] == ("--b", "2", "--c", "/repo/x")
+    assert argv["summary"][-1] == "/repo/y"
+    assert {plan.templates[row[5]].argv for row in plan.rows if row[2] == "isr"} == {None}
 
 
 def test_command_prepend_per_label(tmp_path: Path) -> None:
     config = BpsConfig({"commandPrepend": "time", "pipetask": {"isr": {"commandPrepend": "nice -n 5"}}})
     plan = plan_workflow(config, _workflow(), str(tmp_path))
-    argv = {job.label: job.command.argv for job in plan.jobs}
+    argv = {job.label: job.command.argv for job in plan.records()}
     assert argv["isr"][:4] == ("nice", "-n", "5", "/bin/pipetask")
     assert argv["visitSummary"][:2] == ("time", "/bin/pipetask")
 

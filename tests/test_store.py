@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from synthetic import job, set_run, write_store
 
+from desc.gen3_workflow.constants import STORE_FILENAME
 from desc.gen3_workflow.errors import RunNotFoundError
 from desc.gen3_workflow.store.job_store import JobStateStore
 from desc.gen3_workflow.store.liveness import Liveness, liveness
@@ -130,3 +132,48 @@ def test_liveness(tmp_path: Path) -> None:
         store.end_run(RunState.SUCCEEDED)
         assert liveness(store.run()) == Liveness.ENDED
         assert time.time() >= run.start_time
+
+
+_LEGACY_JOBS = """CREATE TABLE jobs (
+    seq INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, label TEXT NOT NULL,
+    kind TEXT NOT NULL, data_id TEXT NOT NULL, command TEXT NOT NULL, resources TEXT NOT NULL,
+    stdout TEXT NOT NULL, stderr TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, exit_code INTEGER,
+    t_launched REAL, t_running REAL, t_end REAL, message TEXT
+)"""
+
+
+def test_a_store_written_before_templates_is_read_and_restarted(tmp_path: Path) -> None:
+    """A run prepared by an older plug-in (each job's whole command in its
+    row) is still read, reported and restarted after an upgrade."""
+    db = sqlite3.connect(tmp_path / STORE_FILENAME)
+    db.execute(_LEGACY_JOBS)
+    db.execute("CREATE TABLE edges (parent INTEGER NOT NULL, child INTEGER NOT NULL)")
+    db.execute(
+        "CREATE TABLE run (id INTEGER PRIMARY KEY CHECK (id = 1), name TEXT NOT NULL, "
+        "submit_dir TEXT NOT NULL, info TEXT NOT NULL, state TEXT NOT NULL, pid INTEGER, host TEXT, "
+        "start_time REAL, end_time REAL, submissions INTEGER NOT NULL DEFAULT 0)"
+    )
+    db.execute(
+        "INSERT INTO run (id, name, submit_dir, info, state) VALUES (1, 'old', ?, '{}', 'failed')",
+        (str(tmp_path),),
+    )
+    command = JobCommand(("pipetask", "run-qbb", "a b"), (("X", "1"),))
+    for seq, state in ((0, "exec_done"), (1, "failed")):
+        db.execute(
+            "INSERT INTO jobs (seq, name, label, kind, data_id, command, resources, stdout, stderr, state) "
+            "VALUES (?, ?, 'isr', 'quantum', '{}', ?, '{\"priority\": 3}', ?, ?, ?)",
+            (seq, f"isr_{seq}", command.to_json(), f"/l/isr_{seq}.out", f"/l/isr_{seq}.err", state),
+        )
+    db.execute("INSERT INTO edges VALUES (0, 1)")
+    db.commit()
+    db.close()
+    with JobStateStore.open(str(tmp_path)) as store:
+        failed = store.job("isr_1")
+        assert failed is not None and (failed.command, failed.stderr) == (command, "/l/isr_1.err")
+        assert store.counts()["isr"][JobState.FAILED] == 1
+        assert [priority for *_, priority in store.job_states()] == [3, 3]
+        assert [row[8] for row in store.history_rows()] == ["/l/isr_0.err", "/l/isr_1.err"]
+    with JobStateStore.open(str(tmp_path), writable=True) as store:
+        assert store.reset_unfinished() == 1
+        assert [job.state for job in store.jobs()] == [JobState.EXEC_DONE, JobState.PENDING]

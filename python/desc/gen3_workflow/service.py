@@ -100,9 +100,9 @@ class ParslWorkflow(BaseWmsWorkflow):
         plan = plan_workflow(config, generic_workflow, out_prefix)
         info = run_info(config, settings.as_dict())
         with JobStateStore.open(out_prefix, writable=True) as store:
-            store.write_plan(generic_workflow.name, out_prefix, info, plan.jobs, plan.edges)
+            store.write_plan(generic_workflow.name, out_prefix, info, plan)
         register_run(out_prefix)
-        _LOG.info("Planned %d jobs in %s", len(plan.jobs), out_prefix)
+        _LOG.info("Planned %d jobs in %s", len(plan), out_prefix)
         return workflow
 
     def write(self, out_prefix: str) -> None:

@@ -294,7 +294,7 @@ def plan_figures(n_jobs: int, top: int) -> None:
         plan = plan_workflow(BpsConfig({}), workflow, submit_dir)
         planned = time.perf_counter() - start
         with JobStateStore.open(submit_dir, writable=True) as store:
-            store.write_plan("bench", submit_dir, RunInfo(), plan.jobs, plan.edges)
+            store.write_plan("bench", submit_dir, RunInfo(), plan)
         total = time.perf_counter() - start
         extra = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
         del plan
@@ -308,7 +308,7 @@ def plan_figures(n_jobs: int, top: int) -> None:
             profile.enable()
             plan = plan_workflow(BpsConfig({}), workflow, submit_dir)
             with JobStateStore.open(submit_dir, writable=True) as store:
-                store.write_plan("bench", submit_dir, RunInfo(), plan.jobs, plan.edges)
+                store.write_plan("bench", submit_dir, RunInfo(), plan)
             profile.disable()
         print(f"Where the time goes (cProfile, top {top} by own time):")
         pstats.Stats(profile, stream=sys.stdout).sort_stats("tottime").print_stats(top)

@@ -58,7 +58,7 @@ def main() -> None:
         planning = time.perf_counter() - start
         start = time.perf_counter()
         with JobStateStore.open(submit_dir, writable=True) as store:
-            store.write_plan("bench", submit_dir, RunInfo(), plan.jobs, plan.edges)
+            store.write_plan("bench", submit_dir, RunInfo(), plan)
         writing = time.perf_counter() - start
         rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         size_mb = os.path.getsize(os.path.join(submit_dir, "gen3_workflow.sqlite3")) / 1e6
@@ -67,7 +67,7 @@ def main() -> None:
         status = _median_seconds(lambda: graph.status(file=io.StringIO()), args.repeat)
         get_failed = _median_seconds(lambda: graph.get_jobs("isr", status="failed"), args.repeat)
 
-    print(f"jobs: {len(plan.jobs)}, edges: {len(plan.edges)}")
+    print(f"jobs: {len(plan)}, edges: {len(plan.edges)}")
     print(f"GenericWorkflow built by this script: {build:.2f} s (ctrl_bps's part, not ours)")
     print(f"plan_workflow (commands, order, edges): {planning:.2f} s")
     print(f"write_plan to the store:                {writing:.2f} s; store {size_mb:.1f} MB")

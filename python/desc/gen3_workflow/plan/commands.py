@@ -168,14 +168,75 @@ class JobCommandBuilder:
             If a placeholder, file or variable name cannot be resolved.
         """
         words = self.words(gwjob)
-        for word in words:
-            for name in _ENV.findall(word):
-                self._env_name(gwjob.name, name, f"<ENV:{name}>")
-        env = tuple(
+        self.check_env_markers(gwjob.name, words)
+        return JobCommand(tuple(words), self.environment(gwjob))
+
+    def environment(self, gwjob: GenericWorkflowJob) -> tuple[tuple[str, str], ...]:
+        """The job's own environment variables, sorted by name."""
+        return tuple(
             (self._env_name(gwjob.name, str(k), str(k)), str(v))
             for k, v in sorted((gwjob.environment or {}).items())
         )
-        return JobCommand(tuple(words), env)
+
+    def check_env_markers(self, job_name: str, words: list[str]) -> None:
+        """Raise `CommandError` for an ``<ENV:NAME>`` whose name is not one."""
+        for word in words:
+            if "<ENV:" in word:
+                for name in _ENV.findall(word):
+                    self._env_name(job_name, name, f"<ENV:{name}>")
+
+    @staticmethod
+    def placeholders(gwjob: GenericWorkflowJob) -> tuple[str, ...]:
+        """The ``{name}`` placeholders of the job's executable and arguments."""
+        template = f"{gwjob.executable.src_uri} {gwjob.arguments or ''}"
+        return tuple(dict.fromkeys(key for _, keys, _ in _compiled(template) for key in keys or ()))
+
+    def shared_words(self, gwjob: GenericWorkflowJob, varying: set[str]) -> list[str | None] | None:
+        """The job's words, `None` for each word that names a ``varying``
+        placeholder (jobs sharing this template fill those with
+        `own_words`); `None` as a whole when the words cannot be shared
+        (such a placeholder holds an option list, or a value names
+        further placeholders)."""
+        if gwjob.executable is None or gwjob.executable.src_uri is None:
+            raise CommandError(f"job {gwjob.name}: no executable")
+        template = f"{gwjob.executable.src_uri} {gwjob.arguments or ''}"
+        compiled = _compiled(template)
+        cmdvals = gwjob.cmdvals
+        if any("{" in str(cmdvals.get(key, "")) for _, keys, _ in compiled for key in keys or ()):
+            return None
+        words: list[str | None] = list(_split_template(self._command_prepend(gwjob.label)))
+        for token, keys, option_list in compiled:
+            if keys is not None and varying.intersection(keys):
+                if option_list:
+                    return None
+                words.append(None)
+            elif keys is None:
+                words.append(self._files(gwjob.name, token))
+            else:
+                value = self._substitute_cached(gwjob.name, token, keys, cmdvals)
+                if option_list:
+                    words.extend(self._files(gwjob.name, w) for w in _split_template(value))
+                else:
+                    words.append(self._files(gwjob.name, value))
+        self.check_env_markers(gwjob.name, [w for w in words if w is not None])
+        return words
+
+    def own_words(self, gwjob: GenericWorkflowJob, varying: set[str]) -> list[str]:
+        """The job's words for the holes `shared_words` left, in order."""
+        template = f"{gwjob.executable.src_uri} {gwjob.arguments or ''}"
+        cmdvals = gwjob.cmdvals
+        words = []
+        for token, keys, _ in _compiled(template):
+            if keys is not None and varying.intersection(keys):
+                if token[0] == "{" and token[-1] == "}" and len(keys) == 1 and keys[0] in cmdvals:
+                    value = str(cmdvals[keys[0]])  # the usual case: the token is one placeholder
+                    if "{" in value:
+                        value = self._substitute(gwjob.name, value, cmdvals)
+                else:
+                    value = self._substitute(gwjob.name, token, cmdvals)
+                words.append(self._files(gwjob.name, value) if "<FILE:" in value else value)
+        self.check_env_markers(gwjob.name, words)
+        return words
 
     @staticmethod
     def _env_name(job_name: str, name: str, where: str) -> str:

@@ -1,7 +1,8 @@
 """Flatten a GenericWorkflow into the rows of the job-state store.
 
 Every job gets its command line, resource request, log paths and a position
-in one topological order; edges are kept as pairs of positions.  No-op
+in one topological order; edges are kept as pairs of positions.  What a
+label's jobs share is kept once, in a template (`~.job_templates`).  No-op
 nodes (ctrl_bps's job-ordering helpers) are dissolved: their children depend
 on their parents directly.  The walk is iterative (Kahn's algorithm in
 networkx), so graph depth never meets Python's recursion limit.
@@ -9,8 +10,6 @@ networkx), so graph depth never meets Python's recursion limit.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -22,20 +21,13 @@ from lsst.ctrl.bps.generic_workflow import GenericWorkflowNodeType
 
 from ..constants import FINAL_JOB_NAME, INIT_JOB_NAME
 from ..errors import PlanError
-from ..store.records import JobKind, JobRecord, RunInfo
+from ..store.records import JobKind, RunInfo
+from ..store.templates import WorkflowPlan
 from .commands import JobCommandBuilder
 from .final_job import fit_aggregate_processes
+from .job_templates import TemplateGrouper
 
-__all__ = ["WorkflowPlan", "job_resources", "plan_workflow", "run_info"]
-
-
-@dataclasses.dataclass
-class WorkflowPlan:
-    """A workflow ready for the store: jobs in topological order and
-    edges between their positions."""
-
-    jobs: list[JobRecord]
-    edges: list[tuple[int, int]]
+__all__ = ["LogLayout", "WorkflowPlan", "job_resources", "plan_workflow", "run_info"]
 
 
 def job_resources(gwjob: GenericWorkflowJob, memory_limit: int | None = None) -> dict[str, Any]:
@@ -77,12 +69,6 @@ def job_resources(gwjob: GenericWorkflowJob, memory_limit: int | None = None) ->
     }
 
 
-def _data_id(gwjob: GenericWorkflowJob) -> str:
-    # ctrl_bps tags hold the data ID plus bookkeeping (label, QuantumGraph node).
-    tags = {k: v for k, v in (gwjob.tags or {}).items() if k not in ("label", "node_number")}
-    return json.dumps(tags, default=str, separators=(",", ":"))
-
-
 LOG_BUCKET_SIZE = 1000
 """Most jobs whose logs share one directory."""
 
@@ -106,15 +92,18 @@ class LogLayout:
         self.job_counts = job_counts
         self._seen: dict[str, int] = {}
 
-    def paths(self, gwjob: GenericWorkflowJob) -> tuple[str, str]:
-        """The job's stdout and stderr files."""
-        label = gwjob.label
+    def log_dir(self, label: str) -> str:
+        """The directory of the next job of ``label`` (jobs are numbered per
+        label in the order they are asked for)."""
         ordinal = self._seen.get(label, 0)
         self._seen[label] = ordinal + 1
         if self.job_counts.get(label, 0) > LOG_BUCKET_SIZE:
-            base = os.path.join(self.root, label, f"{ordinal // LOG_BUCKET_SIZE:04d}", gwjob.name)
-        else:
-            base = os.path.join(self.root, label, gwjob.name)
+            return f"{self.root}/{label}/{ordinal // LOG_BUCKET_SIZE:04d}"
+        return f"{self.root}/{label}"
+
+    def paths(self, gwjob: GenericWorkflowJob) -> tuple[str, str]:
+        """The next job's stdout and stderr files."""
+        base = f"{self.log_dir(gwjob.label)}/{gwjob.name}"
         return f"{base}.stdout", f"{base}.stderr"
 
 
@@ -156,24 +145,27 @@ def plan_workflow(config: BpsConfig, generic_workflow: GenericWorkflow, submit_d
     logs = LogLayout(submit_dir, generic_workflow.job_counts)
     _, memory_limit = config.search("memoryLimit", opt={"default": None})
     limit = int(memory_limit) if memory_limit else None
-    jobs: list[JobRecord] = []
+    grouper = TemplateGrouper(builder, lambda gwjob: job_resources(gwjob, limit))
     edges: list[tuple[int, int]] = []
     seq_of: dict[str, int] = {}
     # A no-op node stands for the set of real jobs it waits for.
     noop_parents: dict[str, set[int]] = {}
     final_sink: GenericWorkflowJob | None = None
+    nodes, predecessors = generic_workflow.nodes, generic_workflow.pred
+    payload, noop = GenericWorkflowNodeType.PAYLOAD, GenericWorkflowNodeType.NOOP
     for name in networkx.topological_sort(generic_workflow):
-        gwjob = generic_workflow.get_job(name)
-        parents: set[int] = set()
-        for parent in generic_workflow.predecessors(name):
-            parents.update(noop_parents[parent] if parent in noop_parents else {seq_of[parent]})
-        if gwjob.node_type == GenericWorkflowNodeType.NOOP:
+        gwjob = nodes[name]["job"]
+        node_type = gwjob.node_type
+        if node_type == noop:
+            parents: set[int] = set()
+            for parent in predecessors[name]:
+                parents.update(noop_parents[parent] if parent in noop_parents else (seq_of[parent],))
             noop_parents[name] = parents
             continue
-        if gwjob.node_type != GenericWorkflowNodeType.PAYLOAD:
+        if node_type != payload:
             raise PlanError(
-                f"gen3_workflow cannot run workflow node {name} of type {gwjob.node_type.name}"
-                + (" (bpsBatchSubmission: set it to false)" if gwjob.node_type.name == "LAZY_GROUP" else "")
+                f"gen3_workflow cannot run workflow node {name} of type {node_type.name}"
+                + (" (bpsBatchSubmission: set it to false)" if node_type.name == "LAZY_GROUP" else "")
             )
         if name == FINAL_JOB_NAME and generic_workflow.out_degree(name) == 0:
             # finalJob.whenRun: SUCCESS makes the final job a sink that waits
@@ -181,45 +173,31 @@ def plan_workflow(config: BpsConfig, generic_workflow: GenericWorkflow, submit_d
             # succeeded.
             final_sink = gwjob
             continue
-        kind = JobKind.INIT if name == INIT_JOB_NAME else JobKind.QUANTUM
-        seq = len(jobs)
+        seq = len(seq_of)
         seq_of[name] = seq
-        jobs.append(_record(builder, logs, gwjob, seq, kind, limit))
-        edges.extend((parent, seq) for parent in sorted(parents))
+        kind = JobKind.INIT if name == INIT_JOB_NAME else JobKind.QUANTUM
+        grouper.add(seq, kind, gwjob, logs.log_dir(gwjob.label))
+        parent_seqs: set[int] = set()
+        for parent in predecessors[name]:
+            if parent in noop_parents:
+                parent_seqs.update(noop_parents[parent])
+            else:
+                parent_seqs.add(seq_of[parent])
+        if parent_seqs:
+            edges += [(parent, seq) for parent in sorted(parent_seqs)]
     final = generic_workflow.get_final()
     if final is not None and not isinstance(final, GenericWorkflowJob):
         raise PlanError("gen3_workflow runs a final job, not a final sub-workflow")
-    for gwjob, when_run in ((final, "ALWAYS"), (final_sink, "SUCCESS")):
-        if gwjob is not None:
-            record = _record(builder, logs, gwjob, len(jobs), JobKind.FINAL, limit)
-            record.resources["when_run"] = when_run
-            jobs.append(record)
-            script = next((a for a in record.command.argv if a.endswith(".bash") and os.path.isfile(a)), None)
-            if script is not None:
-                fit_aggregate_processes(script, sum(generic_workflow.quanta_counts.values()))
-    return WorkflowPlan(jobs, edges)
-
-
-def _record(
-    builder: JobCommandBuilder,
-    logs: LogLayout,
-    gwjob: GenericWorkflowJob,
-    seq: int,
-    kind: JobKind,
-    memory_limit: int | None,
-) -> JobRecord:
-    stdout, stderr = logs.paths(gwjob)
-    return JobRecord(
-        seq=seq,
-        name=gwjob.name,
-        label=gwjob.label,
-        kind=kind,
-        data_id=_data_id(gwjob),
-        command=builder.command(gwjob),
-        resources=job_resources(gwjob, memory_limit),
-        stdout=stdout,
-        stderr=stderr,
-    )
+    finals = [(gwjob, when_run) for gwjob, when_run in ((final, "ALWAYS"), (final_sink, "SUCCESS")) if gwjob]
+    for seq, (gwjob, when_run) in enumerate(finals, start=len(seq_of)):
+        grouper.add_alone(seq, JobKind.FINAL, gwjob, logs.log_dir(gwjob.label), when_run=when_run)
+    plan = grouper.plan(edges)
+    for seq in range(len(seq_of), len(plan)):
+        argv = plan.templates[plan.rows[seq][5]].argv or ()
+        script = next((a for a in argv if a and a.endswith(".bash") and os.path.isfile(a)), None)
+        if script is not None:
+            fit_aggregate_processes(script, sum(generic_workflow.quanta_counts.values()))
+    return plan
 
 
 def run_info(config: BpsConfig, parsl_config: dict[str, Any]) -> RunInfo:

@@ -36,7 +36,8 @@ from .records import (
     RunRecord,
     RunState,
 )
-from .schema import JOB_COLUMNS, RUN_COLUMNS, SCHEMA, count_states, ensure_counts, job_record, job_row
+from .schema import PLAN_COLUMNS, RUN_COLUMNS, SCHEMA, JobRows, count_states, ensure_counts
+from .templates import WorkflowPlan
 
 __all__ = ["UNREADABLE", "JobStateStore", "LabelStats"]
 
@@ -78,6 +79,7 @@ class JobStateStore:
                 raise RunNotFoundError(f"No gen3_workflow job-state store at {path}")
             self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60, isolation_level=None)
             ensure_counts(self._db, writable=False)
+        self._rows = JobRows(self._db)
 
     @classmethod
     def open(cls, submit_dir: str, writable: bool = False) -> JobStateStore:
@@ -111,8 +113,7 @@ class JobStateStore:
         name: str,
         submit_dir: str,
         info: RunInfo,
-        jobs: Iterable[JobRecord],
-        edges: Iterable[tuple[int, int]],
+        plan: WorkflowPlan,
     ) -> None:
         """Record the run and every job of its DAG, all pending."""
         with self._transaction() as db:
@@ -121,10 +122,11 @@ class JobStateStore:
                 (name, submit_dir, info.to_json(), RunState.PREPARED.value),
             )
             db.executemany(
-                f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * 16)})",
-                (job_row(job) for job in jobs),
+                "INSERT INTO templates (id, spec, log_dir) VALUES (?, ?, ?)",
+                ((i, template.to_json(), template.log_dir) for i, template in enumerate(plan.templates)),
             )
-            db.executemany("INSERT INTO edges (parent, child) VALUES (?, ?)", edges)
+            db.executemany(f"INSERT INTO jobs ({PLAN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", plan.rows)
+            db.executemany("INSERT INTO edges (parent, child) VALUES (?, ?)", plan.edges)
             count_states(db)
 
     def apply(self, updates: Iterable[JobUpdate], attempts: Iterable[AttemptRecord] = ()) -> None:
@@ -207,38 +209,38 @@ class JobStateStore:
         """Jobs in topological order, optionally only of one kind or states."""
         where, params = [], []
         if kind is not None:
-            where.append("kind = ?")
+            where.append("j.kind = ?")
             params.append(kind.value)
         if states is not None:
             values = [s.value for s in states]
-            where.append(f"state IN ({', '.join('?' * len(values))})")
+            where.append(f"j.state IN ({', '.join('?' * len(values))})")
             params.extend(values)
-        sql = f"SELECT {JOB_COLUMNS} FROM jobs"
+        sql = f"SELECT {self._rows.fields} FROM jobs j"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return [job_record(row) for row in self._db.execute(sql + " ORDER BY seq", params)]
+        return [self._rows.record(row) for row in self._db.execute(sql + " ORDER BY j.seq", params)]
 
     def job(self, name: str) -> JobRecord | None:
         """The job called ``name``, if there is one."""
-        row = self._db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE name = ?", (name,)).fetchone()
-        return None if row is None else job_record(row)
+        row = self._db.execute(f"SELECT {self._rows.fields} FROM jobs j WHERE j.name = ?", (name,)).fetchone()
+        return None if row is None else self._rows.record(row)
 
     def jobs_by_seq(self, seqs: list[int]) -> list[JobRecord]:
         """The jobs with these ``seq``, in that order."""
         found: dict[int, JobRecord] = {}
         for start in range(0, len(seqs), 500):  # SQLite's limit on parameters
             chunk = seqs[start : start + 500]
-            sql = f"SELECT {JOB_COLUMNS} FROM jobs WHERE seq IN ({', '.join('?' * len(chunk))})"
-            found.update((row[0], job_record(row)) for row in self._db.execute(sql, chunk))
+            sql = f"SELECT {self._rows.fields} FROM jobs j WHERE j.seq IN ({', '.join('?' * len(chunk))})"
+            found.update((row[0], self._rows.record(row)) for row in self._db.execute(sql, chunk))
         return [found[seq] for seq in seqs]
 
     def retried_jobs(self, limit: int) -> tuple[list[JobRecord], int]:
         """Up to ``limit`` jobs that took more than one attempt (first in
         ``seq`` order), and how many there are."""
-        where = "FROM jobs WHERE attempts > 1"
+        where = "FROM jobs j WHERE j.attempts > 1"
         (count,) = self._db.execute(f"SELECT COUNT(*) {where}").fetchone()
-        rows = self._db.execute(f"SELECT {JOB_COLUMNS} {where} ORDER BY seq LIMIT ?", (limit,))
-        return [job_record(row) for row in rows], count
+        rows = self._db.execute(f"SELECT {self._rows.fields} {where} ORDER BY j.seq LIMIT ?", (limit,))
+        return [self._rows.record(row) for row in rows], count
 
     def attempts_of(self, seqs: list[int]) -> dict[int, list[AttemptRecord]]:
         """How each attempt of these jobs ended, oldest first (jobs with no
@@ -264,9 +266,12 @@ class JobStateStore:
         """Every job's ``seq``, kind, state and priority (what scheduling
         needs), without reading commands."""
         rows = self._db.execute(
-            "SELECT seq, kind, state, json_extract(resources, '$.priority') FROM jobs ORDER BY seq"
+            f"SELECT j.seq, j.kind, j.state, {self._rows.resources} FROM jobs j ORDER BY j.seq"
         )
-        return [(seq, JobKind(kind), JobState(state), priority) for seq, kind, state, priority in rows]
+        priority = self._rows.priority
+        return [
+            (seq, JobKind(kind), JobState(state), priority(resources)) for seq, kind, state, resources in rows
+        ]
 
     def edges(self) -> list[tuple[int, int]]:
         """Every (parent, child) pair of ``seq``."""
@@ -281,13 +286,12 @@ class JobStateStore:
         """Running jobs that have run more than ``factor`` times their
         label's typical duration (and at least ``min_seconds``), with that
         duration; the longest-running first."""
-        columns = ", ".join(f"j.{c.strip()}" for c in JOB_COLUMNS.split(","))
         rows = self._db.execute(
-            f"SELECT {columns}, t.median FROM jobs j JOIN typical t ON j.label = t.label "
+            f"SELECT {self._rows.fields}, t.median FROM jobs j JOIN typical t ON j.label = t.label "
             "WHERE j.state = 'running' AND ? - j.t_running > MAX(? * t.median, ?) ORDER BY j.t_running",
             (now, factor, min_seconds),
         )
-        return [(job_record(row[:-1]), row[-1]) for row in rows]
+        return [(self._rows.record(row[:-1]), row[-1]) for row in rows]
 
     def parents(self) -> dict[int, list[int]]:
         """For each job with parents, the seqs of its parents."""
@@ -364,7 +368,9 @@ class JobStateStore:
         data ID, stderr and message, in ``seq`` order (for summaries and
         plots).  A job's start is when it was seen running, or launched if
         it ended before that was seen."""
-        return self._db.execute(
-            "SELECT label, state, COALESCE(t_running, t_launched), t_end, attempts, exit_code, name, "
-            "data_id, stderr, message FROM jobs ORDER BY seq"
-        ).fetchall()
+        rows = self._db.execute(
+            "SELECT j.label, j.state, COALESCE(j.t_running, j.t_launched), j.t_end, j.attempts, j.exit_code, "
+            f"j.name, j.data_id, {self._rows.stderr}, j.message FROM jobs j ORDER BY j.seq"
+        )
+        stderr_of = self._rows.stderr_of
+        return [(*row[:8], stderr_of(row[8], row[9]), row[10]) for row in rows]

@@ -1,6 +1,10 @@
 """The tables of the job-state store, and how its rows become records.
 
 `JobStateStore` (`desc.gen3_workflow.store.job_store`) is the only user.
+Jobs refer to a template (`~.templates.JobTemplate`: command, environment,
+resources and log directory shared by a label's jobs) and keep only their
+own words; `JobRows` reads them back as `JobRecord`, also from stores
+written before templates, where every job held its whole command.
 Besides the plan and the states, the store keeps each label's number of
 jobs per state (``label_states``) and its order and first start
 (``label_order``), counted once when the plan is written and kept up to date
@@ -15,8 +19,9 @@ import sqlite3
 from typing import Any
 
 from .records import JobCommand, JobKind, JobRecord, JobState
+from .templates import JobTemplate
 
-__all__ = ["JOB_COLUMNS", "RUN_COLUMNS", "SCHEMA", "count_states", "ensure_counts", "job_record", "job_row"]
+__all__ = ["PLAN_COLUMNS", "RUN_COLUMNS", "SCHEMA", "JobRows", "count_states", "ensure_counts"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS run (
@@ -25,10 +30,10 @@ CREATE TABLE IF NOT EXISTS run (
     state TEXT NOT NULL, pid INTEGER, host TEXT, start_time REAL, end_time REAL,
     submissions INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS templates (id INTEGER PRIMARY KEY, spec TEXT NOT NULL, log_dir TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, label TEXT NOT NULL,
-    kind TEXT NOT NULL, data_id TEXT NOT NULL, command TEXT NOT NULL, resources TEXT NOT NULL,
-    stdout TEXT NOT NULL, stderr TEXT NOT NULL,
+    kind TEXT NOT NULL, data_id TEXT NOT NULL, template INTEGER NOT NULL, words TEXT,
     state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, exit_code INTEGER,
     t_launched REAL, t_running REAL, t_end REAL, message TEXT
 );
@@ -67,10 +72,9 @@ CREATE INDEX IF NOT EXISTS edges_child ON edges (child);
 CREATE INDEX IF NOT EXISTS edges_parent ON edges (parent);
 """
 
-JOB_COLUMNS = (
-    "seq, name, label, kind, data_id, command, resources, stdout, stderr, state, attempts, exit_code, "
-    "t_launched, t_running, t_end, message"
-)
+PLAN_COLUMNS = "seq, name, label, kind, data_id, template, words"
+"""The columns `write_plan` fills (`~.templates.PlanRow`); the rest start at their defaults."""
+_STATE_COLUMNS = "j.state, j.attempts, j.exit_code, j.t_launched, j.t_running, j.t_end, j.message"
 RUN_COLUMNS = "name, submit_dir, info, state, pid, host, start_time, end_time, submissions"
 
 
@@ -89,42 +93,86 @@ def count_states(db: sqlite3.Connection) -> None:
     )
 
 
-def job_row(job: JobRecord) -> tuple[Any, ...]:
-    return (
-        job.seq,
-        job.name,
-        job.label,
-        job.kind.value,
-        job.data_id,
-        job.command.to_json(),
-        json.dumps(job.resources),
-        job.stdout,
-        job.stderr,
-        job.state.value,
-        job.attempts,
-        job.exit_code,
-        job.t_launched,
-        job.t_running,
-        job.t_end,
-        job.message,
-    )
+class JobRows:
+    """Reads jobs back as `JobRecord`, whichever layout the store has.
 
+    Queries select `fields` from ``jobs j`` (alias ``j``) and hand each
+    row to `record`.  Templates are read once, when first needed.
 
-def job_record(row: tuple[Any, ...]) -> JobRecord:
-    seq, name, label, kind, data_id, command, resources, stdout, stderr, state, *rest = row
-    return JobRecord(
-        seq,
-        name,
-        label,
-        JobKind(kind),
-        data_id,
-        JobCommand.from_json(command),
-        json.loads(resources),
-        stdout,
-        stderr,
-        JobState(state),
-        *rest,
-    )
+    Parameters
+    ----------
+    db : `sqlite3.Connection`
+        The store's connection.
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+        self.legacy = "command" in columns
+        """A store written before templates: every job holds its command,
+        resources and log paths."""
+        own = "j.command, j.resources, j.stdout, j.stderr" if self.legacy else "j.template, j.words"
+        self.fields = f"j.seq, j.name, j.label, j.kind, j.data_id, {own}, {_STATE_COLUMNS}"
+        """What to select for `record`."""
+        self.stderr = "j.stderr, NULL" if self.legacy else "j.template, j.name"
+        """What to select (two values) for `stderr_of`."""
+        self.resources = "j.resources" if self.legacy else "j.template"
+        """What to select for `priority`."""
+        self._templates: dict[int, JobTemplate] = {}
+
+    def template(self, template_id: int) -> JobTemplate:
+        """A template of the plan."""
+        found = self._templates.get(template_id)
+        if found is None:
+            for tid, spec, log_dir in self._db.execute("SELECT id, spec, log_dir FROM templates"):
+                self._templates[tid] = JobTemplate.from_json(spec, log_dir)
+            found = self._templates[template_id]
+        return found
+
+    def record(self, row: tuple[Any, ...]) -> JobRecord:
+        """The `JobRecord` of a row of `fields`."""
+        if self.legacy:
+            seq, name, label, kind, data_id, command, resources, stdout, stderr, state, *rest = row
+            return JobRecord(
+                seq,
+                name,
+                label,
+                JobKind(kind),
+                data_id,
+                JobCommand.from_json(command),
+                json.loads(resources),
+                stdout,
+                stderr,
+                JobState(state),
+                *rest,
+            )
+        seq, name, label, kind, data_id, template_id, words, state, *rest = row
+        template = self.template(template_id)
+        return JobRecord(
+            seq,
+            name,
+            label,
+            JobKind(kind),
+            data_id,
+            template.command(json.loads(words) if words else ()),
+            dict(template.resources),
+            f"{template.log_dir}/{name}.stdout",
+            f"{template.log_dir}/{name}.stderr",
+            JobState(state),
+            *rest,
+        )
+
+    def stderr_of(self, first: Any, second: Any) -> str:
+        """A job's stderr file, from the two values of `stderr`."""
+        if self.legacy:
+            return str(first)
+        return f"{self.template(first).log_dir}/{second}.stderr"
+
+    def priority(self, selected: Any) -> int | None:
+        """A job's priority, from the value of `resources`."""
+        resources = json.loads(selected) if self.legacy else self.template(selected).resources
+        priority = resources.get("priority")
+        return None if priority is None else int(priority)
 
 
 def ensure_counts(db: sqlite3.Connection, writable: bool) -> None:

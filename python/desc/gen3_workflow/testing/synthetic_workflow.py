@@ -38,11 +38,11 @@ def synthetic_workflow(
     cmdvals = {"runPreCmdOpts": "--long-log", "butlerConfig": "/repo"}
     args = PIPETASK_ARGS if arguments is None else arguments
 
-    def add(name: str, label: str, parents: list[str]) -> str:
+    def add(name: str, label: str, parents: list[str], **data_id: int) -> str:
         job = GenericWorkflowJob(name, label, executable=program, arguments=args)
         job.cmdvals = {**cmdvals, "qgraphNodeId": name}
         job.request_memory, job.request_cpus = 2048, 1
-        job.tags = {"label": label}
+        job.tags = {"label": label, "instrument": "HSC", **data_id}  # as ctrl_bps tags a quantum
         workflow.add_job(job, parent_names=parents)
         workflow.add_job_inputs(name, qgraph)
         return name
@@ -51,9 +51,10 @@ def synthetic_workflow(
     for visit in range(visits):
         calibrated = []
         for detector in range(detectors):
-            isr = add(f"isr_{visit}_{detector}", "isr", [])
-            char = add(f"char_{visit}_{detector}", "characterizeImage", [isr])
-            calibrated.append(add(f"cal_{visit}_{detector}", "calibrate", [char]))
-        summaries.append(add(f"summary_{visit}", "visitSummary", calibrated))
+            ids = {"visit": visit, "detector": detector}
+            isr = add(f"isr_{visit}_{detector}", "isr", [], **ids)
+            char = add(f"char_{visit}_{detector}", "characterizeImage", [isr], **ids)
+            calibrated.append(add(f"cal_{visit}_{detector}", "calibrate", [char], **ids))
+        summaries.append(add(f"summary_{visit}", "visitSummary", calibrated, visit=visit))
     add("global", "globalTable", summaries)
     return workflow

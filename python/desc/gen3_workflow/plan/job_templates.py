@@ -1,0 +1,154 @@
+"""Group a workflow's jobs into `JobTemplate` rows, in time linear in the jobs.
+
+Jobs that share label, kind, command template, environment, resource
+request and log directory share one template.  The first pass over the jobs
+finds, per group, which placeholders (``{qgraphNodeId}``) take more than one
+value; the second computes each job's words for those only.  So the slow
+parts (splitting and quoting the command, resolving files, the resource
+request) run once per group, not once per job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any
+
+from lsst.ctrl.bps import GenericWorkflowJob
+
+from ..store.records import JobKind
+from ..store.templates import JobTemplate, PlanRow, WorkflowPlan, encode_words
+from .commands import JobCommandBuilder
+
+__all__ = ["TemplateGrouper", "data_id", "resource_key"]
+
+_MISSING = object()
+_ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
+def data_id(gwjob: GenericWorkflowJob) -> str:
+    """The job's data ID as JSON (ctrl_bps's tags, without the label and
+    QuantumGraph node it adds for bookkeeping)."""
+    tags = gwjob.tags
+    if not tags:
+        return "{}"
+    return _ENCODE({k: v for k, v in tags.items() if k != "label" and k != "node_number"})
+
+
+def resource_key(gwjob: GenericWorkflowJob) -> tuple[Any, ...]:
+    """What `~.workflow.job_resources` reads from a job, hashable."""
+    unless = gwjob.retry_unless_exit
+    return (
+        gwjob.request_cpus,
+        gwjob.request_memory,
+        gwjob.request_disk,
+        gwjob.request_walltime,
+        gwjob.priority,
+        gwjob.number_of_retries,
+        tuple(unless) if isinstance(unless, list) else unless,
+        gwjob.request_memory_max,
+        gwjob.memory_multiplier,
+    )
+
+
+@dataclasses.dataclass
+class _Group:
+    first: GenericWorkflowJob
+    keys: tuple[str, ...]
+    reference: tuple[Any, ...]
+    """The first job's values of ``keys``."""
+    resources: dict[str, Any]
+    log_dir: str
+    varying: set[str] = dataclasses.field(default_factory=set)
+    constant: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
+    """The placeholders not seen to vary yet, with their first value."""
+    jobs: list[tuple[int, str, GenericWorkflowJob]] = dataclasses.field(default_factory=list)
+    """(seq, kind, job) of its jobs."""
+
+
+class TemplateGrouper:
+    """Collects jobs (`add`), then makes the plan's templates and rows (`plan`).
+
+    Parameters
+    ----------
+    builder : `JobCommandBuilder`
+        Builds the jobs' words.
+    resources_of : `~collections.abc.Callable`
+        A job's resource request and retry rules (called once per group).
+    """
+
+    def __init__(
+        self, builder: JobCommandBuilder, resources_of: Callable[[GenericWorkflowJob], dict[str, Any]]
+    ) -> None:
+        self._builder = builder
+        self._resources_of = resources_of
+        self._groups: dict[tuple[Any, ...], _Group] = {}
+        self._ungrouped: list[tuple[int, str, GenericWorkflowJob, dict[str, Any], str]] = []
+        self._count = 0
+
+    def add(self, seq: int, kind: JobKind, gwjob: GenericWorkflowJob, log_dir: str) -> None:
+        """Add a job whose logs go to ``log_dir``."""
+        self._count += 1
+        executable = gwjob.executable
+        key = (
+            gwjob.label,
+            kind.value,
+            None if executable is None else executable.src_uri,
+            gwjob.arguments,
+            tuple(sorted(gwjob.environment.items())) if gwjob.environment else (),
+            resource_key(gwjob),
+            log_dir,
+        )
+        group = self._groups.get(key)
+        cmdvals = gwjob.cmdvals
+        if group is None:
+            keys = self._builder.placeholders(gwjob) if executable is not None else ()
+            reference = tuple(cmdvals.get(k, _MISSING) for k in keys)
+            resources = self._resources_of(gwjob)
+            group = self._groups[key] = _Group(gwjob, keys, reference, resources, log_dir)
+            group.constant = list(zip(keys, reference, strict=True))
+        else:
+            # Only what has not varied yet is compared: usually two or three
+            # values per job.
+            for name, first in group.constant:
+                if cmdvals.get(name, _MISSING) != first:
+                    group.varying.add(name)
+                    group.constant = [(k, v) for k, v in group.constant if k != name]
+        group.jobs.append((seq, kind.value, gwjob))
+
+    def add_alone(
+        self, seq: int, kind: JobKind, gwjob: GenericWorkflowJob, log_dir: str, **extra: Any
+    ) -> None:
+        """Add a job with a template of its own (the final job), ``extra``
+        added to its resources."""
+        resources = {**self._resources_of(gwjob), **extra}
+        self._count += 1
+        self._ungrouped.append((seq, kind.value, gwjob, resources, log_dir))
+
+    def plan(self, edges: list[tuple[int, int]]) -> WorkflowPlan:
+        """The plan of every job added: rows in ``seq`` order."""
+        templates: list[JobTemplate] = []
+        rows: list[PlanRow | None] = [None] * self._count
+        builder = self._builder
+        for group in self._groups.values():
+            index = len(templates)
+            env = builder.environment(group.first)
+            shared = builder.shared_words(group.first, group.varying)
+            argv = None if shared is None else tuple(shared)
+            templates.append(JobTemplate(argv, env, group.resources, group.log_dir))
+            for seq, kind, gwjob in group.jobs:
+                if argv is None:
+                    words: str | None = encode_words(builder.command(gwjob).argv)
+                elif group.varying:
+                    words = encode_words(builder.own_words(gwjob, group.varying))
+                else:
+                    words = None
+                rows[seq] = (seq, gwjob.name, gwjob.label, kind, data_id(gwjob), index, words)
+        for seq, kind, gwjob, resources, log_dir in self._ungrouped:
+            command = builder.command(gwjob)
+            templates.append(JobTemplate(command.argv, command.env, resources, log_dir))
+            rows[seq] = (seq, gwjob.name, gwjob.label, kind, data_id(gwjob), len(templates) - 1, None)
+        if any(row is None for row in rows):
+            raise AssertionError("plan rows must be numbered 0..n-1")
+        return WorkflowPlan(templates, rows, edges)  # type: ignore[arg-type]

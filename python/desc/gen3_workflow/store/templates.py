@@ -1,0 +1,138 @@
+"""A plan as the store keeps it: job templates, and per job only what is its own.
+
+The jobs of one task label run one command with one environment, resource
+request and log directory; only a few words differ (ctrl_bps's
+``{qgraphNodeId}``).  A `JobTemplate` holds what they share, with holes
+(`None`) where each job has a word of its own; a plan row holds the job's
+name, label, kind, data ID, template and the words for the holes.  So a
+million-job plan is written, and read back, without a million copies of the
+same command line and resource request.
+
+Standard library only, like `~.records`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .records import JobCommand, JobKind, JobRecord
+
+__all__ = ["PlanRow", "JobTemplate", "WorkflowPlan", "encode_words"]
+
+PlanRow = tuple[int, str, str, str, str, int, str | None]
+"""``seq, name, label, kind, data_id, template, words`` of one planned job
+(the kind's value; the template's position in `WorkflowPlan.templates`;
+its own words as `encode_words` gives them, `None` when it has none)."""
+
+_ENCODE_STRING = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
+def encode_words(words: Sequence[str]) -> str:
+    """A job's own words as the store's JSON text (a list of strings)."""
+    return "[" + ",".join(_ENCODE_STRING(word) for word in words) + "]"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobTemplate:
+    """What a group of jobs shares.
+
+    A job's stdout and stderr are ``<log_dir>/<name>.stdout`` and ``.stderr``.
+    """
+
+    argv: tuple[str | None, ...] | None
+    """The command's words, `None` where each job has a word of its own;
+    `None` as a whole when every word is the job's own."""
+    env: tuple[tuple[str, str], ...]
+    """Variables the jobs set before they run, in order."""
+    resources: dict[str, Any]
+    """Resource request and retry rules (`~desc.gen3_workflow.plan.workflow.job_resources`)."""
+    log_dir: str
+    """Where the jobs' log files are."""
+
+    def command(self, words: Sequence[str]) -> JobCommand:
+        """The command of a job whose own words are ``words``."""
+        if self.argv is None:
+            return JobCommand(tuple(words), self.env)
+        own = iter(words)
+        argv = tuple(next(own) if word is None else word for word in self.argv)
+        if next(own, None) is not None:
+            raise ValueError(f"more words than the template's {self.argv.count(None)} holes")
+        return JobCommand(argv, self.env)
+
+    def to_json(self) -> str:
+        """The store's text form of ``argv``, ``env`` and ``resources``."""
+        argv = None if self.argv is None else list(self.argv)
+        return json.dumps([argv, [list(pair) for pair in self.env], self.resources], separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str, log_dir: str) -> JobTemplate:
+        """Read the store's text form."""
+        argv, env, resources = json.loads(text)
+        return cls(
+            None if argv is None else tuple(argv),
+            tuple((name, value) for name, value in env),
+            resources,
+            log_dir,
+        )
+
+
+@dataclasses.dataclass
+class WorkflowPlan:
+    """A workflow ready for the store: templates, jobs in topological order
+    (parents first), and edges between their ``seq``."""
+
+    templates: list[JobTemplate]
+    rows: list[PlanRow]
+    edges: list[tuple[int, int]]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def records(self) -> list[JobRecord]:
+        """Every job as a pending `JobRecord` (for tests and small plans;
+        the store never needs these)."""
+        return [record_of(self.templates[template], row) for row in self.rows for template in (row[5],)]
+
+    @classmethod
+    def from_records(cls, jobs: Iterable[JobRecord], edges: Iterable[tuple[int, int]] = ()) -> WorkflowPlan:
+        """The plan of ``jobs``, one template per distinct command,
+        environment, resources and log directory (states are not kept).
+
+        Raises
+        ------
+        ValueError
+            If a job's logs are not ``<dir>/<name>.stdout`` and ``.stderr``.
+        """
+        templates: list[JobTemplate] = []
+        index: dict[tuple[Any, ...], int] = {}
+        rows: list[PlanRow] = []
+        for job in jobs:
+            log_dir = os.path.dirname(job.stdout)
+            if (job.stdout, job.stderr) != (f"{log_dir}/{job.name}.stdout", f"{log_dir}/{job.name}.stderr"):
+                raise ValueError(f"job {job.name}: logs must be <dir>/{job.name}.stdout and .stderr")
+            key = (job.command, json.dumps(job.resources, sort_keys=True), log_dir)
+            if key not in index:
+                index[key] = len(templates)
+                templates.append(JobTemplate(job.command.argv, job.command.env, dict(job.resources), log_dir))
+            rows.append((job.seq, job.name, job.label, job.kind.value, job.data_id, index[key], None))
+        return cls(templates, rows, list(edges))
+
+
+def record_of(template: JobTemplate, row: PlanRow) -> JobRecord:
+    """The pending `JobRecord` of a plan row."""
+    seq, name, label, kind, data_id, _, words = row
+    return JobRecord(
+        seq,
+        name,
+        label,
+        JobKind(kind),
+        data_id,
+        template.command(json.loads(words) if words else ()),
+        dict(template.resources),
+        f"{template.log_dir}/{name}.stdout",
+        f"{template.log_dir}/{name}.stderr",
+    )
