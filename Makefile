@@ -7,13 +7,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := coop-computing-tools python3-workqueue slurm-wlm munge python3-venv postgresql
 DEMO_DIR ?= demo_work
-PYTEST_ARGS ?= -ra tests
+PYTEST_ARGS ?= -ra --durations=15 tests
 INSTALLED := $(VENV)/.gen3wf-installed
 # The second test leg's environment (see test-latest below).
 LATEST_VENV ?= .venv-latest
 LATEST_PYTHON ?= $(firstword $(wildcard /root/.pyenv/versions/3.12*/bin/python3.12) \
                   $(shell command -v python3.12 python3.13 2>/dev/null))
-LATEST_PYTEST_ARGS ?= -ra tests
+LATEST_PYTEST_ARGS ?= -ra --durations=15 tests
 LATEST_INSTALLED := $(LATEST_VENV)/.gen3wf-installed
 
 .PHONY: demo test test-leg1 lint setup system-packages clean-demo bench bench-scale test-latest

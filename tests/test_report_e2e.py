@@ -1,7 +1,7 @@
 """``bps report``, ``bps status`` and ``bps ping`` with the real CLI, on real runs.
 
 Two runs of the demo DRP pipeline are made once for the module: one with a
-failing isr quantum (slowed down, so that it is watched while it runs) and
+failing isr quantum (characterizeImage held while the run is watched) and
 one that succeeds.  Every command runs in a subprocess with the plug-in's
 `ParslService` as installed.
 """
@@ -88,12 +88,19 @@ def runs(demo_repo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     parsl_config = {"executor": "ThreadPool", "max_threads": 2}
 
     start = time.monotonic()
+    # characterizeImage holds while `hold` exists: the run is still going when
+    # the (slow, on a loaded machine) bps commands below look at it.
+    hold = root / "hold"
+    hold.touch()
     failing = write_bps_file(
         root,
         str(repo),
         parsl_config,
         payload_name="failing",
-        extraQgraphOptions="-c isr:failOn=visit:1,detector:1 -c isr:sleep=5 -c characterizeImage:sleep=5",
+        extraQgraphOptions=(
+            "-c isr:failOn=visit:1,detector:1 -c characterizeImage:sleep=300 "
+            f"-c characterizeImage:onlyWhileExists={hold}"
+        ),
     )
     with BackgroundBps(root, failing, env) as submit:
         result.failed_dir, shown = _wait_for_running(result, SERVICES[0], submit)
@@ -104,6 +111,7 @@ def runs(demo_repo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         result.while_running["service report --id"] = result.bps(
             SERVICES[0], "report", "--id", result.failed_dir
         )
+        hold.unlink()
         assert submit.wait(timeout=300) == 1, submit.output
     result.seconds["failing submit"] = time.monotonic() - start
 

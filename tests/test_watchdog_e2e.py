@@ -68,10 +68,12 @@ def test_hung_resource_monitor_is_killed_and_its_job_counts(demo_repo: str, tmp_
 
 @pytest.mark.parametrize("execution", ["process", "in_process"])
 def test_job_past_its_walltime_is_stopped_and_retried(demo_repo: str, tmp_path: Path, execution: str) -> None:
-    """characterizeImage asks for 0.25 min and sleeps while ``slow`` exists:
-    it is stopped at 15 s (by its supervisor in process mode, by the
-    runner's watchdog in a warm runner), the runner retries it, the retry
-    (with ``slow`` gone) succeeds."""
+    """characterizeImage asks for 0.25 min (0.5 min in process mode, where
+    pipetask's own start takes 10 s or more of it on a loaded machine) and
+    sleeps while ``slow`` exists: it is stopped at its walltime (by its
+    supervisor in process mode, by the runner's watchdog in a warm runner),
+    the runner retries it, the retry (with ``slow`` gone) succeeds."""
+    walltime = {"process": 30, "in_process": 15}[execution]
     switch = tmp_path / "slow"
     switch.touch()
     bps_file = write_bps_file(
@@ -79,7 +81,7 @@ def test_job_past_its_walltime_is_stopped_and_retried(demo_repo: str, tmp_path: 
         demo_repo,
         {"executor": "ThreadPool", "max_threads": 2, "retries": 1, "execution": execution},
         pipeline="demo_sfp",
-        pipetask={"characterizeImage": {"requestWalltime": 0.25}},
+        pipetask={"characterizeImage": {"requestWalltime": walltime / 60}},
         extraQgraphOptions=f"-c characterizeImage:sleep=600 -c characterizeImage:onlyWhileExists={switch}",
     )
     with BackgroundBps(tmp_path, bps_file) as submit:
@@ -101,8 +103,8 @@ def test_job_past_its_walltime_is_stopped_and_retried(demo_repo: str, tmp_path: 
     retried = [j for j in chars if j.attempts == 2]
     assert retried, [(j.name, j.attempts) for j in chars]
     said = {
-        "process": "ran longer than its walltime of 15 s; stopping it",
-        "in_process": "ran past its requested walltime (15 s); stopping it",
+        "process": f"ran longer than its walltime of {walltime} s; stopping it",
+        "in_process": f"ran past its requested walltime ({walltime} s); stopping it",
     }[execution]
     for job in retried:
         assert said in Path(job.stderr).read_text()

@@ -155,8 +155,9 @@ class DemoControlConfig(pexConfig.Config):
         doc="How long a failAllocateMB quantum holds its memory.", default=5.0
     )
     onlyWhileExists = pexConfig.Field[str](
-        doc="If set, sleep and failOn apply only while this file exists: a transient slowness or fault "
-        "that can be fixed (by removing the file) without rebuilding the QuantumGraph, for restart tests.",
+        doc="If set, sleep and failOn apply only while this file exists (a sleeping quantum wakes "
+        "when it is removed): a transient slowness or fault that can be fixed (by removing the file) "
+        "without rebuilding the QuantumGraph, for restart tests.",
         default=None,
         optional=True,
     )
@@ -178,6 +179,15 @@ class DemoControlConfig(pexConfig.Config):
             parse_fail_condition(condition)
         if self.sleep < 0:
             raise ValueError(f"sleep must be non-negative, not {self.sleep}.")
+
+
+def _sleep_while(seconds: float, switch: str | None) -> None:
+    """Sleep ``seconds``, or until the file ``switch`` (if any) is removed."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        if switch is not None and not os.path.exists(switch):
+            return
+        time.sleep(min(left, 0.2) if switch is not None else left)
 
 
 class DemoTaskBase(pipeBase.PipelineTask):
@@ -204,7 +214,7 @@ class DemoTaskBase(pipeBase.PipelineTask):
         if switch is not None and not os.path.exists(switch):
             return
         if self.config.sleep > 0:
-            time.sleep(self.config.sleep)
+            _sleep_while(self.config.sleep, switch)
         if self.config.failAfterWriting is None and (condition := self._fault(data_id)) is not None:
             self._fail(data_id, condition)
 
