@@ -221,6 +221,18 @@ class JobCommandBuilder:
         self.check_env_markers(gwjob.name, [w for w in words if w is not None])
         return words
 
+    def placeholder_alone(self, gwjob: GenericWorkflowJob, varying: set[str]) -> str | None:
+        """The placeholder, if the only word of the job's command that names
+        a ``varying`` one is exactly that one placeholder (``{qgraphNodeId}``)."""
+        template = f"{gwjob.executable.src_uri} {gwjob.arguments or ''}"
+        holes = [
+            (token, keys) for token, keys, _ in _compiled(template) if keys and varying.intersection(keys)
+        ]
+        if len(holes) != 1:
+            return None
+        token, keys = holes[0]
+        return keys[0] if len(keys) == 1 and token == "{" + keys[0] + "}" else None
+
     def own_words(self, gwjob: GenericWorkflowJob, varying: set[str]) -> list[str]:
         """The job's words for the holes `shared_words` left, in order."""
         template = f"{gwjob.executable.src_uri} {gwjob.arguments or ''}"

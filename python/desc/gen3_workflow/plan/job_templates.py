@@ -25,6 +25,13 @@ __all__ = ["TemplateGrouper", "data_id", "resource_key"]
 
 _MISSING = object()
 _ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
+_ENCODE_STRING = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+# json's C encoder, made once (JSONEncoder.encode makes one per call, which
+# was most of the cost of a million small data IDs); `None` without it.
+_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+_DATA_ID_ENCODER = (
+    None if _C_ENCODER is None else _C_ENCODER(None, str, _ENCODE_STRING, None, ":", ",", False, False, True)
+)
 
 
 def data_id(gwjob: GenericWorkflowJob) -> str:
@@ -33,7 +40,10 @@ def data_id(gwjob: GenericWorkflowJob) -> str:
     tags = gwjob.tags
     if not tags:
         return "{}"
-    return _ENCODE({k: v for k, v in tags.items() if k != "label" and k != "node_number"})
+    values = {k: v for k, v in tags.items() if k != "label" and k != "node_number"}
+    if _DATA_ID_ENCODER is not None:
+        return "".join(_DATA_ID_ENCODER(values, 0))
+    return _ENCODE(values)
 
 
 def resource_key(gwjob: GenericWorkflowJob) -> tuple[Any, ...]:
@@ -63,8 +73,14 @@ class _Group:
     varying: set[str] = dataclasses.field(default_factory=set)
     constant: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
     """The placeholders not seen to vary yet, with their first value."""
-    jobs: list[tuple[int, str, GenericWorkflowJob]] = dataclasses.field(default_factory=list)
+    jobs: list[tuple[int, JobKind, GenericWorkflowJob]] = dataclasses.field(default_factory=list)
     """(seq, kind, job) of its jobs."""
+
+
+def _plain(value: Any) -> bool:
+    """Whether a placeholder's value is a word as it is (no further
+    placeholder, file or variable in it)."""
+    return type(value) is str and "{" not in value and "<" not in value
 
 
 class TemplateGrouper:
@@ -84,7 +100,7 @@ class TemplateGrouper:
         self._builder = builder
         self._resources_of = resources_of
         self._groups: dict[tuple[Any, ...], _Group] = {}
-        self._ungrouped: list[tuple[int, str, GenericWorkflowJob, dict[str, Any], str]] = []
+        self._ungrouped: list[tuple[int, JobKind, GenericWorkflowJob, dict[str, Any], str]] = []
         self._count = 0
 
     def add(self, seq: int, kind: JobKind, gwjob: GenericWorkflowJob, log_dir: str) -> None:
@@ -93,7 +109,7 @@ class TemplateGrouper:
         executable = gwjob.executable
         key = (
             gwjob.label,
-            kind.value,
+            kind,  # a StrEnum: its own value (.value is slow)
             None if executable is None else executable.src_uri,
             gwjob.arguments,
             tuple(sorted(gwjob.environment.items())) if gwjob.environment else (),
@@ -115,7 +131,7 @@ class TemplateGrouper:
                 if cmdvals.get(name, _MISSING) != first:
                     group.varying.add(name)
                     group.constant = [(k, v) for k, v in group.constant if k != name]
-        group.jobs.append((seq, kind.value, gwjob))
+        group.jobs.append((seq, kind, gwjob))
 
     def add_alone(
         self, seq: int, kind: JobKind, gwjob: GenericWorkflowJob, log_dir: str, **extra: Any
@@ -124,7 +140,7 @@ class TemplateGrouper:
         added to its resources."""
         resources = {**self._resources_of(gwjob), **extra}
         self._count += 1
-        self._ungrouped.append((seq, kind.value, gwjob, resources, log_dir))
+        self._ungrouped.append((seq, kind, gwjob, resources, log_dir))
 
     def plan(self, edges: list[tuple[int, int]]) -> WorkflowPlan:
         """The plan of every job added: rows in ``seq`` order."""
@@ -137,9 +153,14 @@ class TemplateGrouper:
             shared = builder.shared_words(group.first, group.varying)
             argv = None if shared is None else tuple(shared)
             templates.append(JobTemplate(argv, env, group.resources, group.log_dir))
+            # The usual case: one hole, a word that is exactly one placeholder
+            # (``{qgraphNodeId}``): its value, if plain, is the job's word.
+            alone = builder.placeholder_alone(group.first, group.varying) if argv is not None else None
             for seq, kind, gwjob in group.jobs:
                 if argv is None:
                     words: str | None = encode_words(builder.command(gwjob).argv)
+                elif alone is not None and _plain(value := gwjob.cmdvals.get(alone)):
+                    words = "[" + _ENCODE_STRING(value) + "]"
                 elif group.varying:
                     words = encode_words(builder.own_words(gwjob, group.varying))
                 else:

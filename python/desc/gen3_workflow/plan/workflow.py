@@ -90,16 +90,20 @@ class LogLayout:
     def __init__(self, submit_dir: str, job_counts: Mapping[str, int]) -> None:
         self.root = os.path.join(submit_dir, "logs")
         self.job_counts = job_counts
-        self._seen: dict[str, int] = {}
+        # Per label: jobs given a directory so far, and the current one.
+        self._seen: dict[str, list[Any]] = {}
 
     def log_dir(self, label: str) -> str:
         """The directory of the next job of ``label`` (jobs are numbered per
         label in the order they are asked for)."""
-        ordinal = self._seen.get(label, 0)
-        self._seen[label] = ordinal + 1
-        if self.job_counts.get(label, 0) > LOG_BUCKET_SIZE:
-            return f"{self.root}/{label}/{ordinal // LOG_BUCKET_SIZE:04d}"
-        return f"{self.root}/{label}"
+        seen = self._seen.get(label)
+        if seen is None:
+            seen = self._seen[label] = [0, f"{self.root}/{label}"]
+        ordinal = seen[0]
+        seen[0] = ordinal + 1
+        if ordinal % LOG_BUCKET_SIZE == 0 and self.job_counts.get(label, 0) > LOG_BUCKET_SIZE:
+            seen[1] = f"{self.root}/{label}/{ordinal // LOG_BUCKET_SIZE:04d}"
+        return seen[1]
 
     def paths(self, gwjob: GenericWorkflowJob) -> tuple[str, str]:
         """The next job's stdout and stderr files."""

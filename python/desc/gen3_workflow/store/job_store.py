@@ -36,7 +36,7 @@ from .records import (
     RunRecord,
     RunState,
 )
-from .schema import PLAN_COLUMNS, RUN_COLUMNS, SCHEMA, JobRows, count_states, ensure_counts
+from .schema import PLAN_COLUMNS, PLAN_INDEXES, RUN_COLUMNS, SCHEMA, JobRows, count_planned, ensure_counts
 from .templates import WorkflowPlan
 
 __all__ = ["UNREADABLE", "JobStateStore", "LabelStats"]
@@ -73,6 +73,7 @@ class JobStateStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
             with self._transaction() as db:
+                self._create_indexes(db)
                 ensure_counts(db, writable=True)
         else:
             if not os.path.exists(path):
@@ -125,9 +126,19 @@ class JobStateStore:
                 "INSERT INTO templates (id, spec, log_dir) VALUES (?, ?, ?)",
                 ((i, template.to_json(), template.log_dir) for i, template in enumerate(plan.templates)),
             )
+            for index in PLAN_INDEXES:
+                db.execute(f"DROP INDEX IF EXISTS {index}")
             db.executemany(f"INSERT INTO jobs ({PLAN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", plan.rows)
             db.executemany("INSERT INTO edges (parent, child) VALUES (?, ?)", plan.edges)
-            count_states(db)
+            self._create_indexes(db)
+            count_planned(db, plan.rows)
+
+    @staticmethod
+    def _create_indexes(db: sqlite3.Connection) -> None:
+        legacy = db.execute("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'command'").fetchone()
+        for index, create in PLAN_INDEXES.items():
+            if not (legacy and index == "jobs_name"):  # a store written before: its names are UNIQUE
+                db.execute(create)
 
     def apply(self, updates: Iterable[JobUpdate], attempts: Iterable[AttemptRecord] = ()) -> None:
         """Write a batch of job-state changes, and how the attempts that

@@ -8,6 +8,9 @@ visitSummary of its calibrates; one globalTable of the summaries.  Jobs run
 
 from __future__ import annotations
 
+import random
+import uuid
+
 from lsst.ctrl.bps import GenericWorkflow, GenericWorkflowExec, GenericWorkflowFile, GenericWorkflowJob
 
 __all__ = ["PIPETASK_ARGS", "synthetic_workflow"]
@@ -38,9 +41,15 @@ def synthetic_workflow(
     cmdvals = {"runPreCmdOpts": "--long-log", "butlerConfig": "/repo"}
     args = PIPETASK_ARGS if arguments is None else arguments
 
-    def add(name: str, label: str, parents: list[str], **data_id: int) -> str:
+    node_ids = random.Random(n_jobs)
+
+    def add(what: str, label: str, parents: list[str], **data_id: int) -> str:
+        # Named as ctrl_bps names a quantum's job: its QuantumGraph node id
+        # (a UUID), label and data ID.
+        node_id = str(uuid.UUID(int=node_ids.getrandbits(128), version=4))
+        name = f"{node_id}_{what}"
         job = GenericWorkflowJob(name, label, executable=program, arguments=args)
-        job.cmdvals = {**cmdvals, "qgraphNodeId": name}
+        job.cmdvals = {**cmdvals, "qgraphNodeId": node_id}
         job.request_memory, job.request_cpus = 2048, 1
         job.tags = {"label": label, "instrument": "HSC", **data_id}  # as ctrl_bps tags a quantum
         workflow.add_job(job, parent_names=parents)
@@ -53,8 +62,8 @@ def synthetic_workflow(
         for detector in range(detectors):
             ids = {"visit": visit, "detector": detector}
             isr = add(f"isr_{visit}_{detector}", "isr", [], **ids)
-            char = add(f"char_{visit}_{detector}", "characterizeImage", [isr], **ids)
-            calibrated.append(add(f"cal_{visit}_{detector}", "calibrate", [char], **ids))
-        summaries.append(add(f"summary_{visit}", "visitSummary", calibrated, visit=visit))
-    add("global", "globalTable", summaries)
+            char = add(f"characterizeImage_{visit}_{detector}", "characterizeImage", [isr], **ids)
+            calibrated.append(add(f"calibrate_{visit}_{detector}", "calibrate", [char], **ids))
+        summaries.append(add(f"visitSummary_{visit}", "visitSummary", calibrated, visit=visit))
+    add("globalTable", "globalTable", summaries)
     return workflow
