@@ -18,6 +18,7 @@ from desc.gen3_workflow.errors import RunNotFoundError
 from desc.gen3_workflow.store.job_store import JobStateStore
 from desc.gen3_workflow.store.liveness import Liveness, liveness
 from desc.gen3_workflow.store.records import JobCommand, JobKind, JobState, JobUpdate, RunInfo, RunState
+from desc.gen3_workflow.store.templates import JobTemplate
 
 
 def _run(submit_dir: Path) -> JobStateStore:
@@ -177,3 +178,11 @@ def test_a_store_written_before_templates_is_read_and_restarted(tmp_path: Path) 
     with JobStateStore.open(str(tmp_path), writable=True) as store:
         assert store.reset_unfinished() == 1
         assert [job.state for job in store.jobs()] == [JobState.EXEC_DONE, JobState.PENDING]
+
+
+def test_a_template_takes_exactly_one_word_per_hole() -> None:
+    template = JobTemplate(("pipetask", "--qgraph-node-id", None), (("X", "1"),), {}, "/logs/isr")
+    assert template.command(["abc"]) == JobCommand(("pipetask", "--qgraph-node-id", "abc"), (("X", "1"),))
+    for words in ([], ["a", "b"]):
+        with pytest.raises(ValueError, match="holes"):
+            template.command(words)

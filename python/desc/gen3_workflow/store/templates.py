@@ -58,10 +58,10 @@ class JobTemplate:
         if self.argv is None:
             return JobCommand(tuple(words), self.env)
         own = iter(words)
-        argv = tuple(next(own) if word is None else word for word in self.argv)
-        if next(own, None) is not None:
-            raise ValueError(f"more words than the template's {self.argv.count(None)} holes")
-        return JobCommand(argv, self.env)
+        argv = tuple(next(own, None) if word is None else word for word in self.argv)
+        if None in argv or next(own, None) is not None:
+            raise ValueError(f"{len(words)} words for the template's {self.argv.count(None)} holes")
+        return JobCommand(argv, self.env)  # type: ignore[arg-type]
 
     def to_json(self) -> str:
         """The store's text form of ``argv``, ``env`` and ``resources``."""
@@ -95,7 +95,7 @@ class WorkflowPlan:
     def records(self) -> list[JobRecord]:
         """Every job as a pending `JobRecord` (for tests and small plans;
         the store never needs these)."""
-        return [record_of(self.templates[template], row) for row in self.rows for template in (row[5],)]
+        return [record_of(self.templates[row[5]], row) for row in self.rows]
 
     @classmethod
     def from_records(cls, jobs: Iterable[JobRecord], edges: Iterable[tuple[int, int]] = ()) -> WorkflowPlan:
