@@ -77,6 +77,11 @@ def _compiled(template: str) -> tuple[tuple[str, tuple[str, ...] | None, bool], 
     return tuple(compiled)
 
 
+def _command_template(gwjob: GenericWorkflowJob) -> str:
+    """The job's executable and arguments, placeholders unresolved."""
+    return f"{gwjob.executable.src_uri} {gwjob.arguments or ''}"
+
+
 class JobCommandBuilder:
     """Build the commands of the jobs of one GenericWorkflow.
 
@@ -114,7 +119,7 @@ class JobCommandBuilder:
         """
         if gwjob.executable is None or gwjob.executable.src_uri is None:
             raise CommandError(f"job {gwjob.name}: no executable")
-        template = f"{gwjob.executable.src_uri} {gwjob.arguments or ''}"
+        template = _command_template(gwjob)
         words = list(_split_template(self._command_prepend(gwjob.label)))
         cmdvals = gwjob.cmdvals
         for token, keys, option_list in _compiled(template):
@@ -188,7 +193,7 @@ class JobCommandBuilder:
     @staticmethod
     def placeholders(gwjob: GenericWorkflowJob) -> tuple[str, ...]:
         """The ``{name}`` placeholders of the job's executable and arguments."""
-        template = f"{gwjob.executable.src_uri} {gwjob.arguments or ''}"
+        template = _command_template(gwjob)
         return tuple(dict.fromkeys(key for _, keys, _ in _compiled(template) for key in keys or ()))
 
     def shared_words(self, gwjob: GenericWorkflowJob, varying: set[str]) -> list[str | None] | None:
@@ -199,7 +204,7 @@ class JobCommandBuilder:
         further placeholders)."""
         if gwjob.executable is None or gwjob.executable.src_uri is None:
             raise CommandError(f"job {gwjob.name}: no executable")
-        template = f"{gwjob.executable.src_uri} {gwjob.arguments or ''}"
+        template = _command_template(gwjob)
         compiled = _compiled(template)
         cmdvals = gwjob.cmdvals
         if any("{" in str(cmdvals.get(key, "")) for _, keys, _ in compiled for key in keys or ()):
@@ -224,7 +229,7 @@ class JobCommandBuilder:
     def placeholder_alone(self, gwjob: GenericWorkflowJob, varying: set[str]) -> str | None:
         """The placeholder, if the only word of the job's command that names
         a ``varying`` one is exactly that one placeholder (``{qgraphNodeId}``)."""
-        template = f"{gwjob.executable.src_uri} {gwjob.arguments or ''}"
+        template = _command_template(gwjob)
         holes = [
             (token, keys) for token, keys, _ in _compiled(template) if keys and varying.intersection(keys)
         ]
@@ -235,7 +240,7 @@ class JobCommandBuilder:
 
     def own_words(self, gwjob: GenericWorkflowJob, varying: set[str]) -> list[str]:
         """The job's words for the holes `shared_words` left, in order."""
-        template = f"{gwjob.executable.src_uri} {gwjob.arguments or ''}"
+        template = _command_template(gwjob)
         cmdvals = gwjob.cmdvals
         words = []
         for token, keys, _ in _compiled(template):

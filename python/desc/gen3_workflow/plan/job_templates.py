@@ -66,8 +66,6 @@ def resource_key(gwjob: GenericWorkflowJob) -> tuple[Any, ...]:
 class _Group:
     first: GenericWorkflowJob
     keys: tuple[str, ...]
-    reference: tuple[Any, ...]
-    """The first job's values of ``keys``."""
     resources: dict[str, Any]
     log_dir: str
     varying: set[str] = dataclasses.field(default_factory=set)
@@ -120,10 +118,9 @@ class TemplateGrouper:
         cmdvals = gwjob.cmdvals
         if group is None:
             keys = self._builder.placeholders(gwjob) if executable is not None else ()
-            reference = tuple(cmdvals.get(k, _MISSING) for k in keys)
             resources = self._resources_of(gwjob)
-            group = self._groups[key] = _Group(gwjob, keys, reference, resources, log_dir)
-            group.constant = list(zip(keys, reference, strict=True))
+            group = self._groups[key] = _Group(gwjob, keys, resources, log_dir)
+            group.constant = [(k, cmdvals.get(k, _MISSING)) for k in keys]
         else:
             # Only what has not varied yet is compared: usually two or three
             # values per job.

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .records import JobCommand, JobKind, JobRecord, JobState
-from .templates import JobTemplate, PlanRow
+from .templates import JobTemplate, PlanRow, record_of
 
 __all__ = [
     "PLAN_COLUMNS",
@@ -189,21 +189,8 @@ class JobRows:
                 JobState(state),
                 *rest,
             )
-        seq, name, label, kind, data_id, template_id, words, state, *rest = row
-        template = self.template(template_id)
-        return JobRecord(
-            seq,
-            name,
-            label,
-            JobKind(kind),
-            data_id,
-            template.command(json.loads(words) if words else ()),
-            dict(template.resources),
-            f"{template.log_dir}/{name}.stdout",
-            f"{template.log_dir}/{name}.stderr",
-            JobState(state),
-            *rest,
-        )
+        # seq, name, label, kind, data_id, template, words; then state and progress.
+        return record_of(self.template(row[5]), row[:7], *row[7:])
 
     def stderr_of(self, first: Any, second: Any) -> str:
         """A job's stderr file, from the two values of `stderr`."""

@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .records import JobCommand, JobKind, JobRecord
+from .records import JobCommand, JobKind, JobRecord, JobState
 
 __all__ = ["PlanRow", "JobTemplate", "WorkflowPlan", "encode_words"]
 
@@ -122,8 +122,9 @@ class WorkflowPlan:
         return cls(templates, rows, list(edges))
 
 
-def record_of(template: JobTemplate, row: PlanRow) -> JobRecord:
-    """The pending `JobRecord` of a plan row."""
+def record_of(template: JobTemplate, row: PlanRow, state: str | None = None, *progress: Any) -> JobRecord:
+    """The `JobRecord` of a plan row: pending, or in ``state`` with the
+    store's ``attempts, exit_code, t_launched, t_running, t_end, message``."""
     seq, name, label, kind, data_id, _, words = row
     return JobRecord(
         seq,
@@ -135,4 +136,5 @@ def record_of(template: JobTemplate, row: PlanRow) -> JobRecord:
         dict(template.resources),
         f"{template.log_dir}/{name}.stdout",
         f"{template.log_dir}/{name}.stderr",
+        *(() if state is None else (JobState(state), *progress)),
     )
