@@ -188,10 +188,13 @@ def test_sigterm_of_bps_submit_stops_everything_then_restart(demo_repo: str, tmp
 def test_second_signal_stops_high_throughput_at_once_then_restart(demo_repo: str, tmp_path: Path) -> None:
     """Ctrl-C twice (or a batch system's repeated SIGTERM): bps submit does
     not wait for parsl's shutdown, and nothing parsl started is left running
-    (HighThroughput's interchange, its Local block of workers, the warm
-    runners); bps restart finishes the run."""
+    (HighThroughput's interchange, its Local block of workers: process mode,
+    as in_process on this machine starts no worker pool); bps restart
+    finishes the run."""
     bps_file = _slow_bps_file(
-        tmp_path, demo_repo, {"executor": "HighThroughput", "provider": "Local", "max_workers": 2}
+        tmp_path,
+        demo_repo,
+        {"executor": "HighThroughput", "provider": "Local", "max_workers": 2, "execution": "process"},
     )
     with BackgroundBps(tmp_path, bps_file) as submit:
         submit_dir = wait_for_jobs(submit, "characterizeImage", JobState.RUNNING)

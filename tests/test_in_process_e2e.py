@@ -1,4 +1,5 @@
-"""``execution: in_process``: real ``bps submit`` runs with HighThroughput workers.
+"""``execution: in_process``: real ``bps submit`` runs with HighThroughput on this
+machine (its node runner, fed by threads of bps submit).
 
 Two runs, each shared by several tests (module-scoped): a clean run whose
 executors are recycled every 2 quanta, and a run with one failing and one

@@ -83,6 +83,20 @@ def test_seed_work_queue_section(tmp_path):
     assert make_parsl_config(monitored, str(tmp_path), "t").config.executors[0].autolabel
 
 
+def test_local_high_throughput_in_process_relays_without_a_worker_pool(tmp_path):
+    """HighThroughput on this machine in in_process mode: every job runs in
+    the node's runner, so threads of bps submit (as many as the workers)
+    hand it the jobs instead of a worker pool that would start for seconds."""
+    relay = {"executor": "HighThroughput", "max_workers": 3, "max_blocks": 2}
+    run = make_parsl_config(ParslSettings.from_mapping(relay), str(tmp_path), "t")
+    executor = run.config.executors[0]
+    assert isinstance(executor, ThreadPoolExecutor) and executor.max_threads == 6
+    assert run.executor_label == "htex_local"
+    process = ParslSettings.from_mapping({**relay, "execution": "process"})
+    executor = make_parsl_config(process, str(tmp_path), "t").config.executors[0]
+    assert isinstance(executor, HighThroughputExecutor)
+
+
 def test_thread_pool_and_slurm_htex(tmp_path):
     run = make_parsl_config(ParslSettings.from_mapping({"max_threads": 3}), str(tmp_path), "t")
     assert isinstance(run.config.executors[0], ThreadPoolExecutor)

@@ -301,6 +301,7 @@ def run_quantum_job(
     node_runner: bool = False,
     memory: int | None = None,
     walltime: float | None = None,
+    relay: bool = False,
     **kwargs: object,
 ) -> dict[str, Any]:
     """Run one quantum job through this worker's runner (the parsl app).
@@ -327,6 +328,11 @@ def run_quantum_job(
         process keeps.
     memory, walltime : `int` or `float`, optional
         node_runner: what the runner holds the job to (MB, seconds).
+    relay : `bool`
+        node_runner: this is a thread of the submitting process
+        (`~desc.gen3_workflow.settings.executors.relays_locally`), which
+        must not be recorded as the job's to kill; the node's runner stops
+        the job when asked (``status/N.kill``).
     **kwargs
         What the executor takes besides (``parsl_resource_specification``).
 
@@ -358,11 +364,12 @@ def run_quantum_job(
     }
     if node_runner:
         request.update(seq=seq, memory=memory, walltime=walltime, cwd=os.getcwd())
-        # The watchdog stops a hung job by killing this task; its runner
-        # then stops the job.
-        from .processes import task_processes  # psutil: not for every import of this module
+        if not relay:
+            # The watchdog stops a hung job by killing this task; its runner
+            # then stops the job.
+            from .processes import task_processes  # psutil: not for every import of this module
 
-        markers.write_pids(run_dir, seq, task_processes())
+            markers.write_pids(run_dir, seq, task_processes())
         reply = _call_node_runner(run_dir, max_quanta, request)
         code = int(reply["code"])
         record = markers.ExitRecord(code, time.time(), reply.get("reason", ""), reply.get("detail", ""))

@@ -24,6 +24,7 @@ from typing import Any
 from parsl.app.app import bash_app, python_app
 from parsl.dataflow.futures import AppFuture
 
+from ..settings.executors import relays_locally
 from ..settings.parsl_section import ParslSettings
 from ..store.records import JobRecord
 from . import markers
@@ -110,7 +111,9 @@ def uses_node_runner(settings: ParslSettings) -> bool:
     submitting machine (HighThroughput with a Local provider), the node's
     runner is a fork of ``bps submit`` (`~.local_fork`), which has the
     middleware imported already: it is ready at once, where each
-    HighThroughput worker's own runner imports the middleware first.
+    HighThroughput worker's own runner imports the middleware first; and
+    threads of ``bps submit`` hand it the jobs, with no worker pool
+    (`~desc.gen3_workflow.settings.executors.relays_locally`).
     """
     if settings.execution != "in_process":
         return False
@@ -153,6 +156,7 @@ class Submitter:
             and settings.resource_monitor == "supervisor"
         )
         self.node_runner = uses_node_runner(settings)
+        self.relay = relays_locally(settings)
         # Work Queue's promise: a job is held to its memory request (the
         # others' enforce_resources packs jobs by their requests instead).
         self.enforces_memory = settings.enforce_resources and settings.executor == "WorkQueue"
@@ -189,6 +193,7 @@ class Submitter:
                     node_runner=True,
                     memory=memory if self.enforces_memory else None,
                     walltime=walltime_seconds(job.resources.get("walltime")),
+                    relay=self.relay,
                 )
             return self._app(
                 job.command, job.stdout, job.stderr, self.submit_dir, job.seq, self.max_quanta, **resources

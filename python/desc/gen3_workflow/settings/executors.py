@@ -31,6 +31,7 @@ __all__ = [
     "ExecutorChoice",
     "make_executor",
     "memory_budget",
+    "relays_locally",
     "node_memory",
     "fast_task_start",
     "worker_slots",
@@ -122,8 +123,32 @@ def fast_task_start(executor: WorkQueueExecutor) -> None:
         executor.launch_cmd = launch.replace(_PARSL_TASK, fast)
 
 
+def relays_locally(settings: ParslSettings) -> bool:
+    """Whether HighThroughput's workers would only relay jobs to this
+    machine's runner: ``execution: in_process`` with the Local provider.
+
+    There every quantum job runs in a fork of this machine's node runner
+    (`desc.gen3_workflow.execution.node_runner`, itself a fork of ``bps
+    submit``); a worker pool would add nothing but its start (interchange,
+    pool, workers: about 6 s before the first quantum, measured) and
+    processes.  Threads of ``bps submit``, as many as the settings give
+    workers, wait for the runner instead.
+    """
+    return (
+        settings.executor == "HighThroughput"
+        and settings.provider == "Local"
+        and (settings.execution == "in_process")
+    )
+
+
 def high_throughput(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
-    """Jobs on parsl's own worker pools that the provider starts."""
+    """Jobs on parsl's own worker pools that the provider starts (on this
+    machine in ``in_process`` mode: threads relaying to its runner, see
+    `relays_locally`)."""
+    if relays_locally(settings):
+        threads = worker_slots(settings)
+        relay = ThreadPoolExecutor(label="htex_local", max_threads=threads, working_dir=run_dir)
+        return ExecutorChoice(relay, takes_resource_spec=False)
     address = settings.address
     if address is None:
         # Remote workers need an IP address they can reach; parsl refuses a
