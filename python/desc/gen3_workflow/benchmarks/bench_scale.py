@@ -20,6 +20,9 @@ across runs of:
   submitting process) once ``--kill-at`` of its jobs are done, then resumed
   (``null_run --restart``: `ParslGraph.restore` and ``run``): seconds from
   the restart to its first job launched, and to its end;
+- with ``--restart-half-done``, the restart of a planned run whose store
+  records its first half done (`half_done_restart`): seconds to its first
+  job launched (``--runs 0`` skips the full runs);
 - what grows with the run: the size of ``parsl.log`` and of the store, the
   most files in one directory of the submit dir (``logs/<label>/``), and
   the most ``status/`` markers seen at once;
@@ -268,6 +271,48 @@ def null_run(
     return figures
 
 
+def half_done_restart(workdir: Path, executor: str, jobs: int) -> dict[str, Any]:
+    """Restart of a run planned with ``jobs`` jobs whose first half (the init
+    job and a prefix of the quanta in ``seq`` order, which is topological:
+    every done job's parents are done) the store records as done, written
+    through the runner's own `JobStateStore.apply`: seconds from the restart
+    to its first job launched, and the restarting process's RSS then.  The
+    restart is killed at that point.  Cheaper than running half of a 10^6-job
+    workflow first (``--kill-restart``), and the same store to restart from."""
+    from ..store.job_store import UNREADABLE, JobStateStore
+    from ..store.records import JobKind, JobState, JobUpdate
+
+    submit_dir = str(workdir / f"{executor}_{jobs}_half_{time.strftime('%H%M%S')}")
+    env = {**os.environ, "GEN3WF_RUN_INDEX": str(workdir / "runs.txt")}
+    prepare = [*_null_run_command(submit_dir, jobs, executor), "--prepare-only"]
+    subprocess.run(prepare, env=env, check=True, stdout=subprocess.DEVNULL)
+    now = time.time()
+    with JobStateStore.open(submit_dir, writable=True) as store:
+        planned = store.job_states()
+        quanta = [seq for seq, kind, _, _ in planned if kind == JobKind.QUANTUM]
+        done = [seq for seq, kind, _, _ in planned if kind == JobKind.INIT] + quanta[: len(quanta) // 2]
+        store.apply(JobUpdate(seq, JobState.EXEC_DONE, now, attempts=1, exit_code=0) for seq in done)
+    del planned, quanta
+    with JobStateStore.open(submit_dir) as store:
+        done_quanta = sum(c[JobState.EXEC_DONE] for c in store.counts(JobKind.QUANTUM).values())
+    figures: dict[str, Any] = {"jobs": len(done) * 2, "done_before": len(done), "submit_dir": submit_dir}
+    log = Path(submit_dir + ".restart.log")
+    since = time.time()
+    with _session(_null_run_command(submit_dir, jobs, executor, restart=True), log, env) as proc:
+        first = None
+        while proc.poll() is None and time.time() - since < 600:
+            with contextlib.suppress(*UNREADABLE), JobStateStore.open(submit_dir) as store:
+                counts = store.counts(JobKind.QUANTUM)
+                moving = sum(c[JobState.LAUNCHED] + c[JobState.RUNNING] for c in counts.values())
+                if moving or sum(c[JobState.EXEC_DONE] for c in counts.values()) > done_quanta:
+                    first = time.time() - since
+                    figures["restart_rss_mb"] = _rss_mb(proc.pid)
+                    break
+            time.sleep(0.2)
+    figures["restart_first_job_seconds"] = first
+    return figures
+
+
 def pipeline_run(
     workdir: Path, executor: str, quanta: int, detectors: int, report_every: float
 ) -> dict[str, Any]:
@@ -358,6 +403,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=1, help="runs per executor and size")
     parser.add_argument("--kill-restart", action="store_true", help="also time a kill -9 and restart")
     parser.add_argument("--kill-at", type=float, default=0.5, help="fraction of jobs done at the kill")
+    parser.add_argument(
+        "--restart-half-done",
+        action="store_true",
+        help="also time the restart of a store whose first half is recorded done (no run first)",
+    )
     parser.add_argument("--quanta", type=int, default=0, help="demo DRP pipeline quanta (0: skip)")
     parser.add_argument("--detectors", type=int, default=20, help="detectors per visit of that pipeline")
     parser.add_argument("--report-every", type=float, default=10.0, help="seconds between timed reports")
@@ -383,7 +433,8 @@ def main(argv: list[str] | None = None) -> None:
                     everything.append(figures)
                     print_run(executor, run, figures)
                     cleanup(figures["submit_dir"])
-                rows[(executor, jobs)] = summary(runs)
+                if runs:  # --runs 0: only the restarts
+                    rows[(executor, jobs)] = summary(runs)
                 if args.kill_restart:
                     figures = null_run(workdir, executor, jobs, args.report_every, args.kill_at)
                     figures.update(executor=executor, kind="restart")
@@ -393,6 +444,17 @@ def main(argv: list[str] | None = None) -> None:
                         f"  {executor} {jobs}: killed after {figures['killed_after']} done, restart "
                         f"{figures['restart_seconds']:.1f} s (first job after "
                         f"{fmt(figures['restart_first_job_seconds'], '.1f')} s)",
+                        flush=True,
+                    )
+                    cleanup(figures["submit_dir"])
+                if args.restart_half_done:
+                    figures = half_done_restart(workdir, executor, jobs)
+                    figures.update(executor=executor, kind="half_done_restart")
+                    everything.append(figures)
+                    print(
+                        f"  {executor} {jobs}: restart of a half-done store ({figures['done_before']} done): "
+                        f"first job after {fmt(figures['restart_first_job_seconds'], '.1f')} s, "
+                        f"RSS then {fmt(figures.get('restart_rss_mb'), '.0f')} MB",
                         flush=True,
                     )
                     cleanup(figures["submit_dir"])
@@ -411,7 +473,7 @@ def main(argv: list[str] | None = None) -> None:
             _remove(str(workdir))
     if rows:
         print_table("Null jobs (medians across runs):", rows)
-    if len(args.jobs) > 1:
+    if len(rows) > 1:
         print_ratios(rows)
     if restarts:
         print_restarts(restarts)

@@ -368,6 +368,15 @@ class JobStateStore:
             recent.update(self._ended_since(ended_since, kind))
         return counts, recent, first_start
 
+    def message_counts(self, limit: int) -> list[tuple[str, int]]:
+        """The ``limit`` most frequent messages jobs ended with, and how
+        many jobs ended with each (without reading every job)."""
+        return self._db.execute(
+            "SELECT message, COUNT(*) FROM jobs WHERE message IS NOT NULL AND message != '' "
+            "GROUP BY message ORDER BY COUNT(*) DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+
     def _ended_since(self, since: float, kind: JobKind) -> list[tuple[str, int]]:
         # Without statistics SQLite picks the state index, which walks every
         # ended job of the run: name the index of end times, so that a
