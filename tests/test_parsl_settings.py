@@ -135,3 +135,20 @@ def test_thread_pool_and_slurm_htex(tmp_path):
         ).capacity
         == 32
     )
+
+
+def test_parsl_spawns_without_rerunning_the_main_script():
+    """While parsl starts (Work Queue's submit process, monitoring), spawned
+    children are not told to run bps's main script again; afterwards
+    __main__ is as it was."""
+    import multiprocessing.spawn
+    import sys
+
+    from desc.gen3_workflow.execution.parsl_session import spawn_without_main_script
+
+    main = sys.modules["__main__"]
+    before = {name: main.__dict__.get(name) for name in ("__file__", "__spec__")}
+    with spawn_without_main_script():
+        data = multiprocessing.spawn.get_preparation_data("child")
+        assert "init_main_from_path" not in data and "init_main_from_name" not in data
+    assert {name: main.__dict__.get(name) for name in ("__file__", "__spec__")} == before

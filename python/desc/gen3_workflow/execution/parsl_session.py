@@ -20,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
+from collections.abc import Iterator
 
 import parsl
 
@@ -34,7 +36,7 @@ from .parsl_logging import route_parsl_logging, unroute_parsl_logging
 from .processes import kill_processes, run_forks, run_processes
 from .submitters import uses_node_runner
 
-__all__ = ["ParslSession", "force_stop"]
+__all__ = ["ParslSession", "force_stop", "spawn_without_main_script"]
 
 _MOST_WARM_UPS = 256
 """At most this many warm-up apps (they hold a worker half a second each)."""
@@ -86,7 +88,8 @@ class ParslSession:
         try:
             self._run_config = make_parsl_config(self.settings, self.submit_dir, self._workflow_name)
             self._log_handler = route_parsl_logging(self.submit_dir, self.settings.log_level)
-            self._dfk = parsl.load(self._run_config.config)
+            with spawn_without_main_script():
+                self._dfk = parsl.load(self._run_config.config)
             if self.settings.execution == "in_process" and not uses_node_runner(self.settings):
                 if self.settings.executor == "HighThroughput":  # Slurm blocks
                     self._warm_workers(self._run_config)
@@ -188,6 +191,35 @@ class ParslSession:
                 if uses_node_runner(self.settings):
                     with contextlib.suppress(Exception):
                         kill_processes(_node_runners(self.submit_dir))
+
+
+_MAIN_NAMES = ("__file__", "__spec__")
+
+
+@contextlib.contextmanager
+def spawn_without_main_script() -> Iterator[None]:
+    """Processes started with multiprocessing's *spawn* meanwhile do not
+    re-run this process's main script.
+
+    parsl starts Work Queue's submit process and monitoring's router and
+    database manager with spawn, which runs the parent's main script again
+    in each child unless ``__main__`` names none: for ``bps``, ctrl_bps's
+    whole command line, about 2 s of imports here (measured: Work Queue's
+    executor took 3.5 s to start, most of it that and parsl's own imports),
+    while nothing those processes run comes from ``__main__``.
+    """
+    main = sys.modules["__main__"]
+    saved = {name: main.__dict__[name] for name in _MAIN_NAMES if name in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        for name in _MAIN_NAMES:
+            if name in saved:
+                main.__dict__[name] = saved[name]
+            else:
+                main.__dict__.pop(name, None)
 
 
 def force_stop(submit_dir: str) -> None:
