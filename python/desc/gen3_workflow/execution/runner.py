@@ -267,6 +267,7 @@ class GraphRunner:
             return
         now = time.time()
         jobs = self.store.jobs_by_seq(scheduler.take(free))
+        kills_before: int | None = None  # the OOM count, read once for the batch
         for i, job in enumerate(jobs):
             memory = self._retries.memory(job)
             if not self._budget.take(memory):
@@ -279,7 +280,9 @@ class GraphRunner:
             supervised = submit.supervises(job)
             attempt = Attempt(job, number, submit(job, memory), now, memory=memory, supervised=supervised)
             if not supervised and not submit.remote:
-                attempt.oom_kills = oom_kills()
+                if kills_before is None:
+                    kills_before = oom_kills()
+                attempt.oom_kills = kills_before
             attempt.future.add_done_callback(functools.partial(self._finished_callback, attempt))
             self._in_flight[job.seq] = attempt
             self._record(JobUpdate(job.seq, JobState.LAUNCHED, now, attempts=number))
