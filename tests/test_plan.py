@@ -16,9 +16,9 @@ from lsst.ctrl.bps import (
 )
 from lsst.ctrl.bps.generic_workflow import GenericWorkflowNoopJob
 
-from desc.gen3_workflow.errors import CommandError
+from desc.gen3_workflow.errors import CommandError, PlanError
 from desc.gen3_workflow.plan.final_job import final_script_argv, fit_aggregate_processes
-from desc.gen3_workflow.plan.workflow import LogLayout, plan_workflow, run_info
+from desc.gen3_workflow.plan.workflow import LogLayout, plan_workflow, run_info, topological_names
 from desc.gen3_workflow.store.job_store import JobStateStore
 from desc.gen3_workflow.store.records import JobKind, RunInfo
 
@@ -76,6 +76,29 @@ def test_jobs_in_topological_order_with_no_ops_dissolved(tmp_path: Path) -> None
             (seq["isr_1"], seq["summary"]),
         ]
     )
+
+
+def test_topological_order_is_networkx_order_and_a_cycle_is_refused() -> None:
+    """The plan's own walk gives networkx's order (so job numbers do not
+    change with it), iteratively, and names a cycle instead of looping."""
+    import random
+
+    import networkx
+
+    from desc.gen3_workflow.testing.synthetic_workflow import synthetic_workflow
+
+    shuffled = networkx.DiGraph()
+    draw = random.Random(3)
+    shuffled.add_nodes_from(draw.sample(range(300), 300))
+    shuffled.add_edges_from(
+        (a, b) for a, b in ((draw.randrange(300), draw.randrange(300)) for _ in range(900)) if a < b
+    )
+    for graph in (synthetic_workflow(500, detectors=5), _workflow(), shuffled):
+        assert list(topological_names(graph)) == list(networkx.topological_sort(graph))
+    chain = networkx.DiGraph([(i, i + 1) for i in range(100_000)])  # deeper than any recursion limit
+    assert next(reversed(list(topological_names(chain)))) == 100_000
+    with pytest.raises(PlanError, match="cycle through 3 jobs"):
+        list(topological_names(networkx.DiGraph([("a", "b"), ("b", "c"), ("c", "a"), ("x", "a")])))
 
 
 def test_job_rows_carry_command_resources_logs_and_data_id(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -62,6 +63,23 @@ def resource_key(gwjob: GenericWorkflowJob) -> tuple[Any, ...]:
     )
 
 
+_KEYED = operator.attrgetter(
+    "executable",
+    "arguments",
+    "request_cpus",
+    "request_memory",
+    "request_disk",
+    "request_walltime",
+    "priority",
+    "number_of_retries",
+    "retry_unless_exit",
+    "request_memory_max",
+    "memory_multiplier",
+)
+"""The attributes a job's group key is made of (with its label, kind, log
+directory and environment), read in one call."""
+
+
 @dataclasses.dataclass
 class _Group:
     first: GenericWorkflowJob
@@ -100,28 +118,51 @@ class TemplateGrouper:
         self._groups: dict[tuple[Any, ...], _Group] = {}
         self._ungrouped: list[tuple[int, JobKind, GenericWorkflowJob, dict[str, Any], str]] = []
         self._count = 0
+        # Per label: the last job's kind, log directory, environment, keyed
+        # attributes and group.
+        self._last: dict[str, tuple[JobKind, str, dict[str, str] | None, tuple[Any, ...], _Group]] = {}
 
-    def add(self, seq: int, kind: JobKind, gwjob: GenericWorkflowJob, log_dir: str) -> None:
-        """Add a job whose logs go to ``log_dir``."""
-        self._count += 1
+    def _group_of(self, kind: JobKind, gwjob: GenericWorkflowJob, log_dir: str) -> tuple[_Group, bool]:
+        """The job's group, and whether it was made for this job."""
+        # ctrl_bps gives a label's jobs the same objects (command, request):
+        # a job whose attributes are those of its label's last job, object
+        # for object, is in that job's group, without building the key.
+        values = _KEYED(gwjob)
+        env = gwjob.environment or None  # (each job has an empty dict of its own)
+        last = self._last.get(gwjob.label)
+        if (
+            last is not None
+            and last[0] is kind
+            and last[1] is log_dir
+            and last[2] is env
+            and all(map(operator.is_, values, last[3]))
+        ):
+            return last[4], False
         executable = gwjob.executable
         key = (
             gwjob.label,
             kind,  # a StrEnum: its own value (.value is slow)
             None if executable is None else executable.src_uri,
             gwjob.arguments,
-            tuple(sorted(gwjob.environment.items())) if gwjob.environment else (),
+            tuple(sorted(env.items())) if env else (),
             resource_key(gwjob),
             log_dir,
         )
         group = self._groups.get(key)
-        cmdvals = gwjob.cmdvals
+        new = group is None
         if group is None:
             keys = self._builder.placeholders(gwjob) if executable is not None else ()
-            resources = self._resources_of(gwjob)
-            group = self._groups[key] = _Group(gwjob, keys, resources, log_dir)
-            group.constant = [(k, cmdvals.get(k, _MISSING)) for k in keys]
-        else:
+            group = self._groups[key] = _Group(gwjob, keys, self._resources_of(gwjob), log_dir)
+            group.constant = [(k, gwjob.cmdvals.get(k, _MISSING)) for k in keys]
+        self._last[gwjob.label] = (kind, log_dir, env, values, group)
+        return group, new
+
+    def add(self, seq: int, kind: JobKind, gwjob: GenericWorkflowJob, log_dir: str) -> None:
+        """Add a job whose logs go to ``log_dir``."""
+        self._count += 1
+        group, new = self._group_of(kind, gwjob, log_dir)
+        if not new:  # (a new group's first values are this job's)
+            cmdvals = gwjob.cmdvals
             # Only what has not varied yet is compared: usually two or three
             # values per job.
             for name, first in group.constant:

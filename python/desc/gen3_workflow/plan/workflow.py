@@ -4,15 +4,16 @@ Every job gets its command line, resource request, log paths and a position
 in one topological order; edges are kept as pairs of positions.  What a
 label's jobs share is kept once, in a template (`~.job_templates`).  No-op
 nodes (ctrl_bps's job-ordering helpers) are dissolved: their children depend
-on their parents directly.  The walk is iterative (Kahn's algorithm in
-networkx), so graph depth never meets Python's recursion limit.
+on their parents directly.  The walk is iterative (Kahn's algorithm,
+`topological_names`), so graph depth never meets Python's recursion limit.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import networkx
@@ -27,7 +28,7 @@ from .commands import JobCommandBuilder
 from .final_job import fit_aggregate_processes
 from .job_templates import TemplateGrouper
 
-__all__ = ["LogLayout", "WorkflowPlan", "job_resources", "plan_workflow", "run_info"]
+__all__ = ["LogLayout", "WorkflowPlan", "job_resources", "plan_workflow", "run_info", "topological_names"]
 
 
 def job_resources(gwjob: GenericWorkflowJob, memory_limit: int | None = None) -> dict[str, Any]:
@@ -128,6 +129,36 @@ def command_prepend_lookup(config: BpsConfig) -> Callable[[str], str]:
     return lookup
 
 
+def topological_names(graph: networkx.DiGraph) -> Iterator[str]:
+    """The graph's nodes, parents before children: Kahn's algorithm, in the
+    order of networkx's `~networkx.topological_sort` (generation by
+    generation, each in the order its nodes became ready).
+
+    It reads networkx's adjacency dictionaries directly: through its views,
+    networkx's own sort was 3.7-4.2 s of planning 10^6 jobs.
+
+    Raises
+    ------
+    PlanError
+        The graph has a cycle.
+    """
+    pred, succ = graph._pred, graph._succ  # noqa: SLF001 (see above)
+    waiting = {name: len(parents) for name, parents in pred.items() if parents}
+    ready = collections.deque(name for name, parents in pred.items() if not parents)
+    while ready:
+        name = ready.popleft()
+        yield name
+        for child in succ[name]:
+            left = waiting[child] - 1
+            if left:
+                waiting[child] = left
+            else:
+                del waiting[child]
+                ready.append(child)
+    if waiting:
+        raise PlanError(f"the workflow has a cycle through {len(waiting)} jobs, e.g. {next(iter(waiting))}")
+
+
 def plan_workflow(config: BpsConfig, generic_workflow: GenericWorkflow, submit_dir: str) -> WorkflowPlan:
     """Turn the GenericWorkflow into store rows.
 
@@ -155,9 +186,10 @@ def plan_workflow(config: BpsConfig, generic_workflow: GenericWorkflow, submit_d
     # A no-op node stands for the set of real jobs it waits for.
     noop_parents: dict[str, set[int]] = {}
     final_sink: GenericWorkflowJob | None = None
-    nodes, predecessors = generic_workflow.nodes, generic_workflow.pred
+    # networkx's own dictionaries, not its (slower) views: see topological_names.
+    nodes, predecessors = generic_workflow._node, generic_workflow._pred  # noqa: SLF001
     payload, noop = GenericWorkflowNodeType.PAYLOAD, GenericWorkflowNodeType.NOOP
-    for name in networkx.topological_sort(generic_workflow):
+    for name in topological_names(generic_workflow):
         gwjob = nodes[name]["job"]
         node_type = gwjob.node_type
         if node_type == noop:
