@@ -103,6 +103,10 @@ def test_updates_set_times_attempts_and_counts(tmp_path: Path) -> None:
 
 def test_readers_see_commits_and_cannot_write(tmp_path: Path) -> None:
     with _run(tmp_path) as writer, JobStateStore.open(str(tmp_path)) as reader:
+        # (the plan is written under a rollback journal; readers and the
+        # runner's writes then share the store through the write-ahead log)
+        with sqlite3.connect(tmp_path / STORE_FILENAME) as db:
+            assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         writer.apply([JobUpdate(1, JobState.RUNNING, 1.0)])
         assert reader.job("isr_1").state == JobState.RUNNING  # type: ignore[union-attr]
         with pytest.raises(Exception, match="readonly"):

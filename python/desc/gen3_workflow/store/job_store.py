@@ -117,6 +117,17 @@ class JobStateStore:
         plan: WorkflowPlan,
     ) -> None:
         """Record the run and every job of its DAG, all pending."""
+        # Under a rollback journal, not the write-ahead log, which would hold
+        # every page of the plan once more until its checkpoint (15% of the
+        # write at 10^5 jobs).  Only while no reader has the store open: the
+        # mode stays WAL otherwise.
+        self._db.execute("PRAGMA journal_mode=DELETE")
+        try:
+            self._write_plan(name, submit_dir, info, plan)
+        finally:
+            self._db.execute("PRAGMA journal_mode=WAL")
+
+    def _write_plan(self, name: str, submit_dir: str, info: RunInfo, plan: WorkflowPlan) -> None:
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO run (id, name, submit_dir, info, state) VALUES (1, ?, ?, ?, ?)",
