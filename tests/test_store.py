@@ -18,7 +18,7 @@ from desc.gen3_workflow.errors import RunNotFoundError
 from desc.gen3_workflow.store.job_store import JobStateStore
 from desc.gen3_workflow.store.liveness import Liveness, liveness
 from desc.gen3_workflow.store.records import JobCommand, JobKind, JobState, JobUpdate, RunInfo, RunState
-from desc.gen3_workflow.store.templates import JobTemplate
+from desc.gen3_workflow.store.templates import JobTemplate, WorkflowPlan
 
 
 def _run(submit_dir: Path) -> JobStateStore:
@@ -190,3 +190,15 @@ def test_a_template_takes_exactly_one_word_per_hole() -> None:
     for words in ([], ["a", "b"]):
         with pytest.raises(ValueError, match="holes"):
             template.command(words)
+
+
+def test_a_plan_written_while_a_reader_looks_goes_through_the_log(tmp_path: Path) -> None:
+    """bps status (or a benchmark's poller) may open a store while prepare
+    writes it: the plan is written anyway, and readers keep reading."""
+    path = str(tmp_path / STORE_FILENAME)
+    with JobStateStore(path, writable=True) as writer, JobStateStore(path) as reader:
+        plan = WorkflowPlan.from_records([job(0, "isr", tmp_path), job(1, "calibrate", tmp_path)], [(0, 1)])
+        writer.write_plan("r", str(tmp_path), RunInfo(), plan)
+        assert [j.name for j in reader.jobs()] == ["isr_0", "calibrate_1"]
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)

@@ -18,6 +18,7 @@ commits.  Use it as a context manager::
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import time
@@ -47,6 +48,8 @@ still running) or damaged raises."""
 
 LabelStats = dict[str, dict[JobState, int]]
 """Label -> state -> number of jobs, labels in pipeline order."""
+
+_LOG = logging.getLogger(__name__)
 
 
 class JobStateStore:
@@ -119,13 +122,17 @@ class JobStateStore:
         """Record the run and every job of its DAG, all pending."""
         # Under a rollback journal, not the write-ahead log, which would hold
         # every page of the plan once more until its checkpoint (15% of the
-        # write at 10^5 jobs).  Only while no reader has the store open: the
-        # mode stays WAL otherwise.
-        self._db.execute("PRAGMA journal_mode=DELETE")
+        # write at 10^5 jobs); SQLite refuses at once while a reader has the
+        # store open, and the plan goes through the log then.
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._db.execute("PRAGMA journal_mode=DELETE")
         try:
             self._write_plan(name, submit_dir, info, plan)
         finally:
-            self._db.execute("PRAGMA journal_mode=WAL")
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as exc:  # readers then wait for the writer's commits
+                _LOG.warning("The job-state store stays in rollback-journal mode: %s", exc)
 
     def _write_plan(self, name: str, submit_dir: str, info: RunInfo, plan: WorkflowPlan) -> None:
         with self._transaction() as db:
