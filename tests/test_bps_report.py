@@ -339,3 +339,15 @@ def test_ping_checks_what_the_settings_need(tmp_path: Path, monkeypatch: pytest.
     assert status == 1 and "parsl_config.executor: unknown value 'Dask'" in message
     status, message = ping.service_ping({}, "not-a-setting")
     assert status == 1 and "expected a bps file or parsl_config key=value words" in message
+
+
+def test_status_and_report_do_not_load_parsl() -> None:
+    """bps status, report and cancel read the store in milliseconds at any
+    size; importing parsl would add about 1.8 s to each."""
+    code = (
+        "import sys; from desc.gen3_workflow import ParslService; "
+        "from desc.gen3_workflow.reporting import bps_report; "
+        "print(sorted(m for m in sys.modules if m == 'parsl' or m.startswith('parsl.')))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]", loaded.stdout

@@ -24,9 +24,7 @@ from lsst.ctrl.bps import BpsConfig
 from .constants import SERVICE_CLASS, SERVICE_VARIABLE
 from .errors import RunInProgressError, RunNotFoundError
 from .execution.cancel import clear_cancel_marks
-from .execution.parsl_session import force_stop
 from .execution.processes import kill_processes, kill_run_processes, run_processes
-from .execution.runner import GraphRunner
 from .reporting.failures import retried_lines
 from .reporting.text import format_status_table
 from .settings.parsl_section import ParslSettings
@@ -251,6 +249,10 @@ class ParslGraph:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
+        # Here, not at the top: status, report and cancel never load parsl
+        # (and a signal handler must not import).
+        from .execution.parsl_session import force_stop
+
         caught = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
         previous = {signum: signal.getsignal(signum) for signum in caught}
 
@@ -284,6 +286,8 @@ class ParslGraph:
                 signal.signal(signum, handler)
 
     def _execute(self, selected: set[int] | None) -> None:
+        from .execution.runner import GraphRunner  # (parsl: only to run)
+
         # The store connection belongs to this thread: sqlite3 objects must
         # not cross threads.
         try:

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 import parsl
 
 from ..constants import SERVICE_VARIABLE
-from ..settings.executors import worker_slots
+from ..settings.capacity import worker_slots
 from ..settings.parsl_factory import ParslRunConfig, make_parsl_config
 from ..settings.parsl_section import ParslSettings
 from .in_process import prestart_node_runner, prestart_runners, stop_runners, warm_worker

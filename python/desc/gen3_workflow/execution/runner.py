@@ -27,7 +27,7 @@ from parsl.dataflow.futures import AppFuture
 from parsl.dataflow.states import States
 
 from ..reporting.progress import ProgressReporter
-from ..settings.executors import memory_budget, node_memory
+from ..settings.capacity import memory_budget, node_memory
 from ..settings.parsl_section import ParslSettings
 from ..store.job_store import JobStateStore
 from ..store.records import AttemptRecord, JobKind, JobRecord, JobState, JobUpdate, RunState

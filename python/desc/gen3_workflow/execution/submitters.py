@@ -24,7 +24,7 @@ from typing import Any
 from parsl.app.app import bash_app, python_app
 from parsl.dataflow.futures import AppFuture
 
-from ..settings.executors import relays_locally
+from ..settings.capacity import relays_locally
 from ..settings.parsl_section import ParslSettings
 from ..store.records import JobRecord
 from . import markers

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import shlex
 import sys
 from collections.abc import Callable
 
-import psutil
 from parsl.addresses import address_by_hostname
 from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor, WorkQueueExecutor
 from parsl.executors.base import ParslExecutor
@@ -23,18 +21,15 @@ from parsl.executors.status_handling import BlockProviderExecutor
 from parsl.jobs.error_handlers import windowed_error_handler
 from parsl.jobs.states import JobStatus
 
+from .capacity import relays_locally, worker_slots
 from .parsl_section import ParslSettings
 from .providers import make_provider
 
 __all__ = [
     "EXECUTOR_FACTORIES",
     "ExecutorChoice",
-    "make_executor",
-    "memory_budget",
-    "relays_locally",
-    "node_memory",
     "fast_task_start",
-    "worker_slots",
+    "make_executor",
 ]
 
 
@@ -123,24 +118,6 @@ def fast_task_start(executor: WorkQueueExecutor) -> None:
         executor.launch_cmd = launch.replace(_PARSL_TASK, fast)
 
 
-def relays_locally(settings: ParslSettings) -> bool:
-    """Whether HighThroughput's workers would only relay jobs to this
-    machine's runner: ``execution: in_process`` with the Local provider.
-
-    There every quantum job runs in a fork of this machine's node runner
-    (`desc.gen3_workflow.execution.node_runner`, itself a fork of ``bps
-    submit``); a worker pool would add nothing but its start (interchange,
-    pool, workers: about 6 s before the first quantum, measured) and
-    processes.  Threads of ``bps submit``, as many as the settings give
-    workers, wait for the runner instead.
-    """
-    return (
-        settings.executor == "HighThroughput"
-        and settings.provider == "Local"
-        and (settings.execution == "in_process")
-    )
-
-
 def high_throughput(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
     """Jobs on parsl's own worker pools that the provider starts (on this
     machine in ``in_process`` mode: threads relaying to its runner, see
@@ -178,45 +155,6 @@ EXECUTOR_FACTORIES: dict[str, Callable[[ParslSettings, str], ExecutorChoice]] = 
     "WorkQueue": work_queue,
     "HighThroughput": high_throughput,
 }
-
-
-def worker_slots(settings: ParslSettings) -> int:
-    """How many jobs the executor runs at once, as far as the settings tell
-    (the jobs of one core each that fit in every block it may start)."""
-    if settings.executor == "ThreadPool":
-        return settings.max_threads
-    cores = settings.cores_per_node or os.cpu_count() or 1
-    if settings.executor == "WorkQueue":
-        match = re.search(r"--cores[= ](\d+)", settings.worker_options)
-        per_node = int(match.group(1)) if match else cores
-    else:
-        per_node = settings.max_workers or max(int(cores / settings.cores_per_worker), 1)
-    return per_node * settings.nodes_per_block * settings.max_blocks
-
-
-def node_memory(settings: ParslSettings) -> int | None:
-    """The most memory (MB) one node gives the jobs, as far as the settings
-    tell: a Work Queue worker's ``--memory``, Slurm's ``mem_per_node``, or
-    this machine's memory with the Local provider; `None` if unknown."""
-    if settings.executor == "WorkQueue" and (
-        match := re.search(r"--memory[= ](\d+)", settings.worker_options)
-    ):
-        return int(match.group(1))
-    if settings.provider == "Slurm" and settings.executor != "ThreadPool":
-        return settings.mem_per_node * 1024 if settings.mem_per_node else None
-    return int(psutil.virtual_memory().total / 2**20)
-
-
-def memory_budget(settings: ParslSettings) -> int | None:
-    """How much memory (MB) the runner lets the jobs it dispatches ask for
-    at once, on executors that do not pack jobs by memory themselves
-    (ThreadPool, HighThroughput): every node's memory; `None` for Work
-    Queue, which packs its workers by the requests, or if unknown."""
-    if settings.executor == "WorkQueue" or (per_node := node_memory(settings)) is None:
-        return None
-    if settings.executor == "ThreadPool" or settings.provider == "Local":
-        return per_node
-    return per_node * settings.nodes_per_block * settings.max_blocks
 
 
 def make_executor(settings: ParslSettings, run_dir: str) -> ExecutorChoice:

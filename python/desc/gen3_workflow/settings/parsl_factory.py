@@ -13,7 +13,8 @@ import os
 from parsl.config import Config
 from parsl.dataflow.memoization import BasicMemoizer
 
-from .executors import make_executor, worker_slots
+from .capacity import worker_slots
+from .executors import make_executor
 from .parsl_section import ParslSettings
 
 __all__ = ["ParslRunConfig", "make_parsl_config"]

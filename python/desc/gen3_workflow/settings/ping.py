@@ -24,7 +24,7 @@ import yaml
 from ..errors import ParslConfigError
 from ..execution.environment import prepare_environment
 from ..store.run_index import index_path
-from .executors import memory_budget
+from .capacity import memory_budget
 from .parsl_section import ParslSettings
 from .submission_checks import work_queue_missing, work_queue_unusable_message
 
