@@ -154,6 +154,10 @@ class ParslSession:
         if self._closing.is_alive():
             _LOG.warning("parsl did not shut down within %.0f s; stopping what it started", CLOSE_SECONDS)
         left = run_processes(self.submit_dir, SERVICE_VARIABLE)
+        if self._closing.is_alive() and uses_node_runner(self.settings):
+            # A shutdown stuck on threads that wait for this machine's
+            # runner (HighThroughput on Local): ending it ends their waits.
+            left += _node_runners(self.submit_dir)
         if left:
             _LOG.debug("Stopping %d process(es) parsl's shutdown left: %s", len(left), left)
             kill_processes(left, timeout=3.0)
