@@ -178,3 +178,17 @@ def test_outcome_trusts_the_jobs_own_record() -> None:
     assert unknown.exit_code is None and unknown.message == "RuntimeError: task lost with its worker"
     assert outcome(attempt, None, None, cancelled=False).succeeded
     assert outcome(attempt, lost, None, cancelled=True).message == "cancelled"
+
+
+def test_the_jobs_with_files_left_are_found_in_one_listing(tmp_path: Path) -> None:
+    """A restart clears earlier attempts' files only for the jobs that have
+    some (a success record among them stays, so that job is not run again)."""
+    assert markers.marked_jobs(str(tmp_path)) == set()
+    markers.write_exit(str(tmp_path), 7, markers.ExitRecord(0, 1.0))
+    markers.write_pids(str(tmp_path), 12, [(1, 1.0)])
+    markers.request_kill(str(tmp_path), 12, "walltime")
+    markers.record_fork(str(tmp_path), 1, 1.0, "runner")
+    assert markers.marked_jobs(str(tmp_path)) == {7, 12}
+    markers.prepare_attempt(str(tmp_path), 7)
+    markers.prepare_attempt(str(tmp_path), 12)
+    assert markers.marked_jobs(str(tmp_path)) == {7}

@@ -35,6 +35,7 @@ __all__ = [
     "ExitRecord",
     "clear",
     "kill_requested",
+    "marked_jobs",
     "prepare_attempt",
     "read_exit",
     "read_pids",
@@ -123,6 +124,16 @@ def clear(submit_dir: str, seq: int) -> None:
     for suffix in ("exit", "kill", "pids"):
         with contextlib.suppress(FileNotFoundError):
             os.remove(_path(submit_dir, seq, suffix))
+
+
+def marked_jobs(submit_dir: str) -> set[int]:
+    """The jobs that have files here (one listing of the directory, which
+    holds the files of the jobs in flight at most)."""
+    try:
+        names = os.listdir(os.path.join(submit_dir, STATUS_DIR))
+    except FileNotFoundError:
+        return set()
+    return {int(seq) for seq, _, _ in (name.partition(".") for name in names) if seq.isdigit()}
 
 
 def prepare_attempt(submit_dir: str, seq: int) -> None:

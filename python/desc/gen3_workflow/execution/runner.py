@@ -101,6 +101,8 @@ class GraphRunner:
         self._ended: list[AttemptRecord] = []
         self._recorded: list[int] = []
         """Jobs that succeeded, whose files go once the store says so."""
+        self._marked: set[int] = set()
+        """Jobs with files of an earlier submission (see `_submit_ready`)."""
 
     def run(self) -> RunState:
         """Run every job that has not succeeded yet, then the final job.
@@ -204,6 +206,7 @@ class GraphRunner:
             submit = Submitter(
                 self.settings, run_config.executor_label, run_config.takes_resource_spec, self.submit_dir
             )
+            self._marked = markers.marked_jobs(self.submit_dir)
             self._loop(scheduler, submit, watchdog, run_config.capacity)
         finally:
             if self._progress is not None:
@@ -276,7 +279,10 @@ class GraphRunner:
                     scheduler.put_back(held.seq)
                 return
             number = self._retries.started(job)
-            markers.prepare_attempt(self.submit_dir, job.seq)
+            # Only a retry, or a job an earlier submission left files of,
+            # has any to clear: not 10^6 misses on the file system.
+            if number > 1 or job.seq in self._marked:
+                markers.prepare_attempt(self.submit_dir, job.seq)
             supervised = submit.supervises(job)
             attempt = Attempt(job, number, submit(job, memory), now, memory=memory, supervised=supervised)
             if not supervised and not submit.remote:
