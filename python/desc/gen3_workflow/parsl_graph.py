@@ -206,6 +206,11 @@ class ParslGraph:
         if self._thread is not None and self._thread.is_alive():
             raise RunInProgressError(f"{self.submit_dir} is already running in this process")
         self._check_not_running_elsewhere()
+        # parsl is loaded here, by the calling thread, before the run's thread
+        # starts (status, report and cancel never load it); two threads
+        # importing it at once deadlock.
+        from .execution import parsl_session, runner  # noqa: F401
+
         selected = None if jobs is None else self._with_ancestors(jobs)
         self._outcome = None
         self._interrupted.clear()
@@ -249,8 +254,7 @@ class ParslGraph:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        # Here, not at the top: status, report and cancel never load parsl
-        # (and a signal handler must not import).
+        # (loaded by `run`; a signal handler must not import)
         from .execution.parsl_session import force_stop
 
         caught = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -286,7 +290,7 @@ class ParslGraph:
                 signal.signal(signum, handler)
 
     def _execute(self, selected: set[int] | None) -> None:
-        from .execution.runner import GraphRunner  # (parsl: only to run)
+        from .execution.runner import GraphRunner  # (loaded by `run`)
 
         # The store connection belongs to this thread: sqlite3 objects must
         # not cross threads.
