@@ -81,8 +81,10 @@ def make_parsl_config(settings: ParslSettings, submit_dir: str, workflow_name: s
         usage_tracking=0,
         exit_mode="wait",
         # parsl asks providers for the first blocks only at its first
-        # strategy tick; the default 5 s is dead time at the start of a run.
-        strategy_period=1,
+        # strategy tick; the default 5 s is dead time at the start of a run
+        # (a tick costs little: providers are polled at their own, slower
+        # intervals, e.g. Slurm's squeue once a minute).
+        strategy_period=0.5,
     )
     capacity = settings.max_in_flight or max(16, 2 * worker_slots(settings))
     return ParslRunConfig(config, choice.executor.label, choice.takes_resource_spec, capacity)
