@@ -39,6 +39,7 @@ import datetime
 import os
 import pstats
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -48,6 +49,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..testing.null_run import kill_session
 
 MODES = ("process", "in_process", "ctrl_bps_parsl", "wq_process", "wq_in_process")
 """HighThroughput in each execution mode, lsst-ctrl-bps-parsl, Work Queue in each mode."""
@@ -104,14 +107,20 @@ def submit(path: Path, workdir: Path, venv: str = sys.prefix) -> tuple[int, floa
         env.update(PATH=f"{bin_dir}:{env['PATH']}", CTRL_MPEXEC_DIR=venv, DAF_BUTLER_DIR=venv)
     start = time.perf_counter()
     with open(workdir / (path.stem + ".log"), "w+") as log:
+        # A session of its own, killed whole on the way out: a benchmark
+        # stopped mid-run must not leave a plug-in's workers or interchange.
         proc = subprocess.Popen(
             [os.path.join(bin_dir, "bps"), "--no-log-tty", "submit", str(path)],
             cwd=workdir,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-        _, status, usage = os.wait4(proc.pid, 0)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            kill_session(proc.pid)
         wall = time.perf_counter() - start
         log.seek(0)
         output = log.read()
@@ -341,6 +350,8 @@ def main() -> None:
         "--floors", action="store_true", help="also the middleware's and Work Queue's floors (bench_floors)"
     )
     args = parser.parse_args()
+    # SIGTERM (a pkill) unwinds like Ctrl-C, so that each run's session is killed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if not args.skip_runs:
         run_modes(args)
     for n_jobs in args.plan_jobs:

@@ -414,6 +414,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", help="keep runs here (default: a temporary directory, removed)")
     parser.add_argument("--json", help="also write every run's figures to this file")
     args = parser.parse_args(argv)
+    # SIGTERM (a pkill) unwinds like Ctrl-C, so that each run's session is killed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gen3wf_bench_scale_")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
