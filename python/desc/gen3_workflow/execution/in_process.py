@@ -330,7 +330,7 @@ def run_quantum_job(
         node_runner: what the runner holds the job to (MB, seconds).
     relay : `bool`
         node_runner: this is a thread of the submitting process
-        (`~desc.gen3_workflow.settings.executors.relays_locally`), which
+        (`~desc.gen3_workflow.settings.capacity.relays_locally`), which
         must not be recorded as the job's to kill; the node's runner stops
         the job when asked (``status/N.kill``).
     **kwargs

@@ -113,7 +113,7 @@ def uses_node_runner(settings: ParslSettings) -> bool:
     middleware imported already: it is ready at once, where each
     HighThroughput worker's own runner imports the middleware first; and
     threads of ``bps submit`` hand it the jobs, with no worker pool
-    (`~desc.gen3_workflow.settings.executors.relays_locally`).
+    (`~desc.gen3_workflow.settings.capacity.relays_locally`).
     """
     if settings.execution != "in_process":
         return False

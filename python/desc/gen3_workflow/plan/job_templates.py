@@ -22,7 +22,7 @@ from ..store.records import JobKind
 from ..store.templates import JobTemplate, PlanRow, WorkflowPlan, encode_words
 from .commands import JobCommandBuilder
 
-__all__ = ["TemplateGrouper", "data_id", "resource_key"]
+__all__ = ["TemplateGrouper", "data_id"]
 
 _MISSING = object()
 _ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
@@ -47,25 +47,7 @@ def data_id(gwjob: GenericWorkflowJob) -> str:
     return _ENCODE(values)
 
 
-def resource_key(gwjob: GenericWorkflowJob) -> tuple[Any, ...]:
-    """What `~.workflow.job_resources` reads from a job, hashable."""
-    unless = gwjob.retry_unless_exit
-    return (
-        gwjob.request_cpus,
-        gwjob.request_memory,
-        gwjob.request_disk,
-        gwjob.request_walltime,
-        gwjob.priority,
-        gwjob.number_of_retries,
-        tuple(unless) if isinstance(unless, list) else unless,
-        gwjob.request_memory_max,
-        gwjob.memory_multiplier,
-    )
-
-
-_KEYED = operator.attrgetter(
-    "executable",
-    "arguments",
+_RESOURCE_ATTRIBUTES = (
     "request_cpus",
     "request_memory",
     "request_disk",
@@ -76,8 +58,18 @@ _KEYED = operator.attrgetter(
     "request_memory_max",
     "memory_multiplier",
 )
+"""What `~.workflow.job_resources` reads from a job."""
+
+_KEYED = operator.attrgetter("executable", "arguments", *_RESOURCE_ATTRIBUTES)
 """The attributes a job's group key is made of (with its label, kind, log
 directory and environment), read in one call."""
+
+
+def _hashable_resources(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The values of `_RESOURCE_ATTRIBUTES`, hashable (a list of exit codes
+    becomes a tuple)."""
+    return tuple(tuple(value) if isinstance(value, list) else value for value in values)
+
 
 
 @dataclasses.dataclass
@@ -145,7 +137,7 @@ class TemplateGrouper:
             None if executable is None else executable.src_uri,
             gwjob.arguments,
             tuple(sorted(env.items())) if env else (),
-            resource_key(gwjob),
+            _hashable_resources(values[2:]),  # (values: executable, arguments, then resources)
             log_dir,
         )
         group = self._groups.get(key)
