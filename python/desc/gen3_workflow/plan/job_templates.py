@@ -71,7 +71,6 @@ def _hashable_resources(values: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(tuple(value) if isinstance(value, list) else value for value in values)
 
 
-
 @dataclasses.dataclass
 class _Group:
     first: GenericWorkflowJob
