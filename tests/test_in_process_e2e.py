@@ -101,6 +101,12 @@ def test_executors_are_recycled_after_max_quanta(clean_run: BpsResult) -> None:
     assert max(per_executor.values()) <= 2
     assert len(per_executor) >= sum(QUANTA.values()) // 2
     assert all(int(h.group(3)) < 2 for h in headers if h)
+    # Each executor opens the QuantumGraph for its first job and keeps it
+    # open for the next (not re-read through pipetask's command line).
+    for job, header in zip(_jobs(clean_run.submit_dir), headers, strict=True):
+        assert header is not None
+        how = "opened by this executor" if header.group(3) == "0" else "held open by this executor"
+        assert f"gen3_workflow in_process: QuantumGraph {how}" in Path(job.stderr).read_text(), job.name
     # Forked executors end with os._exit, so pipetask's own clean-up of its
     # datastore cache directory never runs: the runner shares one and removes
     # it (none left per quantum in the temporary directory).

@@ -207,3 +207,38 @@ def test_a_fork_made_ahead_runs_nothing_when_discarded(tmp_path: Path) -> None:
     fork.discard()
     assert fork.returncode == 0 and not is_alive(fork.pid)
     assert not Path(job.stderr).exists()
+
+
+_RUN_QBB = [
+    "pipetask",
+    "--long-log",
+    "--log-level=VERBOSE",
+    "run-qbb",
+    "/repo",
+    "/submit/run.qg",
+    "--qgraph-node-id",
+    "01a2194f-3158-7d4b-b839-6ed9bf759d16",
+]
+
+
+@pytest.mark.parametrize(
+    "extra, direct",
+    [
+        ([], True),
+        (["--summary", "job.json", "--start-method", "spawn", "--no-raise-on-partial-outputs"], True),
+        (["-j", "2"], False),
+        (["--profile", "prof.out"], False),
+        (["--debug"], False),
+        (["--pdb"], False),
+        (["--coverage"], False),
+    ],
+)
+def test_run_qbb_jobs_skip_pipetasks_command_line_unless_they_need_it(extra: list[str], direct: bool) -> None:
+    """A warm executor runs a bps ``run-qbb`` job on the graph it holds open;
+    options only pipetask's command line honours send the job through it."""
+    from desc.gen3_workflow.execution.warm_qbb import _parse
+
+    assert (_parse(_RUN_QBB + extra) is not None) is direct
+    old_format = [word.replace(".qg", ".qgraph") for word in _RUN_QBB]
+    assert _parse(old_format) is None
+    assert _parse(_RUN_QBB[:-2]) is None  # the whole graph: not a bps job

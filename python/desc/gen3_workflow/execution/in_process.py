@@ -4,13 +4,16 @@ In ``process`` mode every quantum job is a bash app starting a fresh
 ``pipetask run-qbb`` (about 1.5 s of imports before any work).  In
 ``in_process`` mode the job is a parsl python app, `run_quantum_job`, that
 hands the job to a *runner*: a long-lived Python process, one per parsl
-worker (per thread for ThreadPool), that imported the middleware once.  For
-each job the runner forks a child, which redirects its stdout/stderr to the
-job's log files and runs ``pipetask run-qbb`` through pipetask's own command
-line entry point (click parsing, logging set-up, `~lsst.pipe.base.
+worker (per thread for ThreadPool), that imported the middleware once.  The
+runner forks a child, its *executor*, which runs jobs one after another: it
+redirects its stdout/stderr to each job's log files and runs the job's
+quanta as ``pipetask run-qbb`` would:
+pipetask's own option parsing and logging set-up, `~lsst.pipe.base.
 single_quantum_executor.SingleQuantumExecutor` on a `~lsst.daf.butler.
-QuantumBackedButler`, graph reading by node id, job summary): the same code,
-outputs, logs, metadata and exit codes as the subprocess, minus the imports.
+QuantumBackedButler`, job summary -- the same outputs, logs, metadata and
+exit codes as the subprocess, minus the imports, and with the QuantumGraph
+opened once per executor rather than once per job
+(`desc.gen3_workflow.execution.warm_qbb`).
 
 The fork gives isolation for free: task configs, logging handlers and butler
 caches die with the child; a crash (signal, ``os._exit``) kills only the

@@ -6,8 +6,10 @@ log files) and answers one
 JSON line on stdout (its wait status, pids and times).  It imports the
 middleware and warms its caches on the QuantumGraph once, then forks an
 *executor* that runs the jobs one after another (`_execute`: the job's
-stdout/stderr on its log files, ``pipetask run-qbb`` through pipetask's own
-entry point, environment and logging restored afterwards).  After
+stdout/stderr on its log files, ``run-qbb`` jobs on the QuantumGraph the
+executor holds open (`desc.gen3_workflow.execution.warm_qbb`), other pipetask
+and butler commands through their own entry points, environment and logging
+restored afterwards).  After
 ``MAX_QUANTA`` quanta (0: never) the executor exits and the next job gets a
 fresh fork of the warm runner; a crash of the executor kills only it, and the
 runner reports its wait status as the job's.
@@ -31,6 +33,7 @@ from typing import Any
 from ..store.records import JobCommand
 from .in_process import pipetask_argv, quantum_count
 from .processes import JOB_VARIABLE
+from .warm_qbb import run_qbb_job
 
 __all__: list[str] = []
 
@@ -165,8 +168,11 @@ def _execute(
         sys.argv = argv
         CliLog.resetLog()
         try:
-            cli.main(args=argv[1:], prog_name=program)
-            code = 0
+            direct = run_qbb_job(argv) if (program, subcommand) == ("pipetask", "run-qbb") else None
+            if direct is None:
+                CliLog.resetLog()
+                cli.main(args=argv[1:], prog_name=program)
+            code = direct or 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
             if isinstance(exc.code, str):
