@@ -101,7 +101,12 @@ def work_queue_task_floor(tasks: int, cores: int, fast: bool) -> float:
             fast_task_start(executor)
         dfk = parsl.load(Config(executors=[executor], run_dir=run_dir, strategy="none"))
         try:
-            app = python_app(executors=["wq"])(noop)
+            # By its module's name even when this module runs as __main__:
+            # a function of __main__ is pickled by value, and unpickling that
+            # costs each task most of a second more than the empty call.
+            from desc.gen3_workflow.benchmarks.bench_floors import noop as importable_noop
+
+            app = python_app(executors=["wq"])(importable_noop)
             # One core each, as the plug-in's jobs ask (a task asking for
             # nothing takes a whole worker).
             spec = {"cores": 1, "memory": 100, "disk": 10}
