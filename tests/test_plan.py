@@ -275,3 +275,18 @@ def test_any_other_final_script_is_left_to_bash(tmp_path: Path, command: str) ->
     script = tmp_path / "final_job.bash"
     script.write_text(f"#!/bin/bash\nset -e\nqgraphFile=$1\nbutlerConfig=$2\n{command}\n")
     assert final_script_argv(str(script), ["/sub/run.qg", "/repo"]) is None
+
+
+def test_final_job_is_fitted_to_the_quanta_of_every_job_clustered_or_not(tmp_path: Path) -> None:
+    """The final job's ``aggregate-graph -j`` is fitted to the quanta the
+    jobs carry (ctrl_bps's per-job ``quanta_counts``), not to the jobs."""
+    from collections import Counter
+
+    workflow = _workflow()
+    for name, count in (("summary", 1), ("isr_0", 1500), ("isr_1", 1500)):  # two clustered jobs
+        workflow.get_job(name).quanta_counts = Counter({workflow.get_job(name).label: count})
+    script = tmp_path / "final_job.bash"
+    script.write_text(_FINAL_SCRIPT)
+    workflow.get_final().executable = GenericWorkflowExec("final", str(script))
+    plan_workflow(BpsConfig({}), workflow, str(tmp_path))
+    assert "${butlerConfig} -j 3 --register-dataset-types" in script.read_text()
