@@ -148,8 +148,8 @@ def _graph(path: str, repo: str) -> OpenGraph:
     return graph
 
 
-def _parse(argv: list[str]) -> tuple[Any, dict[str, Any]] | None:
-    """pipetask's own parse of a ``run-qbb`` command line, with pipetask's
+def _parse(argv: list[str]) -> dict[str, Any] | None:
+    """pipetask's own parse of a ``run-qbb`` command line (its options), with pipetask's
     logging set up for it as its command loader does; `None` if it asks for
     something only pipetask's command line does."""
     from lsst.ctrl.mpexec.cli.pipetask import cli
@@ -169,7 +169,7 @@ def _parse(argv: list[str]) -> tuple[Any, dict[str, Any]] | None:
         or not str(params["qgraph"]).endswith(".qg")
     ):
         return None
-    return group, params
+    return params
 
 
 def run_qbb_job(argv: list[str]) -> int | None:
@@ -187,11 +187,8 @@ def run_qbb_job(argv: list[str]) -> int | None:
         run through pipetask's command line (see the module's
         documentation).
     """
-    parsed = _parse(argv)
-    if parsed is None:
-        return None
-    _, params = parsed
-    return _run(params)
+    params = _parse(argv)
+    return None if params is None else _run(params)
 
 
 def _run(params: dict[str, Any]) -> int:
