@@ -16,10 +16,18 @@ from lsst.ctrl.bps import (
 )
 from lsst.ctrl.bps.generic_workflow import GenericWorkflowNoopJob
 
-from desc.gen3_workflow.errors import CommandError, PlanError
+from desc.gen3_workflow.errors import CommandError, PlanError, RunNotFoundError, StoreWriteError
 from desc.gen3_workflow.plan.final_job import final_script_argv, fit_aggregate_processes
-from desc.gen3_workflow.plan.workflow import LogLayout, plan_workflow, run_info, topological_names
+from desc.gen3_workflow.plan.workflow import (
+    LogLayout,
+    job_order,
+    plan_workflow,
+    run_info,
+    stream_plan,
+    topological_names,
+)
 from desc.gen3_workflow.store.job_store import JobStateStore
+from desc.gen3_workflow.store.plan_process import PlanWriterProcess
 from desc.gen3_workflow.store.records import JobKind, RunInfo
 
 PIPETASK = GenericWorkflowExec("pipetask", "/bin/pipetask")
@@ -290,3 +298,100 @@ def test_final_job_is_fitted_to_the_quanta_of_every_job_clustered_or_not(tmp_pat
     workflow.get_final().executable = GenericWorkflowExec("final", str(script))
     plan_workflow(BpsConfig({}), workflow, str(tmp_path))
     assert "${butlerConfig} -j 3 --register-dataset-types" in script.read_text()
+
+
+def test_a_placeholder_found_to_vary_late_gets_a_template_of_its_own(tmp_path: Path) -> None:
+    """Rows are made as jobs arrive: a value that differs only from a later
+    job on starts a new template there; earlier jobs keep theirs, and every
+    job reads back its own whole command."""
+    workflow = GenericWorkflow("wf")
+    for detector in range(4):
+        job = _job(f"isr_{detector}", "isr", visit=1, detector=detector)
+        job.arguments += " --where {where}"
+        job.cmdvals = {**job.cmdvals, "where": "a" if detector < 2 else f"b{detector}"}
+        workflow.add_job(job)
+        workflow.add_job_inputs(job.name, GenericWorkflowFile("runQgraphFile", "/submit/run.qg"))
+    plan = plan_workflow(BpsConfig({}), workflow, str(tmp_path))
+    argv = {job.name: job.command.argv[-2:] for job in plan.records()}
+    assert argv == {
+        "isr_0": ("--where", "a"),
+        "isr_1": ("--where", "a"),
+        "isr_2": ("--where", "b2"),
+        "isr_3": ("--where", "b3"),
+    }
+    template_of = {row[1]: row[5] for row in plan.rows}
+    assert template_of["isr_0"] == template_of["isr_1"] != template_of["isr_2"] == template_of["isr_3"]
+    assert plan.templates[template_of["isr_0"]].argv[-3:] == (None, "--where", "a")
+    assert plan.templates[template_of["isr_2"]].argv[-3:] == (None, "--where", None)
+
+
+def _store_contents(submit_dir: Path) -> tuple[object, ...]:
+    with JobStateStore.open(str(submit_dir)) as store:
+        return (
+            store.run().name,
+            [(job.seq, job.name, job.kind, job.data_id, job.command, job.stdout) for job in store.jobs()],
+            sorted(store.edges()),
+            store.label_stats(),
+        )
+
+
+def test_the_writer_process_writes_what_write_plan_writes(tmp_path: Path) -> None:
+    """`bps submit` plans into a child process that writes the store while
+    the plan is made; the store is the one a plan held in memory gives."""
+    workflow, streamed, in_memory = _workflow(), tmp_path / "streamed", tmp_path / "in_memory"
+    streamed.mkdir(), in_memory.mkdir()
+    with PlanWriterProcess(str(streamed), "wf", RunInfo()) as writer:
+        assert stream_plan(BpsConfig({}), workflow, str(streamed), writer) == 5
+        writer.commit(timeout=60)
+    plan = plan_workflow(BpsConfig({}), workflow, str(streamed))
+    with JobStateStore.open(str(in_memory), writable=True) as store:
+        store.write_plan("wf", str(streamed), RunInfo(), plan)
+    assert _store_contents(streamed) == _store_contents(in_memory)
+
+
+def test_planning_that_stops_midway_leaves_no_plan_and_no_process(tmp_path: Path) -> None:
+    workflow = _workflow()
+    workflow.get_job("summary").arguments += " {missing}"
+    with pytest.raises(CommandError, match="missing"):
+        with PlanWriterProcess(str(tmp_path), "wf", RunInfo()) as writer:
+            child = writer._process  # noqa: SLF001 (the test looks at the child itself)
+            stream_plan(BpsConfig({}), workflow, str(tmp_path), writer)
+    assert child.returncode == 3
+    # The store made for this plan is gone with it.
+    with pytest.raises(RunNotFoundError):
+        JobStateStore.open(str(tmp_path))
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_writer_that_fails_is_reported_with_its_reason(tmp_path: Path) -> None:
+    with JobStateStore.open(str(tmp_path), writable=True) as store:
+        store.write_plan("earlier", str(tmp_path), RunInfo(), plan_workflow(BpsConfig({}), _workflow(), "x"))
+    with pytest.raises(StoreWriteError, match="UNIQUE constraint failed"):
+        with PlanWriterProcess(str(tmp_path), "wf", RunInfo()) as writer:
+            stream_plan(BpsConfig({}), _workflow(), str(tmp_path), writer)
+            writer.commit(timeout=60)
+    assert _store_contents(tmp_path)[0] == "earlier"
+
+
+def test_ctrl_bps_order_is_kept_when_it_is_topological(tmp_path: Path) -> None:
+    """ctrl_bps adds quanta in topological order and pipetaskInit after
+    them: the plan numbers pipetaskInit first, then jobs as added (one
+    pass); an order that is not topological goes through Kahn's walk."""
+    workflow = GenericWorkflow("wf")
+    qgraph = GenericWorkflowFile("runQgraphFile", "/submit/run.qg", wms_transfer=True)
+    added = []
+    for detector in (0, 1):
+        isr = _job(f"isr_{detector}", "isr", detector=detector)
+        calibrate = _job(f"calibrate_{detector}", "calibrate", detector=detector)
+        workflow.add_job(isr)
+        workflow.add_job(calibrate, parent_names=[isr.name])
+        added += [isr.name, calibrate.name]
+    workflow.add_job(_job("pipetaskInit", "pipetaskInit"), child_names=["isr_0", "isr_1"])
+    for name in [*added, "pipetaskInit"]:
+        workflow.add_job_inputs(name, qgraph)
+    plan = plan_workflow(BpsConfig({}), workflow, str(tmp_path))
+    assert [row[1] for row in plan.rows] == ["pipetaskInit", *added]
+    assert list(job_order(workflow)) == ["pipetaskInit", *added]
+    assert all(parent < child for parent, child in plan.edges)
+    # Added children first: Kahn's order instead.
+    assert list(job_order(_workflow())) == list(topological_names(_workflow()))

@@ -19,6 +19,7 @@ __all__ = [
     "RunNotFoundError",
     "RunStateError",
     "RunnerError",
+    "StoreWriteError",
     "SubmissionCheckError",
     "UserInputError",
     "WorkflowFailedError",
@@ -54,6 +55,11 @@ class CommandError(UserInputError):
 class PlanError(UserInputError):
     """The GenericWorkflow holds something the plug-in cannot run (e.g. the
     lazy groups of ``bpsBatchSubmission``)."""
+
+
+class StoreWriteError(Gen3WorkflowError):
+    """The run's job-state store could not be written (the process writing
+    the plan failed: disk full, store locked, ...)."""
 
 
 class RunNotFoundError(Gen3WorkflowError):

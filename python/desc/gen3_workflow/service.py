@@ -34,19 +34,25 @@ from .execution import zipfix
 from .execution.cancel import request_cancel
 from .execution.environment import prepare_environment
 from .parsl_graph import ParslGraph
-from .plan.workflow import plan_workflow, run_info
+from .plan.workflow import run_info, stream_plan
 from .reporting.bps_report import active_runs, detailed_report, quick_status, summary_reports
 from .reporting.failures import failure_summary
 from .settings.parsl_section import ParslSettings
 from .settings.ping import service_ping
 from .settings.submission_checks import check_executor, check_submission, check_workflow_nodes
-from .store.job_store import JobStateStore
+from .store.plan_process import PlanWriterProcess
 from .store.records import RunState
 from .store.run_index import register_run
 
 __all__ = ["ParslService", "ParslWorkflow"]
 
 _LOG = logging.getLogger(__name__)
+
+COMMIT_TIMEOUT = 120.0
+COMMIT_TIMEOUT_PER_JOB = 1e-4
+"""Seconds the store's writer may take to finish the plan once it has all
+of it (indexes, commit): 120 s, and 0.1 s more per thousand jobs (it took
+about 5 s at 10^6 jobs)."""
 
 _T = TypeVar("_T")
 
@@ -97,12 +103,14 @@ class ParslWorkflow(BaseWmsWorkflow):
         settings = ParslSettings.from_bps_config(config)
         workflow = cls(generic_workflow.name, config, out_prefix)
         check_workflow_nodes(generic_workflow)
-        plan = plan_workflow(config, generic_workflow, out_prefix)
         info = run_info(config, settings.as_dict())
-        with JobStateStore.open(out_prefix, writable=True) as store:
-            store.write_plan(generic_workflow.name, out_prefix, info, plan)
+        # The store is written by a process of its own while the plan is
+        # made (`desc.gen3_workflow.store.plan_process`).
+        with PlanWriterProcess(out_prefix, generic_workflow.name, info) as writer:
+            jobs = stream_plan(config, generic_workflow, out_prefix, writer)
+            writer.commit(timeout=COMMIT_TIMEOUT + jobs * COMMIT_TIMEOUT_PER_JOB)
         register_run(out_prefix)
-        _LOG.info("Planned %d jobs in %s", len(plan), out_prefix)
+        _LOG.info("Planned %d jobs in %s", jobs, out_prefix)
         return workflow
 
     def write(self, out_prefix: str) -> None:

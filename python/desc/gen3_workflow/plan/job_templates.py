@@ -1,11 +1,18 @@
-"""Group a workflow's jobs into `JobTemplate` rows, in time linear in the jobs.
+"""Group a workflow's jobs into `JobTemplate` rows, in one pass, in time
+linear in the jobs.
 
 Jobs that share label, kind, command template, environment, resource
-request and log directory share one template.  The first pass over the jobs
-finds, per group, which placeholders (``{qgraphNodeId}``) take more than one
-value; the second computes each job's words for those only.  So the slow
-parts (splitting and quoting the command, resolving files, the resource
-request) run once per group, not once per job.
+request and log directory form a group.  A group's template holds the
+words its jobs share, with a hole for each placeholder seen to take more
+than one value (``{qgraphNodeId}``); a job's row keeps only its words for
+the holes.  The slow parts (splitting and quoting the command, resolving
+files, the resource request) run once per group, not once per job.
+
+Rows are made as jobs arrive, so a plan can be written while it is made.
+When a placeholder a group had so far seen with one value takes another,
+the group starts a new template with a hole there; the rows made before
+keep the template they were made with, which is right for them.  So a
+group has one template per placeholder found to vary, a few at most.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from typing import Any
 from lsst.ctrl.bps import GenericWorkflowJob
 
 from ..store.records import JobKind
-from ..store.templates import JobTemplate, PlanRow, WorkflowPlan, encode_words
+from ..store.templates import JobTemplate, PlanRow, encode_words
 from .commands import JobCommandBuilder
 
 __all__ = ["TemplateGrouper", "data_id"]
@@ -34,6 +41,11 @@ _DATA_ID_ENCODER = (
     None if _C_ENCODER is None else _C_ENCODER(None, str, _ENCODE_STRING, None, ":", ",", False, False, True)
 )
 
+PER_JOB_PLACEHOLDERS = frozenset({"qgraphNodeId"})
+"""Placeholders ctrl_bps gives each quantum job a value of its own: a new
+group has a hole for them from its first job (else every group would start
+with a template of one job)."""
+
 
 def data_id(gwjob: GenericWorkflowJob) -> str:
     """The job's data ID as JSON (ctrl_bps's tags, without the label and
@@ -41,7 +53,9 @@ def data_id(gwjob: GenericWorkflowJob) -> str:
     tags = gwjob.tags
     if not tags:
         return "{}"
-    values = {k: v for k, v in tags.items() if k != "label" and k != "node_number"}
+    values = tags.copy()
+    values.pop("label", None)
+    values.pop("node_number", None)
     if _DATA_ID_ENCODER is not None:
         return "".join(_DATA_ID_ENCODER(values, 0))
     return _ENCODE(values)
@@ -71,27 +85,36 @@ def _hashable_resources(values: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(tuple(value) if isinstance(value, list) else value for value in values)
 
 
-@dataclasses.dataclass
-class _Group:
-    first: GenericWorkflowJob
-    keys: tuple[str, ...]
-    resources: dict[str, Any]
-    log_dir: str
-    varying: set[str] = dataclasses.field(default_factory=set)
-    constant: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
-    """The placeholders not seen to vary yet, with their first value."""
-    jobs: list[tuple[int, JobKind, GenericWorkflowJob]] = dataclasses.field(default_factory=list)
-    """(seq, kind, job) of its jobs."""
-
-
 def _plain(value: Any) -> bool:
     """Whether a placeholder's value is a word as it is (no further
     placeholder, file or variable in it)."""
     return type(value) is str and "{" not in value and "<" not in value
 
 
+@dataclasses.dataclass
+class _Group:
+    """Jobs sharing everything but the values of some placeholders."""
+
+    first: GenericWorkflowJob
+    """Its first job: the values of the placeholders that do not vary."""
+    env: tuple[tuple[str, str], ...]
+    resources: dict[str, Any]
+    log_dir: str
+    varying: frozenset[str]
+    """Placeholders with a hole in the current template."""
+    constant: list[tuple[str, Any]]
+    """The other placeholders, with the first job's value."""
+    template: int = -1
+    """The current template's position."""
+    whole: bool = False
+    """Its jobs keep their whole command (the template's argv is `None`)."""
+    alone: str | None = None
+    """The placeholder that is a hole's whole word, if there is one hole."""
+
+
 class TemplateGrouper:
-    """Collects jobs (`add`), then makes the plan's templates and rows (`plan`).
+    """Makes each job's plan row as it is added, and the templates the rows
+    refer to (`templates`, which grows as groups are found).
 
     Parameters
     ----------
@@ -106,9 +129,8 @@ class TemplateGrouper:
     ) -> None:
         self._builder = builder
         self._resources_of = resources_of
+        self.templates: list[JobTemplate] = []
         self._groups: dict[tuple[Any, ...], _Group] = {}
-        self._ungrouped: list[tuple[int, JobKind, GenericWorkflowJob, dict[str, Any], str]] = []
-        self._count = 0
         # Per label: the last job's kind, log directory, environment, keyed
         # attributes and group.
         self._last: dict[str, tuple[JobKind, str, dict[str, str] | None, tuple[Any, ...], _Group]] = {}
@@ -143,62 +165,66 @@ class TemplateGrouper:
         new = group is None
         if group is None:
             keys = self._builder.placeholders(gwjob) if executable is not None else ()
-            group = self._groups[key] = _Group(gwjob, keys, self._resources_of(gwjob), log_dir)
-            group.constant = [(k, gwjob.cmdvals.get(k, _MISSING)) for k in keys]
+            varying = PER_JOB_PLACEHOLDERS.intersection(keys)
+            group = self._groups[key] = _Group(
+                gwjob,
+                self._builder.environment(gwjob),
+                self._resources_of(gwjob),
+                log_dir,
+                varying,
+                [(k, gwjob.cmdvals.get(k, _MISSING)) for k in keys if k not in varying],
+            )
+            self._new_template(group)
         self._last[gwjob.label] = (kind, log_dir, env, values, group)
         return group, new
 
-    def add(self, seq: int, kind: JobKind, gwjob: GenericWorkflowJob, log_dir: str) -> None:
-        """Add a job whose logs go to ``log_dir``."""
-        self._count += 1
+    def _new_template(self, group: _Group) -> None:
+        """Give the group a template with holes for its varying placeholders."""
+        builder = self._builder
+        shared = builder.shared_words(group.first, set(group.varying))
+        argv = None if shared is None else tuple(shared)
+        group.whole = argv is None
+        # The usual case: one hole, a word that is exactly one placeholder
+        # (``{qgraphNodeId}``): its value, if plain, is the job's word.
+        group.alone = None if argv is None else builder.placeholder_alone(group.first, set(group.varying))
+        group.template = len(self.templates)
+        self.templates.append(JobTemplate(argv, group.env, group.resources, group.log_dir))
+
+    def _vary(self, group: _Group, cmdvals: dict[str, Any]) -> None:
+        """Give the group holes for the placeholders whose value in
+        ``cmdvals`` is not its first job's."""
+        changed = {name for name, first in group.constant if cmdvals.get(name, _MISSING) != first}
+        group.varying = group.varying | changed
+        group.constant = [(k, v) for k, v in group.constant if k not in changed]
+        self._new_template(group)
+
+    def row(self, seq: int, kind: JobKind, gwjob: GenericWorkflowJob, log_dir: str) -> PlanRow:
+        """The plan row of a job whose logs go to ``log_dir``."""
         group, new = self._group_of(kind, gwjob, log_dir)
-        if not new:  # (a new group's first values are this job's)
-            cmdvals = gwjob.cmdvals
+        cmdvals = gwjob.cmdvals
+        if not new:
             # Only what has not varied yet is compared: usually two or three
             # values per job.
             for name, first in group.constant:
                 if cmdvals.get(name, _MISSING) != first:
-                    group.varying.add(name)
-                    group.constant = [(k, v) for k, v in group.constant if k != name]
-        group.jobs.append((seq, kind, gwjob))
+                    self._vary(group, cmdvals)
+                    break
+        if group.whole:
+            words: str | None = encode_words(self._builder.command(gwjob).argv)
+        elif group.alone is not None and _plain(value := cmdvals.get(group.alone)):
+            words = "[" + _ENCODE_STRING(value) + "]"
+        elif group.varying:
+            words = encode_words(self._builder.own_words(gwjob, set(group.varying)))
+        else:
+            words = None
+        return (seq, gwjob.name, gwjob.label, kind, data_id(gwjob), group.template, words)
 
-    def add_alone(
+    def row_alone(
         self, seq: int, kind: JobKind, gwjob: GenericWorkflowJob, log_dir: str, **extra: Any
-    ) -> None:
-        """Add a job with a template of its own (the final job), ``extra``
-        added to its resources."""
+    ) -> PlanRow:
+        """The row of a job with a template of its own (the final job),
+        ``extra`` added to its resources."""
         resources = {**self._resources_of(gwjob), **extra}
-        self._count += 1
-        self._ungrouped.append((seq, kind, gwjob, resources, log_dir))
-
-    def plan(self, edges: list[tuple[int, int]]) -> WorkflowPlan:
-        """The plan of every job added: rows in ``seq`` order."""
-        templates: list[JobTemplate] = []
-        rows: list[PlanRow | None] = [None] * self._count
-        builder = self._builder
-        for group in self._groups.values():
-            index = len(templates)
-            env = builder.environment(group.first)
-            shared = builder.shared_words(group.first, group.varying)
-            argv = None if shared is None else tuple(shared)
-            templates.append(JobTemplate(argv, env, group.resources, group.log_dir))
-            # The usual case: one hole, a word that is exactly one placeholder
-            # (``{qgraphNodeId}``): its value, if plain, is the job's word.
-            alone = builder.placeholder_alone(group.first, group.varying) if argv is not None else None
-            for seq, kind, gwjob in group.jobs:
-                if argv is None:
-                    words: str | None = encode_words(builder.command(gwjob).argv)
-                elif alone is not None and _plain(value := gwjob.cmdvals.get(alone)):
-                    words = "[" + _ENCODE_STRING(value) + "]"
-                elif group.varying:
-                    words = encode_words(builder.own_words(gwjob, group.varying))
-                else:
-                    words = None
-                rows[seq] = (seq, gwjob.name, gwjob.label, kind, data_id(gwjob), index, words)
-        for seq, kind, gwjob, resources, log_dir in self._ungrouped:
-            command = builder.command(gwjob)
-            templates.append(JobTemplate(command.argv, command.env, resources, log_dir))
-            rows[seq] = (seq, gwjob.name, gwjob.label, kind, data_id(gwjob), len(templates) - 1, None)
-        if any(row is None for row in rows):
-            raise AssertionError("plan rows must be numbered 0..n-1")
-        return WorkflowPlan(templates, rows, edges)  # type: ignore[arg-type]
+        command = self._builder.command(gwjob)
+        self.templates.append(JobTemplate(command.argv, command.env, resources, log_dir))
+        return (seq, gwjob.name, gwjob.label, kind, data_id(gwjob), len(self.templates) - 1, None)

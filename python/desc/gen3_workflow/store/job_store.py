@@ -27,6 +27,7 @@ from typing import Any
 
 from ..constants import STORE_FILENAME
 from ..errors import RunNotFoundError
+from .plan_writer import StorePlanWriter, create_plan_indexes
 from .records import (
     AttemptRecord,
     JobKind,
@@ -37,7 +38,7 @@ from .records import (
     RunRecord,
     RunState,
 )
-from .schema import PLAN_COLUMNS, PLAN_INDEXES, RUN_COLUMNS, SCHEMA, JobRows, count_planned, ensure_counts
+from .schema import RUN_COLUMNS, SCHEMA, JobRows, ensure_counts
 from .templates import WorkflowPlan
 
 __all__ = ["UNREADABLE", "JobStateStore", "LabelStats"]
@@ -76,7 +77,7 @@ class JobStateStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
             with self._transaction() as db:
-                self._create_indexes(db)
+                create_plan_indexes(db)
                 ensure_counts(db, writable=True)
         else:
             if not os.path.exists(path):
@@ -112,51 +113,23 @@ class JobStateStore:
 
     # --- writing (submitting process only) -------------------------------
 
-    def write_plan(
-        self,
-        name: str,
-        submit_dir: str,
-        info: RunInfo,
-        plan: WorkflowPlan,
-    ) -> None:
-        """Record the run and every job of its DAG, all pending."""
-        # Under a rollback journal, not the write-ahead log, which would hold
-        # every page of the plan once more until its checkpoint (15% of the
-        # write at 10^5 jobs); SQLite refuses at once while a reader has the
-        # store open, and the plan goes through the log then.
-        with contextlib.suppress(sqlite3.OperationalError):
-            self._db.execute("PRAGMA journal_mode=DELETE")
+    def write_plan(self, name: str, submit_dir: str, info: RunInfo, plan: WorkflowPlan) -> None:
+        """Record the run and every job of its DAG, all pending (a plan held
+        in memory; `plan_writer` takes one as it is made)."""
+        writer = self.plan_writer(name, submit_dir, info)
         try:
-            self._write_plan(name, submit_dir, info, plan)
-        finally:
-            try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-            except sqlite3.OperationalError as exc:  # readers then wait for the writer's commits
-                _LOG.warning("The job-state store stays in rollback-journal mode: %s", exc)
+            writer.add_templates(plan.templates)
+            writer.add_rows(plan.rows)
+            writer.add_edges(plan.edges)
+        except BaseException:
+            writer.rollback()
+            raise
+        writer.commit()
 
-    def _write_plan(self, name: str, submit_dir: str, info: RunInfo, plan: WorkflowPlan) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO run (id, name, submit_dir, info, state) VALUES (1, ?, ?, ?, ?)",
-                (name, submit_dir, info.to_json(), RunState.PREPARED.value),
-            )
-            db.executemany(
-                "INSERT INTO templates (id, spec, log_dir) VALUES (?, ?, ?)",
-                ((i, template.to_json(), template.log_dir) for i, template in enumerate(plan.templates)),
-            )
-            for index in PLAN_INDEXES:
-                db.execute(f"DROP INDEX IF EXISTS {index}")
-            db.executemany(f"INSERT INTO jobs ({PLAN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", plan.rows)
-            db.executemany("INSERT INTO edges (parent, child) VALUES (?, ?)", plan.edges)
-            self._create_indexes(db)
-            count_planned(db, plan.rows)
-
-    @staticmethod
-    def _create_indexes(db: sqlite3.Connection) -> None:
-        legacy = db.execute("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'command'").fetchone()
-        for index, create in PLAN_INDEXES.items():
-            if not (legacy and index == "jobs_name"):  # a store written before: its names are UNIQUE
-                db.execute(create)
+    def plan_writer(self, name: str, submit_dir: str, info: RunInfo) -> StorePlanWriter:
+        """Start recording the run: a `~.templates.PlanSink` whose
+        ``commit`` ends the plan (``rollback`` drops it)."""
+        return StorePlanWriter(self._db, name, submit_dir, info)
 
     def apply(self, updates: Iterable[JobUpdate], attempts: Iterable[AttemptRecord] = ()) -> None:
         """Write a batch of job-state changes, and how the attempts that

@@ -28,7 +28,7 @@ __all__ = [
     "RUN_COLUMNS",
     "SCHEMA",
     "JobRows",
-    "count_planned",
+    "PlannedCounts",
     "count_states",
     "ensure_counts",
 ]
@@ -84,13 +84,13 @@ PLAN_INDEXES = {
     # NOT NULL, so SQLite still uses it for "ended since").
     "jobs_t_end": "CREATE INDEX IF NOT EXISTS jobs_t_end ON jobs (t_end) WHERE t_end IS NOT NULL",
     "jobs_retried": "CREATE INDEX IF NOT EXISTS jobs_retried ON jobs (seq) WHERE attempts > 1",
-    "edges_child": "CREATE INDEX IF NOT EXISTS edges_child ON edges (child)",
-    "edges_parent": "CREATE INDEX IF NOT EXISTS edges_parent ON edges (parent)",
 }
-"""The indexes of the plan's tables, by name.  `write_plan` drops them,
+"""The indexes of the plan's tables, by name.  The plan writer drops them,
 writes the plan and builds them again: built from the whole table at once,
 they cost a fraction of keeping them up to date through 10^6 inserts of
-ctrl_bps's job names (a UUID first, so each lands anywhere in the index)."""
+ctrl_bps's job names (a UUID first, so each lands anywhere in the index).
+Edges have none: they are only ever read whole (stores written before
+kept two, never used)."""
 
 PLAN_COLUMNS = "seq, name, label, kind, data_id, template, words"
 """The columns `write_plan` fills (`~.templates.PlanRow`); the rest start at their defaults."""
@@ -98,27 +98,38 @@ _STATE_COLUMNS = "j.state, j.attempts, j.exit_code, j.t_launched, j.t_running, j
 RUN_COLUMNS = "name, submit_dir, info, state, pid, host, start_time, end_time, submissions"
 
 
-def count_planned(db: sqlite3.Connection, rows: Iterable[PlanRow]) -> None:
-    """Each label's counts of a plan just written (every job pending), from
-    its rows: what `count_states` finds, without a scan of the table."""
-    found: dict[tuple[str, str], list[int]] = {}
-    for seq, _, label, kind, *_ in rows:
-        entry = found.get((kind, label))
-        if entry is None:
-            found[(kind, label)] = [1, seq]
-        else:
-            entry[0] += 1
-            entry[1] = min(entry[1], seq)
-    db.execute("DELETE FROM label_states")
-    db.execute("DELETE FROM label_order")
-    db.executemany(
-        "INSERT INTO label_states VALUES (?, ?, 'pending', ?)",
-        [(str(kind), label, n) for (kind, label), (n, _) in found.items()],
-    )
-    db.executemany(
-        "INSERT INTO label_order VALUES (?, ?, ?, NULL)",
-        [(str(kind), label, first) for (kind, label), (_, first) in found.items()],
-    )
+class PlannedCounts:
+    """Each label's number of jobs and first ``seq``, counted as a plan's
+    rows are written (every job pending): what `count_states` finds,
+    without a scan of the table."""
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, str], list[int]] = {}
+
+    def add(self, rows: Iterable[PlanRow]) -> None:
+        """Count more rows."""
+        found = self._found
+        for seq, _, label, kind, *_ in rows:
+            entry = found.get((kind, label))
+            if entry is None:
+                found[(kind, label)] = [1, seq]
+            else:
+                entry[0] += 1
+                if seq < entry[1]:
+                    entry[1] = seq
+
+    def write(self, db: sqlite3.Connection) -> None:
+        """Replace the store's counts and label order with these."""
+        db.execute("DELETE FROM label_states")
+        db.execute("DELETE FROM label_order")
+        db.executemany(
+            "INSERT INTO label_states VALUES (?, ?, 'pending', ?)",
+            [(str(kind), label, n) for (kind, label), (n, _) in self._found.items()],
+        )
+        db.executemany(
+            "INSERT INTO label_order VALUES (?, ?, ?, NULL)",
+            [(str(kind), label, first) for (kind, label), (_, first) in self._found.items()],
+        )
 
 
 def count_states(db: sqlite3.Connection) -> None:

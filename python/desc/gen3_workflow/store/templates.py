@@ -17,11 +17,11 @@ import dataclasses
 import json
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from .records import JobCommand, JobKind, JobRecord, JobState
 
-__all__ = ["PlanRow", "JobTemplate", "WorkflowPlan", "encode_words"]
+__all__ = ["PlanRow", "PlanSink", "JobTemplate", "WorkflowPlan", "encode_words"]
 
 PlanRow = tuple[int, str, str, str, str, int, str | None]
 """``seq, name, label, kind, data_id, template, words`` of one planned job
@@ -80,10 +80,25 @@ class JobTemplate:
         )
 
 
+class PlanSink(Protocol):
+    """Where a plan goes as it is made: rows in ``seq`` order and edges, in
+    chunks, then the templates (their positions are the rows' ``template``)."""
+
+    def add_rows(self, rows: list[PlanRow]) -> None:
+        """Take the next rows."""
+
+    def add_edges(self, edges: list[tuple[int, int]]) -> None:
+        """Take more (parent, child) pairs of ``seq``."""
+
+    def add_templates(self, templates: list[JobTemplate]) -> None:
+        """Take the next templates."""
+
+
 @dataclasses.dataclass
 class WorkflowPlan:
-    """A workflow ready for the store: templates, jobs in topological order
-    (parents first), and edges between their ``seq``."""
+    """A workflow ready for the store, whole in memory: templates, jobs in
+    topological order (parents first), and edges between their ``seq``.
+    It is a `PlanSink`."""
 
     templates: list[JobTemplate]
     rows: list[PlanRow]
@@ -91,6 +106,18 @@ class WorkflowPlan:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def add_rows(self, rows: list[PlanRow]) -> None:
+        """Keep the next rows."""
+        self.rows += rows
+
+    def add_edges(self, edges: list[tuple[int, int]]) -> None:
+        """Keep more edges."""
+        self.edges += edges
+
+    def add_templates(self, templates: list[JobTemplate]) -> None:
+        """Keep the next templates."""
+        self.templates += templates
 
     def records(self) -> list[JobRecord]:
         """Every job as a pending `JobRecord` (for tests and small plans;
