@@ -17,6 +17,7 @@ import collections
 import contextlib
 import gc
 import itertools
+import logging
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -44,6 +45,8 @@ __all__ = [
     "stream_plan",
     "topological_names",
 ]
+
+_LOG = logging.getLogger(__name__)
 
 
 def job_resources(gwjob: GenericWorkflowJob, memory_limit: int | None = None) -> dict[str, Any]:
@@ -189,9 +192,11 @@ def job_order(graph: networkx.DiGraph) -> Iterable[str]:
     for name, parents in pred.items():
         if parents:
             if not placed.issuperset(parents):
+                _LOG.debug("Planning in Kahn's order: %s comes before one of its parents", name)
                 return topological_names(graph)
             placed.add(name)
     del placed
+    _LOG.debug("Planning in the GenericWorkflow's own order")
     return itertools.chain(
         (name for name, parents in pred.items() if not parents),
         (name for name, parents in pred.items() if parents),
