@@ -31,8 +31,10 @@ then the ratios of each size to the smallest (per-job RSS should stay flat).
 With ``--quanta N`` it also runs the demo DRP pipeline (about ``N`` quanta:
 ``--detectors`` per visit, visits to fit) with real ``bps submit`` and the
 default execution mode on each executor, and prints the same figures plus
-the final job's time.  The machine may be shared: figures are noisy, and
-nothing is asserted.
+the final job's time, and per quantum (`quanta_span`): the quanta's span
+(first start to last end), core-ms per quantum over this machine's cores,
+and the wait from the init job's end to the first quantum.  The machine may
+be shared: figures are noisy, and nothing is asserted.
 
     python -m desc.gen3_workflow.benchmarks.bench_scale --jobs 10000 100000
 """
@@ -313,6 +315,26 @@ def half_done_restart(workdir: Path, executor: str, jobs: int) -> dict[str, Any]
     return figures
 
 
+def quanta_span(jobs: list[Any], cores: int) -> dict[str, float | None]:
+    """Per-quantum figures of a finished pipeline run from its job records:
+    the quanta's span (first start to last end), core-ms per quantum over
+    ``cores`` cores, and how long after the init job's end the first
+    quantum started."""
+    from ..store.records import JobKind
+
+    quanta = [j for j in jobs if j.kind == JobKind.QUANTUM and j.t_end is not None]
+    starts = [t for j in quanta if (t := j.t_running or j.t_launched) is not None]
+    if not quanta or not starts:
+        return {"quanta_span_seconds": None, "core_ms_per_quantum": None, "init_to_first_seconds": None}
+    span = max(j.t_end for j in quanta) - min(starts)
+    init_ends = [j.t_end for j in jobs if j.kind == JobKind.INIT and j.t_end is not None]
+    return {
+        "quanta_span_seconds": span,
+        "core_ms_per_quantum": 1000 * span * cores / len(quanta),
+        "init_to_first_seconds": min(starts) - max(init_ends) if init_ends else None,
+    }
+
+
 def pipeline_run(
     workdir: Path, executor: str, quanta: int, detectors: int, report_every: float
 ) -> dict[str, Any]:
@@ -385,6 +407,7 @@ def pipeline_run(
         "report_seconds": poller.report_seconds,
         "max_markers": poller.max_markers,
         "final_job_seconds": _final_job_seconds(submit_dir),
+        **quanta_span(jobs, os.cpu_count() or 1),
         "states": {s: sum(1 for j in jobs if j.state.value == s) for s in {j.state.value for j in jobs}},
         "growth": _growth(submit_dir),
         "submit_dir": submit_dir,
@@ -467,6 +490,14 @@ def main(argv: list[str] | None = None) -> None:
                 figures.update(executor=executor, kind="pipeline")
                 everything.append(figures)
                 print_run(executor, 0, figures)
+                print(
+                    f"  {executor} quanta: span {fmt(figures['quanta_span_seconds'], '.1f')} s, "
+                    f"{fmt(figures['core_ms_per_quantum'], '.0f')} core-ms/quantum "
+                    f"on {os.cpu_count()} cores, "
+                    f"init end -> first quantum {fmt(figures['init_to_first_seconds'], '.2f')} s, "
+                    f"final job {fmt(figures['final_job_seconds'], '.1f')} s",
+                    flush=True,
+                )
                 pipeline_rows[(executor, figures["jobs"])] = summary([figures])
     finally:
         if args.json:
