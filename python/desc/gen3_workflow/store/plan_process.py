@@ -110,20 +110,23 @@ class PlanWriterProcess:
             If the child failed, or did not end in time (it is killed).
         """
         self._send(("commit",))
-        try:
+        if not self._close_and_wait(timeout):
+            raise StoreWriteError(f"writing the plan into the job-state store took over {timeout:.0f} s")
+        if self._process.returncode != 0:
+            raise self._error()
+
+    def _close_and_wait(self, timeout: float) -> bool:
+        """Close the child's pipe and wait for it to end; kill it if it
+        takes over ``timeout`` seconds.  Whether it ended in time."""
+        with contextlib.suppress(OSError):
             self._stdin.close()
-        except OSError:
-            pass
         try:
             self._process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait(timeout=60)
-            raise StoreWriteError(
-                f"writing the plan into the job-state store took over {timeout:.0f} s"
-            ) from None
-        if self._process.returncode != 0:
-            raise self._error()
+            return False
+        return True
 
     def __enter__(self) -> PlanWriterProcess:
         return self
@@ -132,16 +135,7 @@ class PlanWriterProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._process.poll() is None:
-            # Not committed: closing the pipe makes the child roll back.
-            try:
-                self._stdin.close()
-            except OSError:
-                pass
-            try:
-                self._process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=60)
+            self._close_and_wait(60)  # not committed: the child rolls back
         self._stderr.close()
 
 
