@@ -4,7 +4,8 @@ It holds the run's plan (every job's command, resources and dependencies,
 written once at prepare time) and its progress (each job's state, attempts,
 exit code and timestamps; the run's pid, host, start, end and state).  It is
 the single source of truth that submit, restart, status and report read,
-and the only module that knows its tables.
+and, with `~.plan_writer` (which writes the plan into it), the only module
+that knows its tables.
 
 Only the submitting process writes; workers never touch it (a shared SQLite
 file on a parallel filesystem is a recipe for lock errors).  Readers in other
