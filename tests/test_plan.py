@@ -16,11 +16,12 @@ from lsst.ctrl.bps import (
 )
 from lsst.ctrl.bps.generic_workflow import GenericWorkflowNoopJob
 
+import desc.gen3_workflow.plan.workflow
 from desc.gen3_workflow.errors import CommandError, PlanError, RunNotFoundError, StoreWriteError
 from desc.gen3_workflow.plan.final_job import final_script_argv, fit_aggregate_processes
 from desc.gen3_workflow.plan.workflow import (
     LogLayout,
-    job_order,
+    insertion_order,
     plan_workflow,
     run_info,
     stream_plan,
@@ -335,9 +336,15 @@ def _store_contents(submit_dir: Path) -> tuple[object, ...]:
         )
 
 
-def test_the_writer_process_writes_what_write_plan_writes(tmp_path: Path) -> None:
+def test_the_writer_process_writes_what_write_plan_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`bps submit` plans into a child process that writes the store while
-    the plan is made; the store is the one a plan held in memory gives."""
+    the plan is made; the store is the one a plan held in memory gives.
+    Chunks of one row: the child has written pipetaskInit's when the planner
+    finds that _workflow's jobs were not added in a topological order, and
+    drops it as the planner starts over."""
+    monkeypatch.setattr(desc.gen3_workflow.plan.workflow, "CHUNK", 1)
     workflow, streamed, in_memory = _workflow(), tmp_path / "streamed", tmp_path / "in_memory"
     streamed.mkdir(), in_memory.mkdir()
     with PlanWriterProcess(str(streamed), "wf", RunInfo()) as writer:
@@ -391,7 +398,11 @@ def test_ctrl_bps_order_is_kept_when_it_is_topological(tmp_path: Path) -> None:
         workflow.add_job_inputs(name, qgraph)
     plan = plan_workflow(BpsConfig({}), workflow, str(tmp_path))
     assert [row[1] for row in plan.rows] == ["pipetaskInit", *added]
-    assert list(job_order(workflow)) == ["pipetaskInit", *added]
+    assert list(insertion_order(workflow)) == ["pipetaskInit", *added]
     assert all(parent < child for parent, child in plan.edges)
     # Added children first: Kahn's order instead.
-    assert list(job_order(_workflow())) == list(topological_names(_workflow()))
+    kahn = [name for name in topological_names(_workflow()) if name != "order"]  # (the no-op)
+    assert [row[1] for row in plan_workflow(BpsConfig({}), _workflow(), str(tmp_path)).rows] == [
+        *kahn,
+        "finalJob",
+    ]

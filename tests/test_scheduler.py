@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from desc.gen3_workflow.execution.scheduler import Scheduler
 from desc.gen3_workflow.store.records import JobState
+from desc.gen3_workflow.store.templates import edge_block
 
 P, D, F = JobState.PENDING, JobState.EXEC_DONE, JobState.FAILED
 
 # 0 init -> 1, 2 (isr) ; 1 -> 3, 2 -> 4 (calibrate) ; 3, 4 -> 5 (summary) ; 6 final.
-EDGES = [(0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 5)]
+EDGES = edge_block([(0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 5)])
 
 
 def _jobs(states: dict[int, JobState], priority: dict[int, int] | None = None) -> list:
@@ -64,11 +65,13 @@ def test_restart_and_partial_runs() -> None:
 
 def test_deep_chain_and_wide_fan_out() -> None:
     n = 200_000  # far deeper than Python's recursion limit
-    chain = [(i, i + 1) for i in range(n - 1)]
+    chain = edge_block((i, i + 1) for i in range(n - 1))
     scheduler = Scheduler([(i, P, None) for i in range(n)], chain, runnable=range(n))
     assert scheduler.take(5) == [0]
     assert len(scheduler.failed(0)) == n - 1 and scheduler.pending == 0
     fan = Scheduler(
-        [(i, D if i == 0 else P, None) for i in range(n)], [(0, i) for i in range(1, n)], range(1, n)
+        [(i, D if i == 0 else P, None) for i in range(n)],
+        edge_block((0, i) for i in range(1, n)),
+        range(1, n),
     )
     assert fan.ready == n - 1 and len(fan.take(n)) == n - 1

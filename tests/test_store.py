@@ -179,7 +179,9 @@ def test_a_store_written_before_templates_is_read_and_restarted(tmp_path: Path) 
         assert store.counts()["isr"][JobState.FAILED] == 1
         assert [priority for *_, priority in store.job_states()] == [3, 3]
         assert [row[8] for row in store.history_rows()] == ["/l/isr_0.err", "/l/isr_1.err"]
+        assert store.edges() == [(0, 1)]  # its edges are rows, not blocks
     with JobStateStore.open(str(tmp_path), writable=True) as store:
+        assert store.edges() == [(0, 1)]
         assert store.reset_unfinished() == 1
         assert [job.state for job in store.jobs()] == [JobState.EXEC_DONE, JobState.PENDING]
 

@@ -16,7 +16,7 @@ recursion limit.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -51,8 +51,9 @@ class Scheduler:
         holds them): its ``seq``, state and priority.  Jobs that succeeded
         count as done; pending jobs are to run; any other state blocks its
         descendants.
-    edges : iterable of (`int`, `int`)
-        (parent, child) pairs of ``seq``.
+    edges : (sequence of `int`, sequence of `int`)
+        The parents' and the children's ``seq``, pair by pair (the store's
+        `~desc.gen3_workflow.store.templates.EdgeBlock`).
     runnable : iterable of `int`
         The jobs this run may start (pending quantum jobs, possibly only a
         chosen subset).
@@ -61,7 +62,7 @@ class Scheduler:
     def __init__(
         self,
         jobs: Iterable[tuple[int, JobState, int | None]],
-        edges: Iterable[tuple[int, int]],
+        edges: tuple[Sequence[int], Sequence[int]],
         runnable: Iterable[int],
     ) -> None:
         rows = list(jobs)
@@ -72,8 +73,7 @@ class Scheduler:
             self._priority[seq] = _as_int(priority)
             if state == JobState.EXEC_DONE:
                 self._status[seq] = _DONE
-        pairs = np.fromiter((v for edge in edges for v in edge), dtype=np.int64).reshape(-1, 2)
-        parents, children = pairs[:, 0], pairs[:, 1]
+        parents, children = (np.asarray(seqs, dtype=np.int64) for seqs in edges)
         # Children of each job, grouped by parent (CSR): _children[_start[p]:_start[p + 1]].
         order = np.argsort(parents, kind="stable")
         self._children = children[order].astype(np.int32)
@@ -156,7 +156,7 @@ def scheduler_for(store: JobStateStore, selected: set[int] | None = None) -> Sch
         if kind == JobKind.QUANTUM and state == JobState.PENDING and (selected is None or seq in selected)
     ]
     rows = ((seq, state, priority) for seq, _, state, priority in states)
-    return Scheduler(rows, store.edges(), runnable)
+    return Scheduler(rows, store.edge_arrays(), runnable)
 
 
 def has_pending_quanta(store: JobStateStore, selected: set[int] | None = None) -> bool:

@@ -23,6 +23,7 @@ import logging
 import os
 import sqlite3
 import time
+from array import array
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -40,7 +41,7 @@ from .records import (
     RunState,
 )
 from .schema import RUN_COLUMNS, SCHEMA, JobRows, ensure_counts
-from .templates import WorkflowPlan
+from .templates import EdgeBlock, WorkflowPlan, edge_block, edges_from_blob
 
 __all__ = ["UNREADABLE", "JobStateStore", "LabelStats"]
 
@@ -121,7 +122,7 @@ class JobStateStore:
         try:
             writer.add_templates(plan.templates)
             writer.add_rows(plan.rows)
-            writer.add_edges(plan.edges)
+            writer.add_edges(edge_block(plan.edges))
         except BaseException:
             writer.rollback()
             raise
@@ -278,7 +279,25 @@ class JobStateStore:
 
     def edges(self) -> list[tuple[int, int]]:
         """Every (parent, child) pair of ``seq``."""
-        return self._db.execute("SELECT parent, child FROM edges").fetchall()
+        return list(zip(*self.edge_arrays(), strict=True))
+
+    def edge_arrays(self) -> EdgeBlock:
+        """Every edge: the parents' and the children's ``seq``, pair by pair
+        (what the scheduler reads: two arrays, not 10^6 tuples)."""
+        parents, children = array("q"), array("q")
+        has_blocks = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'edge_blocks'"
+        ).fetchone()
+        if has_blocks:  # (a store written before blocks, opened read-only, has none)
+            for parents_blob, children_blob in self._db.execute(
+                "SELECT parents, children FROM edge_blocks ORDER BY id"
+            ):
+                parents += edges_from_blob(parents_blob)
+                children += edges_from_blob(children_blob)
+        for parent, child in self._db.execute("SELECT parent, child FROM edges"):  # written before blocks
+            parents.append(parent)
+            children.append(child)
+        return parents, children
 
     def typical_durations(self) -> dict[str, float]:
         """The median run time of each label's successful jobs, as the
@@ -299,7 +318,7 @@ class JobStateStore:
     def parents(self) -> dict[int, list[int]]:
         """For each job with parents, the seqs of its parents."""
         result: dict[int, list[int]] = {}
-        for parent, child in self._db.execute("SELECT parent, child FROM edges"):
+        for parent, child in zip(*self.edge_arrays(), strict=True):
             result.setdefault(child, []).append(parent)
         return result
 

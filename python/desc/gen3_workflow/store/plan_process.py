@@ -17,6 +17,7 @@ Standard library only, like the rest of the store.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import pickle
 import subprocess
@@ -29,15 +30,16 @@ from ..constants import STORE_FILENAME
 from ..errors import StoreWriteError
 from .job_store import JobStateStore
 from .records import RunInfo
-from .templates import JobTemplate, PlanRow
+from .templates import EdgeBlock, JobTemplate, PlanRow
 
 __all__ = ["PlanWriterProcess", "main"]
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 """The directory ``desc/`` is in, for the child's ``sys.path``."""
 
-_ADD = {"rows": "add_rows", "edges": "add_edges", "templates": "add_templates"}
-"""Messages (besides ``commit``) and the writer's method for each."""
+_CALLS = {"rows": "add_rows", "edges": "add_edges", "templates": "add_templates", "reset": "reset"}
+"""Messages (besides ``commit``) and the writer's method for each (called
+with the message's other items)."""
 
 _EXIT_UNFINISHED = 3
 """The child's exit status when its pipe closed before ``commit``."""
@@ -88,13 +90,17 @@ class PlanWriterProcess:
         """Hand the next rows to the child."""
         self._send(("rows", rows))
 
-    def add_edges(self, edges: list[tuple[int, int]]) -> None:
+    def add_edges(self, edges: EdgeBlock) -> None:
         """Hand more edges to the child."""
         self._send(("edges", edges))
 
     def add_templates(self, templates: list[JobTemplate]) -> None:
         """Hand the next templates to the child."""
         self._send(("templates", templates))
+
+    def reset(self) -> None:
+        """Tell the child to drop what it has written of the plan."""
+        self._send(("reset",))
 
     def commit(self, timeout: float) -> None:
         """Tell the child to commit the plan, and wait for it.
@@ -143,6 +149,10 @@ def main() -> int:
     """The child: read the plan from standard input, write it into the
     store of the submit directory given as argument.  A store it made for
     a plan that did not end is removed."""
+    # Unpickling a chunk makes 10^4 rows of tuples; the cyclic collector's
+    # passes over them were 3/4 of the unpickling, and nothing here makes a
+    # reference cycle.
+    gc.disable()
     stream = sys.stdin.buffer
     path = os.path.join(sys.argv[1], STORE_FILENAME)
     made = not os.path.exists(path)
@@ -153,7 +163,7 @@ def main() -> int:
             writer = store.plan_writer(name, submit_dir, info)
             try:
                 while (message := _next(stream)) is not None and message[0] != "commit":
-                    getattr(writer, _ADD[message[0]])(message[1])
+                    getattr(writer, _CALLS[message[0]])(*message[1:])
             except BaseException:
                 writer.rollback()
                 raise

@@ -15,7 +15,7 @@ import sqlite3
 
 from .records import RunInfo, RunState
 from .schema import PLAN_COLUMNS, PLAN_INDEXES, PlannedCounts
-from .templates import JobTemplate, PlanRow
+from .templates import EdgeBlock, JobTemplate, PlanRow, edges_to_blob
 
 __all__ = ["PLAN_CACHE_KB", "StorePlanWriter"]
 
@@ -71,9 +71,16 @@ class StorePlanWriter:
         self._db.executemany(f"INSERT INTO jobs ({PLAN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         self._counts.add(rows)
 
-    def add_edges(self, edges: list[tuple[int, int]]) -> None:
-        """Write more edges."""
-        self._db.executemany("INSERT INTO edges (parent, child) VALUES (?, ?)", edges)
+    def add_edges(self, edges: EdgeBlock) -> None:
+        """Write more edges, as one block."""
+        parents, children = edges
+        if len(parents) != len(children):
+            raise ValueError(f"an edge block of {len(parents)} parents and {len(children)} children")
+        if parents:
+            self._db.execute(
+                "INSERT INTO edge_blocks (parents, children) VALUES (?, ?)",
+                (edges_to_blob(parents), edges_to_blob(children)),
+            )
 
     def add_templates(self, templates: list[JobTemplate]) -> None:
         """Write the next templates."""
@@ -82,6 +89,14 @@ class StorePlanWriter:
             "INSERT INTO templates (id, spec, log_dir) VALUES (?, ?, ?)",
             ((i, template.to_json(), template.log_dir) for i, template in enumerate(templates, first)),
         )
+
+    def reset(self) -> None:
+        """Drop the rows, edges and templates written so far (in the same
+        transaction: the run's record stays)."""
+        for table in ("jobs", "edges", "edge_blocks", "templates"):
+            self._db.execute(f"DELETE FROM {table}")
+        self._counts = PlannedCounts()
+        self._templates = 0
 
     def commit(self) -> None:
         """Build the indexes and counts, and commit the plan."""

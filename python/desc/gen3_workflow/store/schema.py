@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     t_launched REAL, t_running REAL, t_end REAL, message TEXT
 );
 CREATE TABLE IF NOT EXISTS edges (parent INTEGER NOT NULL, child INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS edge_blocks (
+    id INTEGER PRIMARY KEY, parents BLOB NOT NULL, children BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS attempts (
     seq INTEGER NOT NULL, number INTEGER NOT NULL, succeeded INTEGER NOT NULL, t_end REAL NOT NULL,
     exit_code INTEGER, memory INTEGER, message TEXT, PRIMARY KEY (seq, number)
@@ -89,8 +92,9 @@ PLAN_INDEXES = {
 writes the plan and builds them again: built from the whole table at once,
 they cost a fraction of keeping them up to date through 10^6 inserts of
 ctrl_bps's job names (a UUID first, so each lands anywhere in the index).
-Edges have none: they are only ever read whole (stores written before
-kept two, never used)."""
+Edges have none: they are only ever read whole, and the plan writes them
+as blocks (``edge_blocks``: `~.templates.EdgeBlock`, two blobs per 10^4
+edges); ``edges`` holds the (parent, child) rows of stores written before."""
 
 PLAN_COLUMNS = "seq, name, label, kind, data_id, template, words"
 """The columns `write_plan` fills (`~.templates.PlanRow`); the rest start at their defaults."""

@@ -16,19 +16,62 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
+from array import array
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from .records import JobCommand, JobKind, JobRecord, JobState
 
-__all__ = ["PlanRow", "PlanSink", "JobTemplate", "WorkflowPlan", "encode_words"]
+__all__ = [
+    "EdgeBlock",
+    "JobTemplate",
+    "PlanRow",
+    "PlanSink",
+    "WorkflowPlan",
+    "edge_block",
+    "edges_from_blob",
+    "edges_to_blob",
+    "encode_words",
+]
 
 PlanRow = tuple[int, str, str, str, str, int, str | None]
 """``seq, name, label, kind, data_id, template, words`` of one planned job
 (the kind's value; the template's position in `WorkflowPlan.templates`;
 its own words as `encode_words` gives them, `None` when it has none)."""
 
+EdgeBlock = tuple["array[int]", "array[int]"]
+"""Edges as two arrays of 64-bit ``seq`` (typecode ``q``): parents and
+children, pair by pair.  A plan's 10^6 edges cost two arrays of 8 MB, not
+10^6 tuples; the store keeps each block as two blobs and the scheduler
+reads them as they are (`edges_to_blob`, `edges_from_blob`)."""
+
 _ENCODE_STRING = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+
+
+def edge_block(pairs: Iterable[tuple[int, int]]) -> EdgeBlock:
+    """(parent, child) pairs as an `EdgeBlock`."""
+    parents, children = array("q"), array("q")
+    for parent, child in pairs:
+        parents.append(parent)
+        children.append(child)
+    return parents, children
+
+
+def edges_to_blob(values: array[int]) -> bytes:
+    """The store's form of one array of an `EdgeBlock`: little-endian int64."""
+    if sys.byteorder != "little":
+        values = array("q", values)
+        values.byteswap()
+    return values.tobytes()
+
+
+def edges_from_blob(blob: bytes) -> array[int]:
+    """An array of an `EdgeBlock` from the store's form."""
+    values = array("q", blob)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values
 
 
 def encode_words(words: Sequence[str]) -> str:
@@ -87,11 +130,15 @@ class PlanSink(Protocol):
     def add_rows(self, rows: list[PlanRow]) -> None:
         """Take the next rows."""
 
-    def add_edges(self, edges: list[tuple[int, int]]) -> None:
-        """Take more (parent, child) pairs of ``seq``."""
+    def add_edges(self, edges: EdgeBlock) -> None:
+        """Take more edges (parent and child ``seq``)."""
 
     def add_templates(self, templates: list[JobTemplate]) -> None:
         """Take the next templates."""
+
+    def reset(self) -> None:
+        """Forget what was taken so far: the planner starts over (in
+        another order)."""
 
 
 @dataclasses.dataclass
@@ -111,13 +158,17 @@ class WorkflowPlan:
         """Keep the next rows."""
         self.rows += rows
 
-    def add_edges(self, edges: list[tuple[int, int]]) -> None:
+    def add_edges(self, edges: EdgeBlock) -> None:
         """Keep more edges."""
-        self.edges += edges
+        self.edges += zip(*edges, strict=True)
 
     def add_templates(self, templates: list[JobTemplate]) -> None:
         """Keep the next templates."""
         self.templates += templates
+
+    def reset(self) -> None:
+        """Forget every row, edge and template."""
+        self.templates, self.rows, self.edges = [], [], []
 
     def records(self) -> list[JobRecord]:
         """Every job as a pending `JobRecord` (for tests and small plans;
