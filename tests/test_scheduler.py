@@ -7,18 +7,21 @@ from desc.gen3_workflow.execution.scheduler import Scheduler
 from desc.gen3_workflow.store.records import JobState
 from desc.gen3_workflow.store.templates import edge_block
 
-P, D, F = JobState.PENDING, JobState.EXEC_DONE, JobState.FAILED
+D = JobState.EXEC_DONE
 
 # 0 init -> 1, 2 (isr) ; 1 -> 3, 2 -> 4 (calibrate) ; 3, 4 -> 5 (summary) ; 6 final.
 EDGES = edge_block([(0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 5)])
 
 
-def _jobs(states: dict[int, JobState], priority: dict[int, int] | None = None) -> list:
-    return [(seq, states.get(seq, P), (priority or {}).get(seq)) for seq in range(7)]
+def _jobs(states: dict[int, JobState], priority: dict[int, int] | None = None) -> tuple[list, list]:
+    """Priorities and done jobs of the 7 jobs above."""
+    return [(priority or {}).get(seq, 0) for seq in range(7)], [
+        seq for seq in range(7) if states.get(seq) == D
+    ]
 
 
 def test_children_are_released_as_parents_succeed() -> None:
-    scheduler = Scheduler(_jobs({0: D}), EDGES, runnable=[1, 2, 3, 4, 5])
+    scheduler = Scheduler(*_jobs({0: D}), EDGES, runnable=[1, 2, 3, 4, 5])
     assert scheduler.pending == 5 and scheduler.ready == 2
     assert scheduler.take(10) == [1, 2]
     assert scheduler.succeeded(1) == 1 and scheduler.take(10) == [3]
@@ -29,13 +32,13 @@ def test_children_are_released_as_parents_succeed() -> None:
 
 
 def test_priority_then_graph_order() -> None:
-    scheduler = Scheduler(_jobs({0: D}, {2: 5}), EDGES, runnable=[1, 2, 3, 4, 5])
+    scheduler = Scheduler(*_jobs({0: D}, {2: 5}), EDGES, runnable=[1, 2, 3, 4, 5])
     assert scheduler.take(1) == [2]  # the higher priority first
     assert scheduler.take(1) == [1]
 
 
 def test_failure_blocks_only_pending_descendants() -> None:
-    scheduler = Scheduler(_jobs({0: D}), EDGES, runnable=[1, 2, 3, 4, 5])
+    scheduler = Scheduler(*_jobs({0: D}), EDGES, runnable=[1, 2, 3, 4, 5])
     scheduler.take(2)
     assert scheduler.failed(1) == [3, 5]
     assert scheduler.pending == 1  # 4, waiting for 2
@@ -45,7 +48,7 @@ def test_failure_blocks_only_pending_descendants() -> None:
 
 
 def test_retry_puts_a_job_back() -> None:
-    scheduler = Scheduler(_jobs({0: D}), EDGES, runnable=[1, 2, 3, 4, 5])
+    scheduler = Scheduler(*_jobs({0: D}), EDGES, runnable=[1, 2, 3, 4, 5])
     assert scheduler.take(1) == [1]
     scheduler.put_back(1)
     assert scheduler.pending == 5 and scheduler.take(2) == [1, 2]
@@ -53,11 +56,11 @@ def test_retry_puts_a_job_back() -> None:
 
 def test_restart_and_partial_runs() -> None:
     # A restart: 1 and 3 succeeded before; 2 failed and is pending again.
-    scheduler = Scheduler(_jobs({0: D, 1: D, 3: D}), EDGES, runnable=[2, 4, 5])
+    scheduler = Scheduler(*_jobs({0: D, 1: D, 3: D}), EDGES, runnable=[2, 4, 5])
     assert scheduler.take(10) == [2]
     # A partial run of 3 and what it needs: 5 is not this run's, so a
     # failure of 3 reports no dep_fail.
-    partial = Scheduler(_jobs({0: D}), EDGES, runnable=[1, 3])
+    partial = Scheduler(*_jobs({0: D}), EDGES, runnable=[1, 3])
     assert partial.take(10) == [1]
     assert partial.succeeded(1) == 1 and partial.take(10) == [3]
     assert partial.failed(3) == []
@@ -66,11 +69,12 @@ def test_restart_and_partial_runs() -> None:
 def test_deep_chain_and_wide_fan_out() -> None:
     n = 200_000  # far deeper than Python's recursion limit
     chain = edge_block((i, i + 1) for i in range(n - 1))
-    scheduler = Scheduler([(i, P, None) for i in range(n)], chain, runnable=range(n))
+    scheduler = Scheduler([0] * n, [], chain, runnable=range(n))
     assert scheduler.take(5) == [0]
     assert len(scheduler.failed(0)) == n - 1 and scheduler.pending == 0
     fan = Scheduler(
-        [(i, D if i == 0 else P, None) for i in range(n)],
+        [0] * n,
+        [0],
         edge_block((0, i) for i in range(1, n)),
         range(1, n),
     )

@@ -15,6 +15,7 @@ from synthetic import job, set_run, write_store
 
 from desc.gen3_workflow.constants import STORE_FILENAME
 from desc.gen3_workflow.errors import RunNotFoundError
+from desc.gen3_workflow.execution.scheduler import scheduler_for
 from desc.gen3_workflow.store.job_store import JobStateStore
 from desc.gen3_workflow.store.liveness import Liveness, liveness
 from desc.gen3_workflow.store.records import JobCommand, JobKind, JobState, JobUpdate, RunInfo, RunState
@@ -101,6 +102,26 @@ def test_updates_set_times_attempts_and_counts(tmp_path: Path) -> None:
         assert run.end_time is not None and run.start_time is not None and run.end_time >= run.start_time
 
 
+def test_the_scheduler_reads_states_priorities_and_edges_from_the_store(tmp_path: Path) -> None:
+    """What a run (or a restart) starts from: ctrl_bps's priorities, as
+    numbers or text, per label; done and pending jobs; edges as blocks."""
+    jobs = [job(0, "pipetaskInit", tmp_path), *(job(seq, "isr", tmp_path) for seq in (1, 2))]
+    jobs += [job(3, "calibrate", tmp_path), job(4, "calibrate", tmp_path), job(5, "finalJob", tmp_path)]
+    for record, priority in zip(jobs[1:5], (7, 7, "9", "high"), strict=True):
+        record.resources["priority"] = priority
+    jobs[1].state = JobState.EXEC_DONE
+    jobs[2].state = JobState.FAILED
+    with write_store(tmp_path, jobs, [(0, 1), (0, 2), (1, 3), (2, 4)]) as store:
+        assert list(store.priorities()) == [0, 7, 7, 9, 0, 0]  # "high" is not a number
+        assert list(store.seqs(states=[JobState.EXEC_DONE])) == [1]
+        assert list(store.seqs(kind=JobKind.QUANTUM, states=[JobState.PENDING])) == [3, 4]
+        assert store.edges() == [(0, 1), (0, 2), (1, 3), (2, 4)]
+        scheduler = scheduler_for(store)
+        # 3's parent succeeded; 4's failed, so it waits for ever (the runner marks it dep_fail).
+        assert (scheduler.pending, scheduler.take(5)) == (2, [3])
+        assert scheduler_for(store, selected={4}).take(5) == []
+
+
 def test_readers_see_commits_and_cannot_write(tmp_path: Path) -> None:
     with _run(tmp_path) as writer, JobStateStore.open(str(tmp_path)) as reader:
         # (the plan is written under a rollback journal; readers and the
@@ -177,7 +198,7 @@ def test_a_store_written_before_templates_is_read_and_restarted(tmp_path: Path) 
         failed = store.job("isr_1")
         assert failed is not None and (failed.command, failed.stderr) == (command, "/l/isr_1.err")
         assert store.counts()["isr"][JobState.FAILED] == 1
-        assert [priority for *_, priority in store.job_states()] == [3, 3]
+        assert list(store.priorities()) == [3, 3]
         assert [row[8] for row in store.history_rows()] == ["/l/isr_0.err", "/l/isr_1.err"]
         assert store.edges() == [(0, 1)]  # its edges are rows, not blocks
     with JobStateStore.open(str(tmp_path), writable=True) as store:

@@ -178,11 +178,10 @@ def half_done_restart(workdir: Path, executor: str, jobs: int) -> dict[str, Any]
     subprocess.run(prepare, env=env, check=True, stdout=subprocess.DEVNULL)
     now = time.time()
     with JobStateStore.open(submit_dir, writable=True) as store:
-        planned = store.job_states()
-        quanta = [seq for seq, kind, _, _ in planned if kind == JobKind.QUANTUM]
-        done = [seq for seq, kind, _, _ in planned if kind == JobKind.INIT] + quanta[: len(quanta) // 2]
+        quanta = store.seqs(kind=JobKind.QUANTUM)
+        done = [*store.seqs(kind=JobKind.INIT), *quanta[: len(quanta) // 2]]
         store.apply(JobUpdate(seq, JobState.EXEC_DONE, now, attempts=1, exit_code=0) for seq in done)
-    del planned, quanta
+    del quanta
     with JobStateStore.open(submit_dir) as store:
         done_quanta = sum(c[JobState.EXEC_DONE] for c in store.counts(JobKind.QUANTUM).values())
     figures: dict[str, Any] = {"jobs": len(done) * 2, "done_before": len(done), "submit_dir": submit_dir}

@@ -33,24 +33,17 @@ _PENDING, _ACTIVE, _DONE, _BLOCKED = 0, 1, 2, 3
 succeeded, or will not run (failed, dep_fail, or not this run's)."""
 
 
-def _as_int(priority: object) -> int:
-    # ctrl_bps carries priorities as given in the bps file: numbers or text.
-    try:
-        return int(str(priority)) if priority is not None else 0
-    except ValueError:
-        return 0
-
-
 class Scheduler:
     """The ready set of the quantum jobs of one run.
 
     Parameters
     ----------
-    jobs : iterable of (`int`, `JobState`, `int` or `None`)
-        Every job of the run (init and final jobs included, as the store
-        holds them): its ``seq``, state and priority.  Jobs that succeeded
-        count as done; pending jobs are to run; any other state blocks its
-        descendants.
+    priorities : sequence of `int`
+        Every job's priority, by ``seq`` (init and final jobs included, as
+        the store numbers them).
+    done : iterable of `int`
+        The jobs that succeeded; any job neither done nor ``runnable``
+        (failed, dep_fail, not this run's) blocks its descendants.
     edges : (sequence of `int`, sequence of `int`)
         The parents' and the children's ``seq``, pair by pair (the store's
         `~desc.gen3_workflow.store.templates.EdgeBlock`).
@@ -61,18 +54,16 @@ class Scheduler:
 
     def __init__(
         self,
-        jobs: Iterable[tuple[int, JobState, int | None]],
+        priorities: Sequence[int],
+        done: Iterable[int],
         edges: tuple[Sequence[int], Sequence[int]],
         runnable: Iterable[int],
     ) -> None:
-        rows = list(jobs)
-        size = max((seq for seq, _, _ in rows), default=-1) + 1
-        self._priority = np.zeros(size, dtype=np.int32)
+        # (Arrays throughout: at 10^6 jobs, a Python loop per job was seconds.)
+        self._priority = np.asarray(priorities, dtype=np.int64)
+        size = len(self._priority)
         self._status = np.full(size, _BLOCKED, dtype=np.int8)
-        for seq, state, priority in rows:
-            self._priority[seq] = _as_int(priority)
-            if state == JobState.EXEC_DONE:
-                self._status[seq] = _DONE
+        self._status[np.fromiter(done, dtype=np.int64)] = _DONE
         parents, children = (np.asarray(seqs, dtype=np.int64) for seqs in edges)
         # Children of each job, grouped by parent (CSR): _children[_start[p]:_start[p + 1]].
         order = np.argsort(parents, kind="stable")
@@ -81,8 +72,7 @@ class Scheduler:
         # Parents that have not succeeded, per job.
         self._waiting = np.bincount(children[self._status[parents] != _DONE], minlength=size).astype(np.int32)
         self._ready: list[tuple[int, int]] = []
-        for seq in runnable:
-            self._status[seq] = _PENDING
+        self._status[np.fromiter(runnable, dtype=np.int64)] = _PENDING
         self._pending = int(np.count_nonzero(self._status == _PENDING))
         for ready in np.flatnonzero((self._status == _PENDING) & (self._waiting == 0)):
             self._push(int(ready))
@@ -149,14 +139,11 @@ class Scheduler:
 def scheduler_for(store: JobStateStore, selected: set[int] | None = None) -> Scheduler:
     """The ready set of a run's pending quantum jobs (only ``selected``
     ones, if given), from its store's states and edges."""
-    states = store.job_states()
-    runnable = [
-        seq
-        for seq, kind, state, _ in states
-        if kind == JobKind.QUANTUM and state == JobState.PENDING and (selected is None or seq in selected)
-    ]
-    rows = ((seq, state, priority) for seq, _, state, priority in states)
-    return Scheduler(rows, store.edge_arrays(), runnable)
+    runnable: Iterable[int] = store.seqs(kind=JobKind.QUANTUM, states=[JobState.PENDING])
+    if selected is not None:
+        runnable = [seq for seq in runnable if seq in selected]
+    done = store.seqs(states=[JobState.EXEC_DONE])
+    return Scheduler(store.priorities(), done, store.edge_arrays(), runnable)
 
 
 def has_pending_quanta(store: JobStateStore, selected: set[int] | None = None) -> bool:

@@ -19,6 +19,7 @@ commits.  Use it as a context manager::
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sqlite3
@@ -40,7 +41,7 @@ from .records import (
     RunRecord,
     RunState,
 )
-from .schema import RUN_COLUMNS, SCHEMA, JobRows, ensure_counts
+from .schema import RUN_COLUMNS, SCHEMA, JobRows, ensure_counts, priority_of
 from .templates import EdgeBlock, WorkflowPlan, edge_block, edges_from_blob
 
 __all__ = ["UNREADABLE", "JobStateStore", "LabelStats"]
@@ -211,6 +212,14 @@ class JobStateStore:
 
     def jobs(self, kind: JobKind | None = None, states: Iterable[JobState] | None = None) -> list[JobRecord]:
         """Jobs in topological order, optionally only of one kind or states."""
+        where, params = self._where(kind, states)
+        sql = f"SELECT {self._rows.fields} FROM jobs j{where} ORDER BY j.seq"
+        return [self._rows.record(row) for row in self._db.execute(sql, params)]
+
+    @staticmethod
+    def _where(kind: JobKind | None, states: Iterable[JobState] | None) -> tuple[str, list[str]]:
+        """The WHERE clause (with its leading space, or empty) selecting jobs
+        of ``kind`` in ``states`` (`None`: any), and its parameters."""
         where, params = [], []
         if kind is not None:
             where.append("j.kind = ?")
@@ -219,10 +228,7 @@ class JobStateStore:
             values = [s.value for s in states]
             where.append(f"j.state IN ({', '.join('?' * len(values))})")
             params.extend(values)
-        sql = f"SELECT {self._rows.fields} FROM jobs j"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        return [self._rows.record(row) for row in self._db.execute(sql + " ORDER BY j.seq", params)]
+        return (" WHERE " + " AND ".join(where) if where else ""), params
 
     def job(self, name: str) -> JobRecord | None:
         """The job called ``name``, if there is one."""
@@ -266,16 +272,31 @@ class JobStateStore:
                 )
         return found
 
-    def job_states(self) -> list[tuple[int, JobKind, JobState, int | None]]:
-        """Every job's ``seq``, kind, state and priority (what scheduling
-        needs), without reading commands."""
-        rows = self._db.execute(
-            f"SELECT j.seq, j.kind, j.state, {self._rows.resources} FROM jobs j ORDER BY j.seq"
-        )
-        priority = self._rows.priority
-        return [
-            (seq, JobKind(kind), JobState(state), priority(resources)) for seq, kind, state, resources in rows
-        ]
+    def seqs(self, kind: JobKind | None = None, states: Iterable[JobState] | None = None) -> array[int]:
+        """The ``seq`` of the jobs `jobs` would give, in order, without
+        reading the jobs (the scheduler's view of 10^6 jobs)."""
+        where, params = self._where(kind, states)
+        rows = self._db.execute(f"SELECT j.seq FROM jobs j{where} ORDER BY j.seq", params)
+        return array("q", (seq for (seq,) in rows))
+
+    def priorities(self) -> array[int]:
+        """Every job's priority, by ``seq`` (0 where the workflow gave none
+        or not a number).  Only the jobs of templates with a priority are
+        read: none, in most runs."""
+        (size,) = self._db.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM jobs").fetchone()
+        values = array("q", bytes(8 * size))
+        rows = self._rows
+        if rows.legacy:
+            for seq, resources in self._db.execute("SELECT seq, resources FROM jobs"):
+                values[seq] = priority_of(json.loads(resources))
+            return values
+        wanted = {tid: priority for tid, priority in rows.template_priorities().items() if priority}
+        for start in range(0, len(wanted), 500):  # SQLite's limit on parameters
+            chunk = list(wanted)[start : start + 500]
+            sql = f"SELECT seq, template FROM jobs WHERE template IN ({', '.join('?' * len(chunk))})"
+            for seq, template in self._db.execute(sql, chunk):
+                values[seq] = wanted[template]
+        return values
 
     def edges(self) -> list[tuple[int, int]]:
         """Every (parent, child) pair of ``seq``."""

@@ -31,6 +31,7 @@ __all__ = [
     "PlannedCounts",
     "count_states",
     "ensure_counts",
+    "priority_of",
 ]
 
 SCHEMA = """
@@ -174,18 +175,20 @@ class JobRows:
         """What to select for `record`."""
         self.stderr = "j.stderr, NULL" if self.legacy else "j.template, j.name"
         """What to select (two values) for `stderr_of`."""
-        self.resources = "j.resources" if self.legacy else "j.template"
-        """What to select for `priority`."""
         self._templates: dict[int, JobTemplate] = {}
 
     def template(self, template_id: int) -> JobTemplate:
         """A template of the plan."""
         found = self._templates.get(template_id)
         if found is None:
-            for tid, spec, log_dir in self._db.execute("SELECT id, spec, log_dir FROM templates"):
-                self._templates[tid] = JobTemplate.from_json(spec, log_dir)
-            found = self._templates[template_id]
+            found = self._read_templates()[template_id]
         return found
+
+    def _read_templates(self) -> dict[int, JobTemplate]:
+        """Every template of the plan, read from the store (they are few)."""
+        for tid, spec, log_dir in self._db.execute("SELECT id, spec, log_dir FROM templates"):
+            self._templates[tid] = JobTemplate.from_json(spec, log_dir)
+        return self._templates
 
     def record(self, row: tuple[Any, ...]) -> JobRecord:
         """The `JobRecord` of a row of `fields`."""
@@ -213,11 +216,19 @@ class JobRows:
             return str(first)
         return f"{self.template(first).log_dir}/{second}.stderr"
 
-    def priority(self, selected: Any) -> int | None:
-        """A job's priority, from the value of `resources`."""
-        resources = json.loads(selected) if self.legacy else self.template(selected).resources
-        priority = resources.get("priority")
-        return None if priority is None else int(priority)
+    def template_priorities(self) -> dict[int, int]:
+        """Each template's priority (`priority_of` its resources)."""
+        return {tid: priority_of(template.resources) for tid, template in self._read_templates().items()}
+
+
+def priority_of(resources: dict[str, Any]) -> int:
+    """The ``priority`` of a job's resources as a number; 0 where there is
+    none or it is not one (ctrl_bps carries it as the bps file gives it)."""
+    priority = resources.get("priority")
+    try:
+        return int(str(priority)) if priority is not None else 0
+    except ValueError:
+        return 0
 
 
 def ensure_counts(db: sqlite3.Connection, writable: bool) -> None:
