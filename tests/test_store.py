@@ -116,6 +116,7 @@ def test_the_scheduler_reads_states_priorities_and_edges_from_the_store(tmp_path
         assert list(store.seqs(states=[JobState.EXEC_DONE])) == [1]
         assert list(store.seqs(kind=JobKind.QUANTUM, states=[JobState.PENDING])) == [3, 4]
         assert store.edges() == [(0, 1), (0, 2), (1, 3), (2, 4)]
+        assert store.seqs_named(["calibrate_4", "nothing", "isr_1"]) == {"isr_1": 1, "calibrate_4": 4}
         scheduler = scheduler_for(store)
         # 3's parent succeeded; 4's failed, so it waits for ever (the runner marks it dep_fail).
         assert (scheduler.pending, scheduler.take(5)) == (2, [3])

@@ -309,8 +309,9 @@ class ParslGraph:
             self._outcome = exc
 
     def _with_ancestors(self, names: Iterable[str]) -> set[int]:
+        names = list(names)
         with JobStateStore.open(self.submit_dir) as store:
-            by_name = {job.name: job.seq for job in store.jobs()}
+            by_name = store.seqs_named(names)
             parents = store.parents()
         missing = [name for name in names if name not in by_name]
         if missing:

@@ -19,7 +19,6 @@ commits.  Use it as a context manager::
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sqlite3
@@ -41,8 +40,8 @@ from .records import (
     RunRecord,
     RunState,
 )
-from .schema import RUN_COLUMNS, SCHEMA, JobRows, ensure_counts, priority_of
-from .templates import EdgeBlock, WorkflowPlan, edge_block, edges_from_blob
+from .schema import RUN_COLUMNS, SCHEMA, JobRows, ensure_counts
+from .templates import EdgeBlock, WorkflowPlan, edge_block
 
 __all__ = ["UNREADABLE", "JobStateStore", "LabelStats"]
 
@@ -235,6 +234,15 @@ class JobStateStore:
         row = self._db.execute(f"SELECT {self._rows.fields} FROM jobs j WHERE j.name = ?", (name,)).fetchone()
         return None if row is None else self._rows.record(row)
 
+    def seqs_named(self, names: Iterable[str]) -> dict[str, int]:
+        """The ``seq`` of each of the jobs called ``names`` that exists."""
+        wanted, found = list(names), dict[str, int]()
+        for start in range(0, len(wanted), 500):  # SQLite's limit on parameters
+            chunk = wanted[start : start + 500]
+            sql = f"SELECT name, seq FROM jobs WHERE name IN ({', '.join('?' * len(chunk))})"
+            found.update(self._db.execute(sql, chunk).fetchall())
+        return found
+
     def jobs_by_seq(self, seqs: list[int]) -> list[JobRecord]:
         """The jobs with these ``seq``, in that order."""
         found: dict[int, JobRecord] = {}
@@ -281,22 +289,8 @@ class JobStateStore:
 
     def priorities(self) -> array[int]:
         """Every job's priority, by ``seq`` (0 where the workflow gave none
-        or not a number).  Only the jobs of templates with a priority are
-        read: none, in most runs."""
-        (size,) = self._db.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM jobs").fetchone()
-        values = array("q", bytes(8 * size))
-        rows = self._rows
-        if rows.legacy:
-            for seq, resources in self._db.execute("SELECT seq, resources FROM jobs"):
-                values[seq] = priority_of(json.loads(resources))
-            return values
-        wanted = {tid: priority for tid, priority in rows.template_priorities().items() if priority}
-        for start in range(0, len(wanted), 500):  # SQLite's limit on parameters
-            chunk = list(wanted)[start : start + 500]
-            sql = f"SELECT seq, template FROM jobs WHERE template IN ({', '.join('?' * len(chunk))})"
-            for seq, template in self._db.execute(sql, chunk):
-                values[seq] = wanted[template]
-        return values
+        or not a number)."""
+        return self._rows.priorities()
 
     def edges(self) -> list[tuple[int, int]]:
         """Every (parent, child) pair of ``seq``."""
@@ -305,20 +299,7 @@ class JobStateStore:
     def edge_arrays(self) -> EdgeBlock:
         """Every edge: the parents' and the children's ``seq``, pair by pair
         (what the scheduler reads: two arrays, not 10^6 tuples)."""
-        parents, children = array("q"), array("q")
-        has_blocks = self._db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'edge_blocks'"
-        ).fetchone()
-        if has_blocks:  # (a store written before blocks, opened read-only, has none)
-            for parents_blob, children_blob in self._db.execute(
-                "SELECT parents, children FROM edge_blocks ORDER BY id"
-            ):
-                parents += edges_from_blob(parents_blob)
-                children += edges_from_blob(children_blob)
-        for parent, child in self._db.execute("SELECT parent, child FROM edges"):  # written before blocks
-            parents.append(parent)
-            children.append(child)
-        return parents, children
+        return self._rows.edge_arrays()
 
     def typical_durations(self) -> dict[str, float]:
         """The median run time of each label's successful jobs, as the

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from array import array
 from collections.abc import Iterable
 from typing import Any
 
 from .records import JobCommand, JobKind, JobRecord, JobState
-from .templates import JobTemplate, PlanRow, record_of
+from .templates import EdgeBlock, JobTemplate, PlanRow, edges_from_blob, record_of
 
 __all__ = [
     "PLAN_COLUMNS",
@@ -216,9 +217,42 @@ class JobRows:
             return str(first)
         return f"{self.template(first).log_dir}/{second}.stderr"
 
-    def template_priorities(self) -> dict[int, int]:
-        """Each template's priority (`priority_of` its resources)."""
-        return {tid: priority_of(template.resources) for tid, template in self._read_templates().items()}
+    def priorities(self) -> array[int]:
+        """Every job's priority, by ``seq``.  Only the jobs of templates
+        with a priority are read: none, in most runs."""
+        db = self._db
+        (size,) = db.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM jobs").fetchone()
+        values = array("q", bytes(8 * size))
+        if self.legacy:
+            for seq, resources in db.execute("SELECT seq, resources FROM jobs"):
+                values[seq] = priority_of(json.loads(resources))
+            return values
+        templates = self._read_templates()
+        wanted = {tid: p for tid, p in ((t, priority_of(v.resources)) for t, v in templates.items()) if p}
+        ids = list(wanted)
+        for start in range(0, len(ids), 500):  # SQLite's limit on parameters
+            chunk = ids[start : start + 500]
+            sql = f"SELECT seq, template FROM jobs WHERE template IN ({', '.join('?' * len(chunk))})"
+            for seq, template in db.execute(sql, chunk):
+                values[seq] = wanted[template]
+        return values
+
+    def edge_arrays(self) -> EdgeBlock:
+        """Every edge, parents' and children's ``seq``: the blocks, then the
+        rows of a store written before blocks."""
+        parents, children = array("q"), array("q")
+        db = self._db
+        if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'edge_blocks'").fetchone():
+            # (A store written before blocks, opened read-only, has no such table.)
+            for parents_blob, children_blob in db.execute(
+                "SELECT parents, children FROM edge_blocks ORDER BY id"
+            ):
+                parents += edges_from_blob(parents_blob)
+                children += edges_from_blob(children_blob)
+        for parent, child in db.execute("SELECT parent, child FROM edges"):
+            parents.append(parent)
+            children.append(child)
+        return parents, children
 
 
 def priority_of(resources: dict[str, Any]) -> int:
