@@ -19,6 +19,7 @@ from desc.gen3_workflow.execution.scheduler import scheduler_for
 from desc.gen3_workflow.store.job_store import JobStateStore
 from desc.gen3_workflow.store.liveness import Liveness, liveness
 from desc.gen3_workflow.store.records import JobCommand, JobKind, JobState, JobUpdate, RunInfo, RunState
+from desc.gen3_workflow.store.schema import in_chunks
 from desc.gen3_workflow.store.templates import JobTemplate, WorkflowPlan
 
 
@@ -226,3 +227,16 @@ def test_a_plan_written_while_a_reader_looks_goes_through_the_log(tmp_path: Path
         assert [j.name for j in reader.jobs()] == ["isr_0", "calibrate_1"]
         with sqlite3.connect(path) as db:
             assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_lookups_of_many_jobs_go_in_chunks_sqlite_takes(tmp_path: Path) -> None:
+    assert [(len(chunk), marks.count("?")) for chunk, marks in in_chunks(list(range(1001)))] == [
+        (500, 500),
+        (500, 500),
+        (1, 1),
+    ]
+    jobs = [job(seq, "isr", tmp_path) for seq in range(1203)]
+    with write_store(tmp_path, jobs) as store:
+        wanted = list(range(1202, -1, -2))
+        assert [record.seq for record in store.jobs_by_seq(wanted)] == wanted
+        assert store.seqs_named([f"isr_{seq}" for seq in wanted]) == {f"isr_{seq}": seq for seq in wanted}

@@ -40,7 +40,7 @@ from .records import (
     RunRecord,
     RunState,
 )
-from .schema import RUN_COLUMNS, SCHEMA, JobRows, ensure_counts
+from .schema import RUN_COLUMNS, SCHEMA, JobRows, ensure_counts, in_chunks
 from .templates import EdgeBlock, WorkflowPlan, edge_block
 
 __all__ = ["UNREADABLE", "JobStateStore", "LabelStats"]
@@ -236,19 +236,16 @@ class JobStateStore:
 
     def seqs_named(self, names: Iterable[str]) -> dict[str, int]:
         """The ``seq`` of each of the jobs called ``names`` that exists."""
-        wanted, found = list(names), dict[str, int]()
-        for start in range(0, len(wanted), 500):  # SQLite's limit on parameters
-            chunk = wanted[start : start + 500]
-            sql = f"SELECT name, seq FROM jobs WHERE name IN ({', '.join('?' * len(chunk))})"
-            found.update(self._db.execute(sql, chunk).fetchall())
+        found: dict[str, int] = {}
+        for chunk, marks in in_chunks(list(names)):
+            found.update(self._db.execute(f"SELECT name, seq FROM jobs WHERE name IN ({marks})", chunk))
         return found
 
     def jobs_by_seq(self, seqs: list[int]) -> list[JobRecord]:
         """The jobs with these ``seq``, in that order."""
         found: dict[int, JobRecord] = {}
-        for start in range(0, len(seqs), 500):  # SQLite's limit on parameters
-            chunk = seqs[start : start + 500]
-            sql = f"SELECT {self._rows.fields} FROM jobs j WHERE j.seq IN ({', '.join('?' * len(chunk))})"
+        for chunk, marks in in_chunks(seqs):
+            sql = f"SELECT {self._rows.fields} FROM jobs j WHERE j.seq IN ({marks})"
             found.update((row[0], self._rows.record(row)) for row in self._db.execute(sql, chunk))
         return [found[seq] for seq in seqs]
 
@@ -264,11 +261,10 @@ class JobStateStore:
         """How each attempt of these jobs ended, oldest first (jobs with no
         ended attempt are left out)."""
         found: dict[int, list[AttemptRecord]] = {}
-        for start in range(0, len(seqs), 500):
-            chunk = seqs[start : start + 500]
+        for chunk, marks in in_chunks(seqs):
             sql = (
                 "SELECT seq, number, succeeded, t_end, exit_code, memory, message FROM attempts "
-                f"WHERE seq IN ({', '.join('?' * len(chunk))}) ORDER BY seq, number"
+                f"WHERE seq IN ({marks}) ORDER BY seq, number"
             )
             try:
                 rows = self._db.execute(sql, chunk).fetchall()

@@ -93,7 +93,7 @@ class StorePlanWriter:
     def reset(self) -> None:
         """Drop the rows, edges and templates written so far (in the same
         transaction: the run's record stays)."""
-        for table in ("jobs", "edges", "edge_blocks", "templates"):
+        for table in ("jobs", "edge_blocks", "templates"):
             self._db.execute(f"DELETE FROM {table}")
         self._counts = PlannedCounts()
         self._templates = 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .records import JobCommand, JobKind, JobRecord, JobState
@@ -32,6 +32,7 @@ __all__ = [
     "PlannedCounts",
     "count_states",
     "ensure_counts",
+    "in_chunks",
     "priority_of",
 ]
 
@@ -229,11 +230,10 @@ class JobRows:
             return values
         templates = self._read_templates()
         wanted = {tid: p for tid, p in ((t, priority_of(v.resources)) for t, v in templates.items()) if p}
-        ids = list(wanted)
-        for start in range(0, len(ids), 500):  # SQLite's limit on parameters
-            chunk = ids[start : start + 500]
-            sql = f"SELECT seq, template FROM jobs WHERE template IN ({', '.join('?' * len(chunk))})"
-            for seq, template in db.execute(sql, chunk):
+        for chunk, marks in in_chunks(list(wanted)):
+            for seq, template in db.execute(
+                f"SELECT seq, template FROM jobs WHERE template IN ({marks})", chunk
+            ):
                 values[seq] = wanted[template]
         return values
 
@@ -253,6 +253,19 @@ class JobRows:
             parents.append(parent)
             children.append(child)
         return parents, children
+
+
+MAX_PARAMETERS = 500
+"""Values bound to one query at most (SQLite's limit on parameters is 999
+in older builds)."""
+
+
+def in_chunks(values: Sequence[Any]) -> Iterator[tuple[Sequence[Any], str]]:
+    """``values`` in chunks of at most `MAX_PARAMETERS`, each with the
+    ``?, ?, ...`` of its ``IN (...)``."""
+    for start in range(0, len(values), MAX_PARAMETERS):
+        chunk = values[start : start + MAX_PARAMETERS]
+        yield chunk, ", ".join("?" * len(chunk))
 
 
 def priority_of(resources: dict[str, Any]) -> int:
