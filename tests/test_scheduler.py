@@ -3,7 +3,7 @@ dep_fail of descendants, partial runs, and a deep chain."""
 
 from __future__ import annotations
 
-from desc.gen3_workflow.execution.scheduler import Scheduler
+from desc.gen3_workflow.execution.scheduler import Scheduler, with_ancestors
 from desc.gen3_workflow.store.records import JobState
 from desc.gen3_workflow.store.templates import edge_block
 
@@ -79,3 +79,12 @@ def test_deep_chain_and_wide_fan_out() -> None:
         range(1, n),
     )
     assert fan.ready == n - 1 and len(fan.take(n)) == n - 1
+    assert with_ancestors(chain, [n - 1]) == set(range(n))
+
+
+def test_a_partial_run_takes_the_named_jobs_and_their_ancestors() -> None:
+    assert with_ancestors(EDGES, [3]) == {0, 1, 3}
+    assert with_ancestors(EDGES, [5]) == {0, 1, 2, 3, 4, 5}
+    assert with_ancestors(EDGES, [4, 1]) == {0, 1, 2, 4}
+    assert with_ancestors(EDGES, [6]) == {6}  # the final job: no edge at all
+    assert with_ancestors(edge_block([]), [0]) == {0}

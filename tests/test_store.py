@@ -51,7 +51,7 @@ def test_plan_is_read_back_as_written(tmp_path: Path) -> None:
         assert everything[1].command == JobCommand(("pipetask", "run-qbb", "a b"), (("X", "1"),))
         assert store.job("nothing") is None
         assert [j.name for j in store.jobs(kind=JobKind.FINAL)] == ["finalJob_4"]
-        assert store.parents() == {1: [0], 2: [0], 3: [1]}
+        assert sorted(store.edges()) == [(0, 1), (0, 2), (1, 3)]
         assert store.labels() == ["isr", "calibrate"]
         assert store.labels(kind=None) == ["pipetaskInit", "isr", "calibrate", "finalJob"]
 

@@ -25,6 +25,7 @@ from .constants import SERVICE_CLASS, SERVICE_VARIABLE
 from .errors import RunInProgressError, RunNotFoundError
 from .execution.cancel import clear_cancel_marks
 from .execution.processes import kill_processes, kill_run_processes, run_processes
+from .execution.scheduler import with_ancestors
 from .reporting.failures import retried_lines
 from .reporting.text import format_status_table
 from .settings.parsl_section import ParslSettings
@@ -312,18 +313,11 @@ class ParslGraph:
         names = list(names)
         with JobStateStore.open(self.submit_dir) as store:
             by_name = store.seqs_named(names)
-            parents = store.parents()
+            edges = store.edge_arrays()
         missing = [name for name in names if name not in by_name]
         if missing:
             raise KeyError(f"No such job(s): {', '.join(missing)}")
-        selected: set[int] = set()
-        todo = [by_name[name] for name in names]
-        while todo:  # iterative walk up the DAG
-            seq = todo.pop()
-            if seq not in selected:
-                selected.add(seq)
-                todo.extend(parents.get(seq, ()))
-        return selected
+        return with_ancestors(edges, [by_name[name] for name in names])
 
     def _check_not_running_elsewhere(self) -> None:
         with JobStateStore.open(self.submit_dir) as store:

@@ -8,7 +8,7 @@ site-packages that re-exports the Debian module.  It must be a real package
 on disk rather than a ``sys.modules`` alias, because parsl starts the Work
 Queue submit process with multiprocessing *spawn* (a fresh interpreter).
 
-Run as ``python -m desc.gen3_workflow.tools.ndcctools_shim``.
+Run as ``python -m desc.gen3_workflow.cli.ndcctools_shim``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
+# (The module's old name: shims written before are still recognised as ours.)
 _MARKER = "# Written by desc.gen3_workflow.tools.ndcctools_shim"
 
 _INIT = f'{_MARKER}\n"""Shim over Debian\'s Work Queue bindings (python3-workqueue)."""\n'

@@ -26,7 +26,7 @@ from ..store.records import JobKind, JobState
 if TYPE_CHECKING:
     from ..store.job_store import JobStateStore
 
-__all__ = ["MemoryBudget", "Scheduler", "has_pending_quanta", "scheduler_for"]
+__all__ = ["MemoryBudget", "Scheduler", "has_pending_quanta", "scheduler_for", "with_ancestors"]
 
 _PENDING, _ACTIVE, _DONE, _BLOCKED = 0, 1, 2, 3
 """What the scheduler knows of a job: waits, is handed out (or retried),
@@ -65,10 +65,9 @@ class Scheduler:
         self._status = np.full(size, _BLOCKED, dtype=np.int8)
         self._status[np.fromiter(done, dtype=np.int64)] = _DONE
         parents, children = (np.asarray(seqs, dtype=np.int64) for seqs in edges)
-        # Children of each job, grouped by parent (CSR): _children[_start[p]:_start[p + 1]].
-        order = np.argsort(parents, kind="stable")
-        self._children = children[order].astype(np.int32)
-        self._start = np.searchsorted(parents[order], np.arange(size + 1)).astype(np.int64)
+        # Children of each job: _children[_start[p]:_start[p + 1]].
+        children_of, self._start = _grouped(parents, children, size)
+        self._children = children_of.astype(np.int32)
         # Parents that have not succeeded, per job.
         self._waiting = np.bincount(children[self._status[parents] != _DONE], minlength=size).astype(np.int32)
         self._ready: list[tuple[int, int]] = []
@@ -134,6 +133,43 @@ class Scheduler:
                     lost.append(child)
                     stack.append(child)
         return lost
+
+
+def _grouped(keys: np.ndarray, values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` grouped by ``keys`` (compressed sparse rows): the values
+    of key ``k`` are ``grouped[start[k]:start[k + 1]]``, for keys below
+    ``size``.  Two arrays, however many keys: not a list per job."""
+    order = np.argsort(keys, kind="stable")
+    return values[order], np.searchsorted(keys[order], np.arange(size + 1)).astype(np.int64)
+
+
+def with_ancestors(edges: tuple[Sequence[int], Sequence[int]], seqs: Iterable[int]) -> set[int]:
+    """The jobs ``seqs`` and every job they descend from.
+
+    Parameters
+    ----------
+    edges : (sequence of `int`, sequence of `int`)
+        The parents' and the children's ``seq``, pair by pair.
+    seqs : iterable of `int`
+        The jobs whose ancestors are wanted.
+
+    Returns
+    -------
+    selected : `set` [`int`]
+        Those jobs and their ancestors.  The walk is iterative and visits
+        only them, over the edges grouped by child.
+    """
+    parents, children = (np.asarray(values, dtype=np.int64) for values in edges)
+    todo = list(seqs)
+    size = 1 + max(todo + [int(children.max(initial=-1)), int(parents.max(initial=-1))])
+    parents_of, start = _grouped(children, parents, size)
+    selected: set[int] = set()
+    while todo:
+        seq = todo.pop()
+        if seq not in selected:
+            selected.add(seq)
+            todo.extend(parents_of[start[seq] : start[seq + 1]].tolist())
+    return selected
 
 
 def scheduler_for(store: JobStateStore, selected: set[int] | None = None) -> Scheduler:

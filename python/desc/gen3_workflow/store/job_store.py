@@ -313,13 +313,6 @@ class JobStateStore:
         )
         return [(self._rows.record(row[:-1]), row[-1]) for row in rows]
 
-    def parents(self) -> dict[int, list[int]]:
-        """For each job with parents, the seqs of its parents."""
-        result: dict[int, list[int]] = {}
-        for parent, child in zip(*self.edge_arrays(), strict=True):
-            result.setdefault(child, []).append(parent)
-        return result
-
     def labels(self, kind: JobKind | None = JobKind.QUANTUM) -> list[str]:
         """Task labels in pipeline (topological) order, of one kind of job
         or (`None`) of all."""
