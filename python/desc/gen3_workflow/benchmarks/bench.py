@@ -27,18 +27,16 @@ Work Queue task of parsl.
 
 and prints medians across runs and same-run ratios.  Then it times planning
 (GenericWorkflow -> store rows -> SQLite) of synthetic workflows
-(``--plan-jobs``), with the extra peak RSS and cProfile's top entries.
+(``--plan-jobs``), against its floors, with cProfile's top entries
+(`bench_plan`, which also runs alone with more runs per size).
 Never a pass/fail test: figures on a shared machine are noisy.
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
 import datetime
 import os
-import pstats
-import resource
 import signal
 import statistics
 import subprocess
@@ -51,6 +49,7 @@ from typing import Any
 import yaml
 
 from ..testing.null_run import kill_session
+from .bench_plan import plan_figures
 
 MODES = ("process", "in_process", "ctrl_bps_parsl", "wq_process", "wq_in_process")
 """HighThroughput in each execution mode, lsst-ctrl-bps-parsl, Work Queue in each mode."""
@@ -286,50 +285,6 @@ def _print_floors(
         )
 
 
-def plan_figures(n_jobs: int, top: int) -> None:
-    """Time and memory of planning a synthetic ``n_jobs`` workflow, as
-    ``bps submit`` plans (`stream_plan` into the store's writer process)."""
-    from lsst.ctrl.bps import BpsConfig
-
-    from ..plan.workflow import stream_plan
-    from ..store.plan_process import PlanWriterProcess
-    from ..store.records import RunInfo
-    from ..testing.synthetic_workflow import synthetic_workflow
-
-    workflow = synthetic_workflow(n_jobs)
-    n = len(workflow)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with tempfile.TemporaryDirectory() as submit_dir:
-        start = time.perf_counter()
-        with PlanWriterProcess(submit_dir, "bench", RunInfo()) as writer:
-            stream_plan(BpsConfig({}), workflow, submit_dir, writer)
-            planned = time.perf_counter() - start
-            writer.commit(timeout=3600)
-        total = time.perf_counter() - start
-        extra = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
-    print(
-        f"\nPlanning {n} jobs: {total:.1f} s ({planned:.1f} s making the plan, {total - planned:.1f} s more "
-        f"until the store's writer committed), extra peak RSS {extra:.0f} MB"
-    )
-    if top:
-        profile = cProfile.Profile()
-        profile.enable()
-        plan_workflow_in_memory(workflow)
-        profile.disable()
-        print(f"Where the planning process's time goes (cProfile, top {top} by own time):")
-        pstats.Stats(profile, stream=sys.stdout).sort_stats("tottime").print_stats(top)
-
-
-def plan_workflow_in_memory(workflow: Any) -> None:
-    """Plan ``workflow`` into memory only (what cProfile looks at)."""
-    from lsst.ctrl.bps import BpsConfig
-
-    from ..plan.workflow import plan_workflow
-
-    with tempfile.TemporaryDirectory() as submit_dir:
-        plan_workflow(BpsConfig({}), workflow, submit_dir)
-
-
 def main() -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(
@@ -362,7 +317,7 @@ def main() -> None:
     if not args.skip_runs:
         run_modes(args)
     for n_jobs in args.plan_jobs:
-        plan_figures(n_jobs, args.profile_top)
+        plan_figures(n_jobs, runs=1, top=args.profile_top)
 
 
 if __name__ == "__main__":
