@@ -58,6 +58,9 @@ def test_work_queue_with_local_workers(demo_repo: str, tmp_path: Path) -> None:
     result = run_bps("submit", str(bps_file), cwd=tmp_path)
     assert result.returncode == 0, result.output
     _assert_complete(result.submit_dir, DRP_LABELS)
+    # Nothing the run started printed a traceback on its way out (multiprocessing's
+    # resource tracker did, when the plug-in stopped it with parsl's processes).
+    assert "Traceback" not in result.output, result.output
     assert pids_matching("work_queue_worker") <= workers_before, "Work Queue workers left running"
     # parsl monitoring ran beside the plug-in's own store, its database in the submit directory.
     assert os.path.getsize(os.path.join(result.submit_dir, "monitoring.db")) > 0
@@ -201,6 +204,12 @@ def test_high_throughput_on_slurm(demo_repo: str, tmp_path: Path, slurm_cluster)
     # The block ran as a Slurm job and is gone once bps submit returns.
     assert slurm_cluster.job_ids() == []
     assert run_processes(result.submit_dir, SERVICE_VARIABLE) == [], "parsl workers left running"
+    # The workers logged, without parsl's three lines per task.
+    worker_logs = list(Path(result.submit_dir, "parsl_runinfo").glob("htex_workers/**/worker_*.log"))
+    assert worker_logs, "no HighThroughput worker log"
+    for log in worker_logs:
+        text = log.read_text()
+        assert " started" in text and "executor task" not in text, text
 
 
 @pytest.mark.parametrize(
