@@ -10,14 +10,24 @@ parsl writes nine INFO lines per task (1.7 KB: 1.7 GB for a run of 10^6
 jobs) that say what the job-state store already records; ``parsl.log``
 keeps one of them, the line that ties parsl's task to its executor's id,
 unless ``log_level`` is ``DEBUG``.
+
+parsl's other processes (HighThroughput's interchange, managers and
+workers, the monitoring database manager) log through `ComponentLogging`,
+a `parsl.logconfigs.base.LogConfig` they unpickle: each HighThroughput
+worker writes three INFO lines per task (570 MB over a run of 10^6 jobs),
+which it drops as well.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import pathlib
+from collections.abc import Callable
 
-__all__ = ["route_parsl_logging"]
+from parsl.logconfigs.base import LogConfig
+
+__all__ = ["ComponentLogging", "route_parsl_logging", "unroute_parsl_logging"]
 
 _FORMAT = (
     "%(asctime)s %(name)s:%(lineno)d %(processName)s(%(process)d) %(threadName)s %(levelname)s: %(message)s"
@@ -45,6 +55,57 @@ def _not_per_task(record: logging.LogRecord) -> bool:
         and record.name == "parsl.dataflow.dflow"
         and str(record.msg).startswith(_PER_TASK)
     )
+
+
+_WORKER_LOGGER = "parsl.executors.high_throughput.process_worker_pool"
+_WORKER_PER_TASK = ("Received executor task", "Completed executor task", "All processing finished for")
+"""How a HighThroughput worker's per-task INFO lines start."""
+
+
+def _not_worker_per_task(record: logging.LogRecord) -> bool:
+    return not (
+        record.levelno == logging.INFO
+        and record.name == _WORKER_LOGGER
+        and str(record.msg).startswith(_WORKER_PER_TASK)
+    )
+
+
+class ComponentLogging(LogConfig):
+    """How parsl's own processes log: one file each, as parsl's default,
+    at INFO without the per-task lines (everything at DEBUG).
+
+    parsl hands this object, pickled, to every process it starts; the
+    submitting process (``log_name`` ``"parsl"``) is left alone, since
+    `route_parsl_logging` has routed its log already.
+
+    Parameters
+    ----------
+    level : `str`
+        ``parsl_config.log_level``: ``DEBUG`` keeps every line.
+    """
+
+    def __init__(self, level: str) -> None:
+        super().__init__()
+        self.debug = level == "DEBUG"
+
+    def initialize_logging(self, *, log_dir: pathlib.Path, log_name: str) -> Callable[[], None]:
+        if log_name == "parsl":
+            return lambda: None
+        # HighThroughput's managers leave their log directory to the log config.
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_dir / f"{log_name}.log")
+        handler.setFormatter(logging.Formatter(_FORMAT))
+        if not self.debug:
+            handler.addFilter(_not_worker_per_task)
+        logger = logging.getLogger("parsl")
+        logger.setLevel(logging.DEBUG if self.debug else logging.INFO)
+        logger.addHandler(handler)
+
+        def remove() -> None:
+            logger.removeHandler(handler)
+            handler.close()
+
+        return remove
 
 
 def route_parsl_logging(submit_dir: str, terminal_level: str) -> logging.Handler:

@@ -23,6 +23,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterator
+from multiprocessing import resource_tracker
 
 import parsl
 
@@ -75,6 +76,12 @@ class ParslSession:
         # SPT_NOENV: parsl renames its processes (setproctitle), which would
         # otherwise overwrite their environment, the mark with it.
         self._previous_env = {name: os.environ.get(name) for name in (SERVICE_VARIABLE, "SPT_NOENV")}
+        # multiprocessing's resource tracker is this process's, for as long
+        # as it lives: started after the mark below, it would carry it, and
+        # `close` would stop it, so that the semaphores parsl's queues
+        # unregister at exit reach a new tracker that never saw them (one
+        # KeyError traceback each on the terminal).
+        resource_tracker.ensure_running()
         os.environ[SERVICE_VARIABLE] = submit_dir
         os.environ.setdefault("SPT_NOENV", "1")
         _ACTIVE[submit_dir] = self

@@ -13,6 +13,7 @@ import os
 from parsl.config import Config
 from parsl.dataflow.memoization import BasicMemoizer
 
+from ..execution.parsl_logging import ComponentLogging
 from .capacity import worker_slots
 from .executors import make_executor
 from .parsl_section import ParslSettings
@@ -76,8 +77,9 @@ def make_parsl_config(settings: ParslSettings, submit_dir: str, workflow_name: s
         run_dir=run_dir,
         monitoring=monitoring,
         memoizer=memoizer,
-        # The plug-in sets up parsl's logging itself (see execution.parsl_logging).
-        initialize_logging=False,
+        # The submitting process's parsl log is routed by the session; the
+        # other processes parsl starts log through this (execution.parsl_logging).
+        initialize_logging=ComponentLogging(settings.log_level),
         usage_tracking=0,
         exit_mode="wait",
         # parsl asks providers for the first blocks only at its first
