@@ -12,6 +12,7 @@ import pytest
 from desc.gen3_workflow.execution.parsl_logging import ComponentLogging
 
 _WORKER = logging.getLogger("parsl.executors.high_throughput.process_worker_pool")
+_INTERCHANGE = logging.getLogger("parsl.executors.high_throughput.interchange")
 
 
 @pytest.fixture
@@ -32,19 +33,27 @@ def test_a_worker_log_drops_the_per_task_lines_unless_debug(
     log_dir = tmp_path / "block-0" / "manager-id"  # HighThroughput leaves it to be made
     remove = config.initialize_logging(log_dir=log_dir, log_name="worker_0")
     _WORKER.info("Worker 0 started")
-    for verb in ("Received executor task 7", "Completed executor task 7"):
-        _WORKER.info(verb)
+    _WORKER.info("Received executor task 7")
+    _WORKER.info("Completed executor task 7")
     _WORKER.info("All processing finished for executor task 7")
+    _INTERCHANGE.info("Sending message {'block_id': '0'} to MonitoringHub")  # monitoring on
+    _INTERCHANGE.info("Registered manager b'1a2b'")
+    _WORKER.info("Sending message from a worker")  # another logger's phrase: kept
     _WORKER.debug("a debug line")
     _WORKER.warning("Received executor task 8 twice")  # a warning is kept
     remove()
     text = (log_dir / "worker_0.log").read_text()
-    assert "Worker 0 started" in text
-    assert "Received executor task 8 twice" in text
+    for line in ("Worker 0 started", "Registered manager", "Sending message from a worker", "task 8 twice"):
+        assert line in text
     kept = level == "DEBUG"
-    assert ("Received executor task 7" in text) is kept
-    assert ("All processing finished for executor task 7" in text) is kept
-    assert ("a debug line" in text) is kept
+    for line in (
+        "Received executor task 7",
+        "Completed executor task 7",
+        "All processing finished for executor task 7",
+        "to MonitoringHub",
+        "a debug line",
+    ):
+        assert (line in text) is kept, line
     # Removed: later lines go nowhere near the file.
     _WORKER.warning("after")
     assert "after" not in (log_dir / "worker_0.log").read_text()
