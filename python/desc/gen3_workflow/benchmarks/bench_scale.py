@@ -51,7 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +67,16 @@ EXECUTORS = ("ThreadPool", "HighThroughput")
 PIPELINE = Path(__file__).resolve().parents[1] / "config" / "pipelines" / "demo_drp.yaml"
 
 
-def _null_run_command(submit_dir: str, jobs: int, executor: str, restart: bool = False) -> list[str]:
+def _null_run_command(
+    submit_dir: str, jobs: int, executor: str, restart: bool = False, settings: Sequence[str] = ()
+) -> list[str]:
+    """``null_run``'s command line; ``settings``: more ``parsl_config`` keys
+    (``KEY=VALUE``; a restart takes the run's own)."""
     command = [sys.executable, "-m", "desc.gen3_workflow.testing.null_run"]
     if restart:
         return [*command, f"--restart={submit_dir}"]
-    return [*command, f"--jobs={jobs}", f"--submit-dir={submit_dir}", f"--set=executor={executor}"]
+    keys = [f"--set={item}" for item in ("executor=" + executor, *settings)]
+    return [*command, f"--jobs={jobs}", f"--submit-dir={submit_dir}", *keys]
 
 
 @contextlib.contextmanager
@@ -105,14 +110,19 @@ def _first_launch_after(submit_dir: str, since: float) -> float | None:
 
 
 def null_run(
-    workdir: Path, executor: str, jobs: int, report_every: float, kill_at: float | None
+    workdir: Path,
+    executor: str,
+    jobs: int,
+    report_every: float,
+    kill_at: float | None,
+    settings: Sequence[str] = (),
 ) -> dict[str, Any]:
     """One null run (killed and resumed if ``kill_at``); its figures."""
     submit_dir = str(workdir / f"{executor}_{jobs}_{time.strftime('%H%M%S')}")
     env = {**os.environ, "GEN3WF_RUN_INDEX": str(workdir / "runs.txt")}
     log = Path(submit_dir + ".log")
     figures: dict[str, Any] = {}
-    with _session(_null_run_command(submit_dir, jobs, executor), log, env) as proc:
+    with _session(_null_run_command(submit_dir, jobs, executor, settings=settings), log, env) as proc:
         with Poller(submit_dir, report_every, proc.pid) as poller:
             if kill_at is None:
                 proc.wait()
@@ -161,7 +171,9 @@ def null_run(
     return figures
 
 
-def half_done_restart(workdir: Path, executor: str, jobs: int) -> dict[str, Any]:
+def half_done_restart(
+    workdir: Path, executor: str, jobs: int, settings: Sequence[str] = ()
+) -> dict[str, Any]:
     """Restart of a run planned with ``jobs`` jobs whose first half (the init
     job and a prefix of the quanta in ``seq`` order, which is topological:
     every done job's parents are done) the store records as done, written
@@ -174,7 +186,7 @@ def half_done_restart(workdir: Path, executor: str, jobs: int) -> dict[str, Any]
 
     submit_dir = str(workdir / f"{executor}_{jobs}_half_{time.strftime('%H%M%S')}")
     env = {**os.environ, "GEN3WF_RUN_INDEX": str(workdir / "runs.txt")}
-    prepare = [*_null_run_command(submit_dir, jobs, executor), "--prepare-only"]
+    prepare = [*_null_run_command(submit_dir, jobs, executor, settings=settings), "--prepare-only"]
     subprocess.run(prepare, env=env, check=True, stdout=subprocess.DEVNULL)
     now = time.time()
     with JobStateStore.open(submit_dir, writable=True) as store:
@@ -303,6 +315,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report-every", type=float, default=10.0, help="seconds between timed reports")
     parser.add_argument("--workdir", help="keep runs here (default: a temporary directory, removed)")
     parser.add_argument("--json", help="also write every run's figures to this file")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a parsl_config key of every null run"
+    )
     args = parser.parse_args(argv)
     # SIGTERM (a pkill) unwinds like Ctrl-C, so that each run's session is killed.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -319,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
             for executor in args.executors:
                 runs = []
                 for run in range(args.runs):
-                    figures = null_run(workdir, executor, jobs, args.report_every, None)
+                    figures = null_run(workdir, executor, jobs, args.report_every, None, args.set)
                     figures.update(executor=executor, kind="null")
                     runs.append(figures)
                     everything.append(figures)
@@ -328,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
                 if runs:  # --runs 0: only the restarts
                     rows[(executor, jobs)] = summary(runs)
                 if args.kill_restart:
-                    figures = null_run(workdir, executor, jobs, args.report_every, args.kill_at)
+                    figures = null_run(workdir, executor, jobs, args.report_every, args.kill_at, args.set)
                     figures.update(executor=executor, kind="restart")
                     everything.append(figures)
                     restarts[(executor, jobs)] = figures
@@ -340,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
                     )
                     cleanup(figures["submit_dir"])
                 if args.restart_half_done:
-                    figures = half_done_restart(workdir, executor, jobs)
+                    figures = half_done_restart(workdir, executor, jobs, args.set)
                     figures.update(executor=executor, kind="half_done_restart")
                     everything.append(figures)
                     print(

@@ -76,14 +76,15 @@ def print_table(title: str, rows: dict[tuple[str, int], dict[str, Any]]) -> None
     print("\nWhat grows with the run (last run of each):")
     print(
         f"{'executor':<15}{'jobs':>8}{'parsl.log MB':>13}{'store MB':>9}{'runinfo MB':>11}{'logs MB':>8}"
-        f"{'files':>8}{'max status/':>12}  fullest directories (entries)"
+        f"{'monitoring MB':>14}{'files':>8}{'max status/':>12}  fullest directories (entries)"
     )
     for (executor, _), s in rows.items():
         g = s["growth"]
         fullest = ", ".join(f"{d}: {n}" for d, n in g["fullest_dirs"])
         print(
             f"{executor:<15}{s['jobs']:>8}{g['parsl_log_mb']:>13.1f}{g['store_mb']:>9.1f}{g['runinfo_mb']:>11.1f}"
-            f"{g['logs_mb']:>8.1f}{g['files']:>8}{s['max_markers']:>12}  {fullest}"
+            f"{g['logs_mb']:>8.1f}{g['monitoring_db_mb']:>14.1f}"
+            f"{g['files']:>8}{s['max_markers']:>12}  {fullest}"
         )
 
 
