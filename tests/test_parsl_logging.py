@@ -9,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from desc.gen3_workflow.execution.parsl_logging import ComponentLogging
+from desc.gen3_workflow.execution.parsl_logging import (
+    ComponentLogging,
+    route_parsl_logging,
+    unroute_parsl_logging,
+)
 
 _WORKER = logging.getLogger("parsl.executors.high_throughput.process_worker_pool")
 _INTERCHANGE = logging.getLogger("parsl.executors.high_throughput.interchange")
@@ -65,3 +69,25 @@ def test_the_submitting_process_log_is_left_to_the_session(tmp_path: Path, clean
     assert logging.getLogger("parsl").handlers == handlers
     assert list(tmp_path.iterdir()) == []
     remove()
+
+
+@pytest.mark.parametrize("level", ["WARNING", "DEBUG"])
+def test_parsl_log_drops_the_dataflow_per_task_lines_unless_debug(
+    tmp_path: Path, clean_parsl_logger, level: str
+) -> None:
+    dflow = logging.getLogger("parsl.dataflow.dflow")
+    handler = route_parsl_logging(str(tmp_path), level)
+    try:
+        dflow.info("Task 3 submitted for App bash_line, not waiting on any dependency")
+        dflow.info("Standard out for task 3 will be redirected to /x.stdout")
+        dflow.info("Parsl task 3 try 0 launched on executor htex with executor id 3")
+        logging.getLogger("parsl.executors.high_throughput.process_worker_pool").info(
+            "Received executor task 3"  # a worker's line, were a worker in this process
+        )
+    finally:
+        unroute_parsl_logging(handler)
+    text = (tmp_path / "parsl.log").read_text()
+    assert "launched on executor htex with executor id 3" in text  # the line parsl.log keeps
+    kept = level == "DEBUG"
+    for line in ("Task 3 submitted", "Standard out for task 3", "Received executor task 3"):
+        assert (line in text) is kept, line

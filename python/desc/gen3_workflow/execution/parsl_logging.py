@@ -46,32 +46,23 @@ class _ToRootLogger(logging.Handler):
         logging.getLogger().handle(record)
 
 
-_PER_TASK = ("Task ", "Standard out for task", "Standard error for task")
-"""How parsl's per-task INFO lines start (the store records the same)."""
-
-
-def _not_per_task(record: logging.LogRecord) -> bool:
-    return not (
-        record.levelno == logging.INFO
-        and record.name == "parsl.dataflow.dflow"
-        and str(record.msg).startswith(_PER_TASK)
-    )
-
-
-_COMPONENT_PER_TASK = {
+_PER_TASK = {
+    # The submitting process (the store records the same).
+    "parsl.dataflow.dflow": ("Task ", "Standard out for task", "Standard error for task"),
+    # HighThroughput's workers.
     "parsl.executors.high_throughput.process_worker_pool": (
         "Received executor task",
         "Completed executor task",
         "All processing finished for",
     ),
-    # With monitoring on: each manager's record, twice a task (2.9 KB each).
+    # HighThroughput's interchange with monitoring on: each manager's record, twice a task (2.9 KB each).
     "parsl.executors.high_throughput.interchange": ("Sending message",),
 }
-"""How the per-task INFO lines of parsl's other processes start, by logger."""
+"""How parsl's per-task INFO lines start, by logger."""
 
 
-def _not_component_per_task(record: logging.LogRecord) -> bool:
-    starts = _COMPONENT_PER_TASK.get(record.name)
+def _not_per_task(record: logging.LogRecord) -> bool:
+    starts = _PER_TASK.get(record.name)
     return not (starts and record.levelno == logging.INFO and str(record.msg).startswith(starts))
 
 
@@ -101,7 +92,7 @@ class ComponentLogging(LogConfig):
         handler = logging.FileHandler(log_dir / f"{log_name}.log")
         handler.setFormatter(logging.Formatter(_FORMAT))
         if not self.debug:
-            handler.addFilter(_not_component_per_task)
+            handler.addFilter(_not_per_task)
         logger = logging.getLogger("parsl")
         logger.setLevel(logging.DEBUG if self.debug else logging.INFO)
         logger.addHandler(handler)
