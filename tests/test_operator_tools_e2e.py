@@ -30,6 +30,7 @@ from harness import (
     write_bps_file,
 )
 
+from desc.gen3_workflow.reporting.history import MEASURED
 from desc.gen3_workflow.store.records import JobState
 
 BIN = Path(sys.prefix) / "bin"
@@ -198,12 +199,17 @@ def test_summary_matches_store_and_butler(runs: Runs, which: str) -> None:
             assert outputs[dataset_type] == row["counts"]["exec_done"], (label, dataset_type)
         if row["counts"]["exec_done"]:
             assert row["wall_time_total"] > 0 and 0 < row["wall_time_mean"] <= row["wall_time_total"]
+            # Measured by the plug-in (parsl's monitoring never measures
+            # ThreadPool tasks): the quanta's CPU time, and a peak memory
+            # of at least the middleware a quantum runs.
+            assert 0 < row["cpu_time_mean"] <= row["cpu_time_total"], label
+            assert 50 < row["peak_memory_mb"] < 4000, label
     assert summary["labels"]["finalJob"]["counts"]["exec_done"] == 1
     assert summary["run"]["state"] == ("failed" if which == "failed" else "succeeded")
     walls = [job["wall_time"] for job in summary["slowest"]]
     assert len(walls) == 5 and walls == sorted(walls, reverse=True)
-    # Without resource monitoring, CPU and memory are not known.
-    assert summary["resources"] is None and summary["labels"]["isr"]["cpu_time_total"] is None
+    assert summary["resources"] == MEASURED
+    assert all(job["cpu_time"] is not None for job in summary["slowest"] if job["label"] in DRP_LABELS)
 
     text = tool("workflow_summary", run.submit_dir)
     assert text.returncode == 0, text.stderr
@@ -211,6 +217,7 @@ def test_summary_matches_store_and_butler(runs: Runs, which: str) -> None:
         row = next(line for line in text.stdout.splitlines() if line.split()[:1] == [label])
         assert [int(w) for w in row.split()[1:8]] == [*states[label].values(), QUANTA[label]]
     assert "Slowest jobs (5):" in text.stdout
+    assert f"CPU time and peak memory: {MEASURED}" in text.stdout
 
 
 def test_summary_lists_the_failure(runs: Runs) -> None:

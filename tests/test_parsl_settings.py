@@ -74,6 +74,13 @@ def test_seed_work_queue_section(tmp_path):
     # The runner retries (a new attempt per try); parsl never does.
     assert run.config.retries == 0 and settings.retries == 1
     assert run.config.monitoring is not None
+    # The plug-in measures each job's use: no parsl monitor process per task
+    # unless asked for.
+    assert run.config.monitoring.resource_monitoring_enabled is False
+    asked = ParslSettings.from_mapping(
+        {"executor": "ThreadPool", "monitoring": True, "monitoring_resources": True}
+    )
+    assert make_parsl_config(asked, str(tmp_path), "test").config.monitoring.resource_monitoring_enabled
     assert run.takes_resource_spec
     # 10 nodes of this machine's cores, twice over.
     assert run.capacity == max(16, 2 * 10 * (os.cpu_count() or 1))

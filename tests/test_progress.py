@@ -258,7 +258,7 @@ def test_summary_aggregates(tmp_path: Path) -> None:
     (failure,) = summary["failures"]
     assert failure["label"] == "isr" and failure["exit_code"] == 1 and failure["log"] == jobs[4].stderr
     text = format_summary(summary)
-    assert "CPU time and peak memory from parsl monitoring (monitoring.db)" in text
+    assert "CPU time and peak memory: parsl monitoring (monitoring.db)" in text
     assert f"FAILED isr {jobs[4].data_id} exit code 1, attempts 1; log: {jobs[4].stderr}" in text
     row = next(line for line in text.splitlines() if line.startswith("isr "))
     assert row.split()[1:8] == ["0", "0", "0", "3", "1", "0", "4"]

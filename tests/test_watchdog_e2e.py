@@ -26,7 +26,7 @@ from harness import (
     write_bps_file,
 )
 
-from desc.gen3_workflow.store.job_store import UNREADABLE
+from desc.gen3_workflow.store.job_store import UNREADABLE, JobStateStore
 from desc.gen3_workflow.store.records import JobKind, JobState, RunState
 
 FAKE_MONITOR = Path(__file__).parent / "fake_cctools_monitor.sh"
@@ -118,6 +118,14 @@ def test_job_past_its_walltime_is_stopped_and_retried(demo_repo: str, tmp_path: 
         log = Path(job.stderr).read_text()
         assert any(message in log for message in said), log[-2000:]
     assert registered_outputs(submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, SFP_LABELS)
+    # Each way of running a job measured what the successful attempts used
+    # (under the supervisor, in a warm runner's executor, in the node's runner).
+    with JobStateStore.open(submit_dir) as store:
+        ended = store.attempts_of([job.seq for job in chars])
+    for job in chars:
+        last = ended[job.seq][-1]
+        assert last.succeeded and last.cpu is not None and last.cpu > 0, (execution, last)
+        assert last.max_rss is not None and 50 * 2**20 < last.max_rss < 4000 * 2**20, (execution, last)
 
 
 @requires_work_queue

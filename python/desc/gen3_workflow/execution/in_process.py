@@ -375,7 +375,14 @@ def run_quantum_job(
             markers.write_pids(run_dir, seq, task_processes())
         reply = _call_node_runner(run_dir, max_quanta, request)
         code = int(reply["code"])
-        record = markers.ExitRecord(code, time.time(), reply.get("reason", ""), reply.get("detail", ""))
+        record = markers.ExitRecord(
+            code,
+            time.time(),
+            reply.get("reason", ""),
+            reply.get("detail", ""),
+            reply.get("cpu"),
+            reply.get("max_rss"),
+        )
     else:
         runner = _runner_for(run_dir, max_quanta)
         # What the watchdog kills (with its executor) should this job hang or overrun.
@@ -383,7 +390,7 @@ def run_quantum_job(
         reply = runner.call(request)
         status = int(reply["status"])
         code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-        record = markers.ExitRecord(code, time.time())
+        record = markers.ExitRecord(code, time.time(), cpu=reply.get("cpu"), max_rss=reply.get("max_rss"))
     markers.write_exit(run_dir, seq, record)
     if code != 0:
         raise BashExitFailure("in-process quantum", code)

@@ -32,6 +32,7 @@ from typing import Any
 
 from ..store.records import JobCommand
 from .in_process import pipetask_argv, quantum_count
+from .job_usage import QuantumUsage
 from .processes import JOB_VARIABLE
 from .warm_qbb import run_qbb_job
 
@@ -212,7 +213,9 @@ def _executor_main(requests: int, replies: int, max_quanta: int) -> None:
     for line in reader:
         request = json.loads(line)
         start = time.time()
+        usage = QuantumUsage()
         code = _execute(request, served, max_quanta)
+        cpu, max_rss = usage.end()
         served += int(request["quanta"])
         last = bool(max_quanta) and served >= max_quanta
         reply = {
@@ -221,6 +224,8 @@ def _executor_main(requests: int, replies: int, max_quanta: int) -> None:
             "start": start,
             "end": time.time(),
             "last": last,
+            "cpu": round(cpu, 3),
+            "max_rss": max_rss,
         }
         os.write(replies, (json.dumps(reply) + "\n").encode())
         if last:

@@ -7,8 +7,10 @@ worker lost after the payload succeeded):
 ``<seq>.exit``
     Written by the job (its supervisor, or the in-process worker) when the
     payload ends: one JSON line with the exit status, the time, and why it
-    was stopped if it was (``memory``, ``walltime``, ``killed``).  Written
-    atomically (a temporary file renamed), so a reader never sees half of it.
+    was stopped if it was (``memory``, ``walltime``, ``killed``), and what
+    the payload used (`~.job_usage`); the bash-builtin wrapper writes its
+    CPU time as bash's ``times`` on the lines after.  Written atomically (a
+    temporary file renamed), so a reader never sees half of it.
 ``<seq>.kill``
     Written by the runner to ask the job to stop its payload (a job stuck or
     over its time); the supervisor looks for it while the payload runs.
@@ -29,6 +31,8 @@ import dataclasses
 import json
 import os
 import time
+
+from .job_usage import parse_bash_times
 
 __all__ = [
     "STATUS_DIR",
@@ -60,6 +64,11 @@ class ExitRecord:
     if it ended by itself."""
     detail: str = ""
     """What the job says about it (e.g. the memory it used)."""
+    cpu: float | None = None
+    """CPU seconds (user + system) the payload took, if measured
+    (`~.job_usage`)."""
+    max_rss: int | None = None
+    """The payload's peak resident memory (bytes), if measured."""
 
 
 def _path(submit_dir: str, seq: int, suffix: str) -> str:
@@ -80,9 +89,13 @@ def read_exit(submit_dir: str, seq: int) -> ExitRecord | None:
     """How the payload of job ``seq`` ended, if it has (and said so)."""
     try:
         with open(_path(submit_dir, seq, "exit")) as fh:
-            return ExitRecord(**json.load(fh))
+            first, _, times = fh.read().partition("\n")
+        record = ExitRecord(**json.loads(first))
     except (OSError, ValueError, TypeError):
         return None
+    if times.strip() and record.cpu is None:  # the bash-builtin wrapper's
+        record = dataclasses.replace(record, cpu=parse_bash_times(times))
+    return record
 
 
 def request_kill(submit_dir: str, seq: int, reason: str) -> None:

@@ -222,7 +222,7 @@ class _Runner:
             return  # it died: `_reap` reports its status
         answer = json.loads(line)
         del self.jobs[job.executor.pid]
-        self._answer(job, answer["status"])
+        self._answer(job, answer["status"], answer.get("cpu"), answer.get("max_rss"))
         if answer["last"] or job.reason:
             self._retire(job.executor)
         else:
@@ -278,7 +278,7 @@ class _Runner:
                 self._answer(job, status)
                 self._retire(job.executor)
 
-    def _answer(self, job: _Job, status: int) -> None:
+    def _answer(self, job: _Job, status: int, cpu: float | None = None, max_rss: int | None = None) -> None:
         code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
         if not job.reason and oom.was_oom_kill(code, job.oom_before):
             job.reason, job.detail = "memory", oom.OOM_MESSAGE
@@ -291,6 +291,8 @@ class _Runner:
             "executor": job.executor.pid,
             "start": job.start,
             "end": time.time(),
+            "cpu": cpu,
+            "max_rss": max_rss,
         }
         with contextlib.suppress(OSError):
             job.conn.sendall((json.dumps(reply) + "\n").encode())

@@ -327,10 +327,11 @@ class GraphRunner:
         job = attempt.job
         del self._in_flight[job.seq]
         self._budget.give_back(attempt.memory)
-        result = outcome(attempt, error, markers.read_exit(self.submit_dir, job.seq), self._cancelled)
-        result = with_oom_kill(result, attempt)
+        record = markers.read_exit(self.submit_dir, job.seq)
+        result = with_oom_kill(outcome(attempt, error, record, self._cancelled), attempt)
         job.attempts = attempt.number
         message = result.message
+        usage = (None, None) if record is None else (record.cpu, record.max_rss)
         if result.succeeded:
             # Its record goes once the store says exec_done: a kill -9 in
             # between must not make a restart run it again.
@@ -339,12 +340,16 @@ class GraphRunner:
             if attempt.running is not None:
                 watchdog.succeeded(job.label, now - attempt.running)
             self._record(JobUpdate(job.seq, JobState.EXEC_DONE, now, attempt.number, 0, message))
-            self._ended.append(AttemptRecord(job.seq, attempt.number, True, now, 0, attempt.memory, message))
+            self._ended.append(
+                AttemptRecord(job.seq, attempt.number, True, now, 0, attempt.memory, message, *usage)
+            )
             scheduler.succeeded(job.seq)
             return
         markers.clear(self.submit_dir, job.seq)
         self._ended.append(
-            AttemptRecord(job.seq, attempt.number, False, now, result.exit_code, attempt.memory, message)
+            AttemptRecord(
+                job.seq, attempt.number, False, now, result.exit_code, attempt.memory, message, *usage
+            )
         )
         decision = self._retries.failed(job, result.exit_code, result.exceeded)
         if result.retry and decision.retry and not self.interrupted.is_set():

@@ -61,16 +61,18 @@ if {{ read -r done < {status}; }} 2>/dev/null && [[ $done == *'"code": 0,'*'"rea
   echo "gen3_workflow: the payload of this job already succeeded; not run again" >&2; exit 0; fi
 {command}
 rc=$?; now=${{EPOCHREALTIME:-$(date +%s)}}
-printf '{{"code": %d, "time": %s, "reason": "", "detail": ""}}\n' "$rc" "${{now/,/.}}" > {status}; exit $rc"""
+{{ printf '{{"code": %d, "time": %s, "reason": "", "detail": ""}}\n' "$rc" "${{now/,/.}}"
+  times; }} > {status}
+exit $rc"""
 
 
 def wrapped(job: JobRecord, submit_dir: str) -> str:
     """The bash lines that run a job's command and record how it ended,
     starting no process besides the payload.
 
-    The record is the supervisor's (`markers.ExitRecord`, as JSON), and, as
-    the supervisor does, a job whose record says it succeeded exits 0 at
-    once.
+    The record is the supervisor's (`markers.ExitRecord`, as JSON), with
+    the payload's CPU time as bash's ``times`` after it, and, as the
+    supervisor does, a job whose record says it succeeded exits 0 at once.
     """
     return _WRAPPER.format(
         prefix=job_prefix(submit_dir),

@@ -5,7 +5,8 @@
 its child, on the worker node, and:
 
 - records how the payload ended in ``D/status/N.exit`` (see `markers`): the
-  record the runner trusts, whatever the executor reports afterwards;
+  record the runner trusts, whatever the executor reports afterwards, with
+  the payload's CPU time and peak memory (`job_usage`);
 - does not run a payload that already succeeded (an earlier attempt whose
   task never came back): it exits 0 at once;
 - holds the payload to its memory request: the resident memory of its whole
@@ -34,6 +35,7 @@ import psutil
 
 from ..constants import CANCELLED_EXIT_CODE, CANCELLED_MARK
 from . import markers, oom
+from .job_usage import children_usage
 from .processes import JOB_VARIABLE, kill_processes, task_processes
 
 __all__ = ["main", "stop_reason", "tree_rss_mb"]
@@ -154,13 +156,22 @@ def supervise(
     except _SignalledError as stop:
         _stop_tree(child)
         code = 128 + stop.signum
-        markers.write_exit(submit_dir, seq, markers.ExitRecord(code, time.time(), "terminated", str(stop)))
+        record = markers.ExitRecord(code, time.time(), "terminated", str(stop), *_usage(peak))
+        markers.write_exit(submit_dir, seq, record)
         return code
     code = _exit_code(returncode)
     if not reason and oom.was_oom_kill(code, kills_before):
         reason, detail = "memory", oom.OOM_MESSAGE
-    markers.write_exit(submit_dir, seq, markers.ExitRecord(code, time.time(), reason, detail))
+    markers.write_exit(submit_dir, seq, markers.ExitRecord(code, time.time(), reason, detail, *_usage(peak)))
     return code
+
+
+def _usage(tree_peak_mb: float) -> tuple[float, int]:
+    """The payload's CPU seconds and peak resident memory (bytes): the
+    kernel's account of the supervisor's children (the payload and what it
+    waited for), the memory its whole tree was seen to hold if more."""
+    cpu, max_rss = children_usage()
+    return round(cpu, 3), max(max_rss, int(tree_peak_mb * _MB))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,11 @@ plots are made of.
 Times come from the run's job-state store, which always has them: a job's
 start is when the plug-in saw it running (``t_running``), or when parsl
 launched it if it ended before the next poll (``t_launched``); its end is
-``t_end``.  CPU time and peak memory come from parsl's monitoring database
-(``monitoring.db`` in the submit directory) when the run had parsl
+``t_end``.  CPU time and peak memory come from the store too, where the
+plug-in measured each attempt's payload (`~desc.gen3_workflow.execution.job_usage`:
+CPU time always, peak memory except behind the bash-builtin wrapper); for
+jobs it has no figure of (runs from before), from parsl's monitoring
+database (``monitoring.db`` in the submit directory) when the run had parsl
 monitoring with resource monitoring: its ``resource`` table holds psutil
 figures of each try, which are matched to jobs by their stderr file.
 """
@@ -27,9 +30,12 @@ from ..constants import MONITORING_FILENAME
 from ..store.job_store import JobStateStore
 from ..store.records import JobState, RunRecord
 
-__all__ = ["STATES", "JobHistory", "load_job_history", "load_resources"]
+__all__ = ["MEASURED", "STATES", "JobHistory", "load_job_history", "load_resources"]
 
 _LOG = logging.getLogger(__name__)
+
+MEASURED = "measured by gen3_workflow"
+"""`JobHistory.resource_sources`' name for the plug-in's own figures."""
 
 STATES: tuple[JobState, ...] = tuple(JobState)
 """Job states in the order of `JobHistory.state` codes."""
@@ -64,6 +70,8 @@ class JobHistory:
     """Peak resident memory in bytes, NaN if not known."""
     resources_known: bool = False
     """Whether CPU and memory figures were found for any job."""
+    resource_sources: tuple[str, ...] = ()
+    """Where they were found: `MEASURED` (the store), `MONITORING_FILENAME`."""
 
     def __len__(self) -> int:
         return len(self.name)
@@ -124,6 +132,8 @@ def load_job_history(submit_dir: str, monitoring: bool = True) -> JobHistory:
         run = store.run()
         labels = store.labels(kind=None)
         rows = store.history_rows()
+        seqs = np.frombuffer(store.seqs(), dtype=np.int64) if rows else np.zeros(0, dtype=np.int64)
+        usage = store.attempt_usage()
     index = {label: i for i, label in enumerate(labels)}
     codes = {state.value: i for i, state in enumerate(STATES)}
     columns = list(zip(*rows, strict=True)) if rows else [()] * 10
@@ -147,18 +157,28 @@ def load_job_history(submit_dir: str, monitoring: bool = True) -> JobHistory:
     )
     # A job that never started (or whose start went unseen) has no wall time.
     history.start[np.isnan(history.end) & (history.state != history.state_code(JobState.RUNNING))] = np.nan
+    sources = []
+    if usage:
+        where = np.searchsorted(seqs, [seq for seq, _, _ in usage])
+        history.cpu[where] = _column([cpu for _, cpu, _ in usage])
+        history.rss[where] = _column([rss for _, _, rss in usage])
+        sources.append(MEASURED)
     path = os.path.join(submit_dir, MONITORING_FILENAME)
-    if monitoring and os.path.exists(path):
+    if monitoring and os.path.exists(path) and len(usage) < n:
         try:
             resources = load_resources(path)
         except sqlite3.Error as exc:
             _LOG.warning("Cannot read %s: %s", path, exc)
             resources = {}
-        for i, stderr in enumerate(history.stderr):
-            found = resources.get(stderr)
+        unmeasured = np.isnan(history.cpu) & np.isnan(history.rss)
+        for i in np.flatnonzero(unmeasured):
+            found = resources.get(history.stderr[i])
             if found is not None:
                 history.cpu[i], history.rss[i] = found
-        history.resources_known = bool(np.isfinite(history.cpu).any() or np.isfinite(history.rss).any())
+        if (unmeasured & (np.isfinite(history.cpu) | np.isfinite(history.rss))).any():
+            sources.append(MONITORING_FILENAME)
+    history.resource_sources = tuple(sources)
+    history.resources_known = bool(np.isfinite(history.cpu).any() or np.isfinite(history.rss).any())
     return history
 
 

@@ -108,7 +108,7 @@ def summarize(history: JobHistory, slowest: int = 5) -> dict[str, Any]:
     return {
         "submit_dir": history.submit_dir,
         "run": run,
-        "resources": MONITORING_FILENAME if history.resources_known else None,
+        "resources": ", ".join(history.resource_sources) or None,
         "labels": labels,
         "totals": {state.value: int(counts[:, j].sum()) for j, state in enumerate(STATES)},
         "total": len(history),
@@ -144,11 +144,13 @@ def format_summary(summary: dict[str, Any], max_failures: int = 20) -> str:
         + (f" (elapsed {format_duration(end - start)})" if start and end else ""),
     ]
     if summary["resources"]:
-        lines.append(f"  CPU time and peak memory from parsl monitoring ({summary['resources']})")
+        sources = [
+            f"parsl monitoring ({source})" if source == MONITORING_FILENAME else source
+            for source in summary["resources"].split(", ")
+        ]
+        lines.append(f"  CPU time and peak memory: {' and '.join(sources)}")
     else:
-        lines.append(
-            "  CPU time and peak memory: not known (they need parsl monitoring with resource monitoring)"
-        )
+        lines.append("  CPU time and peak memory: not known (a run from before gen3_workflow measured them)")
     states = [state.value for state in STATES]
     width = max([len("task_type"), *(len(label) for label in summary["labels"])])
     head = f"{'task_type':<{width}}" + "".join(f"{s:>10}" for s in [*states, "total"])

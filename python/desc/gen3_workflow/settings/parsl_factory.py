@@ -66,8 +66,9 @@ def make_parsl_config(settings: ParslSettings, submit_dir: str, workflow_name: s
         monitoring = MonitoringHub(
             workflow_name=workflow_name,
             logging_endpoint=f"sqlite:///{os.path.join(submit_dir, 'monitoring.db')}",
-            # CPU time and peak memory per job, for workflow_summary.
-            resource_monitoring_enabled=True,
+            # A monitor process per task: workflow_summary has the plug-in's
+            # own figures (execution.job_usage), parsl-visualize needs these.
+            resource_monitoring_enabled=settings.monitoring_resources,
         )
     memoizer = BasicMemoizer(checkpoint_mode="task_exit") if settings.checkpoint else None
     config = Config(

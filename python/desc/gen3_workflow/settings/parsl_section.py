@@ -68,6 +68,13 @@ class ParslSettings:
     """Run parsl's MonitoringHub, database ``monitoring.db`` in the submit
     directory."""
 
+    monitoring_resources: bool = False
+    """With ``monitoring``, also parsl's resource monitoring: a monitor
+    process per task sampling it with psutil, for parsl-visualize's resource
+    plots.  Off by default: the plug-in measures each job's CPU time and
+    peak memory itself, for every executor and at no cost, where parsl's
+    monitors slowed short HighThroughput jobs eleven-fold (doc/scale.md)."""
+
     checkpoint: bool = False
     """Write parsl checkpoints at each task exit."""
 

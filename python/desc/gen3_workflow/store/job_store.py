@@ -40,7 +40,7 @@ from .records import (
     RunRecord,
     RunState,
 )
-from .schema import RUN_COLUMNS, SCHEMA, JobRows, ensure_counts, in_chunks
+from .schema import RUN_COLUMNS, SCHEMA, JobRows, attempt_columns, ensure_counts, in_chunks
 from .templates import EdgeBlock, WorkflowPlan, edge_block
 
 __all__ = ["UNREADABLE", "JobStateStore", "LabelStats"]
@@ -81,11 +81,13 @@ class JobStateStore:
             with self._transaction() as db:
                 create_plan_indexes(db)
                 ensure_counts(db, writable=True)
+                self._attempt_columns = attempt_columns(db, writable=True)
         else:
             if not os.path.exists(path):
                 raise RunNotFoundError(f"No gen3_workflow job-state store at {path}")
             self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60, isolation_level=None)
             ensure_counts(self._db, writable=False)
+            self._attempt_columns = attempt_columns(self._db, writable=False)
         self._rows = JobRows(self._db)
 
     @classmethod
@@ -140,11 +142,17 @@ class JobStateStore:
             (u.state.value, u.attempts, u.exit_code, u.message, *(u.state.value, u.time) * 3, u.seq)
             for u in updates
         ]
-        ended = [(a.seq, a.number, a.succeeded, a.end, a.exit_code, a.memory, a.message) for a in attempts]
+        ended = [
+            (a.seq, a.number, a.succeeded, a.end, a.exit_code, a.memory, a.message, a.cpu, a.max_rss)
+            for a in attempts
+        ]
         if not rows and not ended:
             return
         with self._transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?)", ended)
+            db.executemany(
+                f"INSERT OR REPLACE INTO attempts ({self._attempt_columns}) VALUES ({', '.join('?' * 9)})",
+                ended,
+            )
             db.executemany(
                 "UPDATE jobs SET state = ?, attempts = COALESCE(?, attempts), exit_code = ?, message = ?, "
                 "t_launched = CASE WHEN ? = 'launched' THEN ? ELSE t_launched END, "
@@ -262,19 +270,24 @@ class JobStateStore:
         ended attempt are left out)."""
         found: dict[int, list[AttemptRecord]] = {}
         for chunk, marks in in_chunks(seqs):
-            sql = (
-                "SELECT seq, number, succeeded, t_end, exit_code, memory, message FROM attempts "
-                f"WHERE seq IN ({marks}) ORDER BY seq, number"
-            )
+            sql = f"SELECT {self._attempt_columns} FROM attempts WHERE seq IN ({marks}) ORDER BY seq, number"
             try:
                 rows = self._db.execute(sql, chunk).fetchall()
             except sqlite3.OperationalError:  # a store written before attempts were kept
                 return {}
-            for seq, number, ok, end, code, memory, message in rows:
-                found.setdefault(seq, []).append(
-                    AttemptRecord(seq, number, bool(ok), end, code, memory, message)
-                )
+            for seq, number, ok, *rest in rows:
+                found.setdefault(seq, []).append(AttemptRecord(seq, number, bool(ok), *rest))
         return found
+
+    def attempt_usage(self) -> list[tuple[int, float | None, int | None]]:
+        """Each job whose payload's use was measured: its ``seq``, CPU
+        seconds over its attempts and highest peak memory (bytes)."""
+        if "NULL" in self._attempt_columns:
+            return []  # a store from before they were measured
+        return self._db.execute(
+            "SELECT seq, SUM(cpu), MAX(max_rss) FROM attempts "
+            "WHERE cpu IS NOT NULL OR max_rss IS NOT NULL GROUP BY seq"
+        ).fetchall()
 
     def seqs(self, kind: JobKind | None = None, states: Iterable[JobState] | None = None) -> array[int]:
         """The ``seq`` of the jobs `jobs` would give, in order, without

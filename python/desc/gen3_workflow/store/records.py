@@ -218,6 +218,10 @@ class AttemptRecord:
     memory: int | None = None
     """Its memory request (MB), if it had one."""
     message: str | None = None
+    cpu: float | None = None
+    """CPU seconds its payload took, if measured."""
+    max_rss: int | None = None
+    """Its payload's peak resident memory (bytes), if measured."""
 
 
 @dataclasses.dataclass(frozen=True)

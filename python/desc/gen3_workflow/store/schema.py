@@ -31,6 +31,7 @@ __all__ = [
     "JobRows",
     "PlannedCounts",
     "count_states",
+    "attempt_columns",
     "ensure_counts",
     "in_chunks",
     "priority_of",
@@ -56,7 +57,7 @@ CREATE TABLE IF NOT EXISTS edge_blocks (
 );
 CREATE TABLE IF NOT EXISTS attempts (
     seq INTEGER NOT NULL, number INTEGER NOT NULL, succeeded INTEGER NOT NULL, t_end REAL NOT NULL,
-    exit_code INTEGER, memory INTEGER, message TEXT, PRIMARY KEY (seq, number)
+    exit_code INTEGER, memory INTEGER, message TEXT, cpu REAL, max_rss INTEGER, PRIMARY KEY (seq, number)
 );
 CREATE TABLE IF NOT EXISTS typical (label TEXT PRIMARY KEY, median REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS label_states (
@@ -102,6 +103,9 @@ edges); ``edges`` holds the (parent, child) rows of stores written before."""
 PLAN_COLUMNS = "seq, name, label, kind, data_id, template, words"
 """The columns `write_plan` fills (`~.templates.PlanRow`); the rest start at their defaults."""
 _STATE_COLUMNS = "j.state, j.attempts, j.exit_code, j.t_launched, j.t_running, j.t_end, j.message"
+ATTEMPT_USAGE = ("cpu REAL", "max_rss INTEGER")
+"""The columns of ``attempts`` that stores written before lack (what each
+attempt's payload used)."""
 RUN_COLUMNS = "name, submit_dir, info, state, pid, host, start_time, end_time, submissions"
 
 
@@ -298,3 +302,18 @@ def ensure_counts(db: sqlite3.Connection, writable: bool) -> None:
         "CREATE TEMP TABLE label_order AS SELECT kind, label, MIN(seq) AS first_seq, "
         "MIN(COALESCE(t_running, t_launched)) AS first_start FROM jobs GROUP BY kind, label"
     )
+
+
+def attempt_columns(db: sqlite3.Connection, writable: bool) -> str:
+    """The columns to select from ``attempts`` (``seq, number, succeeded,
+    t_end, exit_code, memory, message, cpu, max_rss``); a store written
+    before what attempts used was kept gets the columns when writable, else
+    NULL in their place."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(attempts)")}
+    missing = [column for column in ATTEMPT_USAGE if column.split()[0] not in have]
+    if missing and writable and have:
+        for column in missing:
+            db.execute(f"ALTER TABLE attempts ADD COLUMN {column}")
+        missing = []
+    usage = ", ".join("NULL" if column in missing else column.split()[0] for column in ATTEMPT_USAGE)
+    return f"seq, number, succeeded, t_end, exit_code, memory, message, {usage}"
