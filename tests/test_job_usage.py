@@ -5,12 +5,14 @@ keeps of it."""
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 from synthetic import job, write_store
 
+from desc.gen3_workflow.constants import STORE_FILENAME
 from desc.gen3_workflow.execution import markers
 from desc.gen3_workflow.execution.job_usage import QuantumUsage, parse_bash_times
 from desc.gen3_workflow.execution.submitters import wrapped
@@ -90,3 +92,23 @@ def test_the_store_keeps_each_attempts_use(tmp_path: Path) -> None:
     with JobStateStore.open(str(tmp_path)) as store:
         assert [a.max_rss for a in store.attempts_of([0])[0]] == [300 * _MB, 500 * _MB]
         assert store.attempt_usage() == [(0, 3.5, 500 * _MB)]
+
+
+def test_a_store_from_before_usage_was_kept_is_read_and_written(tmp_path: Path) -> None:
+    with write_store(tmp_path, [job(0, "isr", tmp_path)]):
+        pass
+    with sqlite3.connect(tmp_path / STORE_FILENAME) as db:
+        db.executescript(
+            "DROP TABLE attempts; CREATE TABLE attempts (seq INTEGER NOT NULL, number INTEGER NOT NULL, "
+            "succeeded INTEGER NOT NULL, t_end REAL NOT NULL, exit_code INTEGER, memory INTEGER, "
+            "message TEXT, PRIMARY KEY (seq, number)); "
+            "INSERT INTO attempts VALUES (0, 1, 0, 5.0, 1, NULL, 'x');"
+        )
+    with JobStateStore.open(str(tmp_path)) as store:
+        (old,) = store.attempts_of([0])[0]
+        assert (old.exit_code, old.message, old.cpu, old.max_rss) == (1, "x", None, None)
+        assert store.attempt_usage() == []
+    with JobStateStore.open(str(tmp_path), writable=True) as store:
+        store.apply([], [AttemptRecord(0, 2, True, 9.0, 0, None, None, 0.5, 100)])
+        assert [a.cpu for a in store.attempts_of([0])[0]] == [None, 0.5]
+        assert store.attempt_usage() == [(0, 0.5, 100)]
