@@ -23,7 +23,7 @@ from synthetic import job, set_run, write_store
 from desc.gen3_workflow.cli import summary as summary_cli
 from desc.gen3_workflow.cli import watch as watch_cli
 from desc.gen3_workflow.errors import ParslConfigError
-from desc.gen3_workflow.reporting.history import load_job_history
+from desc.gen3_workflow.reporting.history import MEASURED, load_job_history
 from desc.gen3_workflow.reporting.plots import busy_time, plot_history, rate_bin_seconds, running_count
 from desc.gen3_workflow.reporting.progress import ProgressReporter
 from desc.gen3_workflow.reporting.snapshot import format_snapshot, read_snapshot
@@ -31,7 +31,7 @@ from desc.gen3_workflow.reporting.summary import format_summary, summarize
 from desc.gen3_workflow.reporting.text import format_duration
 from desc.gen3_workflow.settings.parsl_section import ParslSettings
 from desc.gen3_workflow.store.job_store import JobStateStore
-from desc.gen3_workflow.store.records import JobRecord, JobState, RunState
+from desc.gen3_workflow.store.records import AttemptRecord, JobRecord, JobState, RunState
 
 T0 = 1_700_000_000.0
 LABELS = ["isr", "characterizeImage", "calibrate", "visitSummary", "globalTable"]
@@ -268,6 +268,28 @@ def test_summary_aggregates(tmp_path: Path) -> None:
     assert len(json.loads(result.output)["slowest"]) == 1
     missing = CliRunner().invoke(summary_cli.main, [str(tmp_path)])
     assert missing.exit_code == 2 and "No gen3_workflow job-state store" in missing.output
+
+
+def test_summary_takes_the_plug_ins_own_figures_over_monitoring(tmp_path: Path) -> None:
+    jobs = small_run()
+    submit_dir = make_store(tmp_path / "run", jobs, state=RunState.FAILED)
+    _monitoring_db(tmp_path / "run" / "monitoring.db", {0: jobs[1].stderr, 1: jobs[2].stderr})
+    with JobStateStore.open(submit_dir, writable=True) as store:
+        store.apply(
+            [],
+            [
+                AttemptRecord(jobs[1].seq, 1, False, T0, 1, None, None, 1.0, 100 * 2**20),
+                AttemptRecord(jobs[1].seq, 2, True, T0, 0, None, None, 2.0, 200 * 2**20),
+                AttemptRecord(jobs[3].seq, 1, True, T0, 0, None, None, 0.5, None),
+            ],
+        )
+    summary = summarize(load_job_history(submit_dir))
+    # Summed over attempts, the highest peak; monitoring.db is not read at all.
+    isr = summary["labels"]["isr"]
+    assert summary["resources"] == MEASURED
+    assert isr["cpu_time_total"] == pytest.approx(3.5) and isr["cpu_time_mean"] == pytest.approx(1.75)
+    assert isr["peak_memory_mb"] == pytest.approx(200)
+    assert f"CPU time and peak memory: {MEASURED}" in format_summary(summary)
 
 
 def test_busy_time_and_running_count() -> None:

@@ -5,12 +5,13 @@ Times come from the run's job-state store, which always has them: a job's
 start is when the plug-in saw it running (``t_running``), or when parsl
 launched it if it ended before the next poll (``t_launched``); its end is
 ``t_end``.  CPU time and peak memory come from the store too, where the
-plug-in measured each attempt's payload (`~desc.gen3_workflow.execution.job_usage`:
-CPU time always, peak memory except behind the bash-builtin wrapper); for
-jobs it has no figure of (runs from before), from parsl's monitoring
-database (``monitoring.db`` in the submit directory) when the run had parsl
-monitoring with resource monitoring: its ``resource`` table holds psutil
-figures of each try, which are matched to jobs by their stderr file.
+plug-in measured each attempt's payload
+(`~desc.gen3_workflow.execution.job_usage`: CPU time always, peak memory
+except behind the bash-builtin wrapper).  For a run from before, they come
+from parsl's monitoring database (``monitoring.db`` in the submit
+directory) when the run had parsl monitoring with resource monitoring: its
+``resource`` table holds psutil figures of each try, which are matched to
+jobs by their stderr file.
 """
 
 from __future__ import annotations
@@ -164,19 +165,19 @@ def load_job_history(submit_dir: str, monitoring: bool = True) -> JobHistory:
         history.rss[where] = _column([rss for _, _, rss in usage])
         sources.append(MEASURED)
     path = os.path.join(submit_dir, MONITORING_FILENAME)
-    if monitoring and os.path.exists(path) and len(usage) < n:
+    # Only for a run from before the plug-in measured jobs: parsl's database
+    # grows to gigabytes at 10^6 jobs, for what the store already holds.
+    if monitoring and not usage and os.path.exists(path):
         try:
             resources = load_resources(path)
         except sqlite3.Error as exc:
             _LOG.warning("Cannot read %s: %s", path, exc)
             resources = {}
-        unmeasured = np.isnan(history.cpu) & np.isnan(history.rss)
-        for i in np.flatnonzero(unmeasured):
-            found = resources.get(history.stderr[i])
+        for i, stderr in enumerate(history.stderr):
+            found = resources.get(stderr)
             if found is not None:
                 history.cpu[i], history.rss[i] = found
-        if (unmeasured & (np.isfinite(history.cpu) | np.isfinite(history.rss))).any():
-            sources.append(MONITORING_FILENAME)
+                sources[:] = [MONITORING_FILENAME]
     history.resource_sources = tuple(sources)
     history.resources_known = bool(np.isfinite(history.cpu).any() or np.isfinite(history.rss).any())
     return history
