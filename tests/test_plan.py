@@ -17,6 +17,7 @@ from lsst.ctrl.bps import (
 from lsst.ctrl.bps.generic_workflow import GenericWorkflowNoopJob
 
 import desc.gen3_workflow.plan.workflow
+import desc.gen3_workflow.service
 from desc.gen3_workflow.errors import CommandError, PlanError, RunNotFoundError, StoreWriteError
 from desc.gen3_workflow.plan.final_job import final_script_argv, fit_aggregate_processes
 from desc.gen3_workflow.plan.workflow import (
@@ -30,6 +31,7 @@ from desc.gen3_workflow.plan.workflow import (
 from desc.gen3_workflow.store.job_store import JobStateStore
 from desc.gen3_workflow.store.plan_process import PlanWriterProcess
 from desc.gen3_workflow.store.records import JobKind, RunInfo
+from desc.gen3_workflow.testing.synthetic_workflow import synthetic_workflow
 
 PIPETASK = GenericWorkflowExec("pipetask", "/bin/pipetask")
 
@@ -406,3 +408,20 @@ def test_ctrl_bps_order_is_kept_when_it_is_topological(tmp_path: Path) -> None:
         *kahn,
         "finalJob",
     ]
+
+
+@pytest.mark.parametrize("monitoring", [True, False])
+def test_prepare_warns_of_parsl_monitoring_on_a_big_run(
+    tmp_path: Path, monitoring: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(desc.gen3_workflow.service, "MONITORING_WARNING_JOBS", 500)
+    config = BpsConfig({"operator": "me", "payloadName": "big", "parsl_config": {"monitoring": monitoring}})
+    service = desc.gen3_workflow.service.ParslService(config)
+    with caplog.at_level("WARNING", logger="desc.gen3_workflow.service"):
+        service.prepare(config, synthetic_workflow(600), str(tmp_path))
+    with JobStateStore.open(str(tmp_path)) as store:
+        assert len(store.jobs()) > 500
+    warned = [r.getMessage() for r in caplog.records if "monitoring.db will grow" in r.getMessage()]
+    assert len(warned) == (1 if monitoring else 0), warned
+    if monitoring:
+        assert "set monitoring: false" in warned[0]

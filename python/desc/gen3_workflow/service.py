@@ -76,6 +76,13 @@ def _with_bps_errors(method: Callable[..., _T]) -> Callable[..., _T]:
     return wrapper
 
 
+MONITORING_WARNING_JOBS = 100_000
+"""From this many jobs, ``bps submit`` warns of what parsl monitoring costs
+(parsl's monitoring database is known to become hard to query at 10^5 tasks)."""
+MONITORING_BYTES_PER_JOB = 1500
+"""What ``monitoring.db`` grows by per job (doc/scale.md: 1.4-1.6 KB)."""
+
+
 class ParslWorkflow(BaseWmsWorkflow):
     """A prepared run: its plan lives in the submit directory's job-state
     store, so this object only names it.
@@ -111,6 +118,14 @@ class ParslWorkflow(BaseWmsWorkflow):
             writer.commit(timeout=COMMIT_TIMEOUT + jobs * COMMIT_TIMEOUT_PER_JOB)
         register_run(out_prefix)
         _LOG.info("Planned %d jobs in %s", jobs, out_prefix)
+        if settings.monitoring and jobs >= MONITORING_WARNING_JOBS:
+            _LOG.warning(
+                "parsl_config.monitoring is on for %d jobs: monitoring.db will grow to about %.1f GB "
+                "(1.5 KB per job) and slows parsl's task dispatch; workflow_summary does not need it "
+                "(set monitoring: false)",
+                jobs,
+                jobs * MONITORING_BYTES_PER_JOB / 1e9,
+            )
         return workflow
 
     def write(self, out_prefix: str) -> None:
