@@ -209,6 +209,9 @@ def test_summary_matches_store_and_butler(runs: Runs, which: str) -> None:
     walls = [job["wall_time"] for job in summary["slowest"]]
     assert len(walls) == 5 and walls == sorted(walls, reverse=True)
     assert summary["resources"] == MEASURED
+    # The jobs bps submit runs itself are measured too (CPU time at least).
+    for label in ("pipetaskInit", "finalJob"):
+        assert summary["labels"][label]["cpu_time_total"] > 0, label
     assert all(job["cpu_time"] is not None for job in summary["slowest"] if job["label"] in DRP_LABELS)
 
     text = tool("workflow_summary", run.submit_dir)

@@ -85,14 +85,22 @@ class _Fork:
 
     pid: int
     returncode: int | None = None
+    cpu: float | None = None
+    """CPU seconds (user + system) it and the children it waited for took,
+    once it has ended."""
+    max_rss: int | None = None
+    """Its peak resident memory (bytes), once it has ended.  For a fork of
+    this process it counts the pages it shares with this one."""
 
     def poll(self) -> int | None:
         """The exit code (minus the signal that killed it) if the child has
         ended, else `None`."""
         if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
             if pid:
                 self.returncode = os.waitstatus_to_exitcode(status)
+                self.cpu = round(usage.ru_utime + usage.ru_stime, 3)
+                self.max_rss = usage.ru_maxrss * 1024
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
@@ -109,6 +117,15 @@ class _Fork:
                 raise subprocess.TimeoutExpired(f"forked process {self.pid}", timeout or 0.0)
             time.sleep(_WAIT_STEP)
         return code
+
+
+class Child(_Fork):
+    """A child of this process started otherwise (a `subprocess.Popen`),
+    reaped here for its resource use (the `~subprocess.Popen` must then be
+    told its ``returncode``)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
 
 
 class ForkedJob(_Fork):

@@ -20,7 +20,7 @@ from ..constants import SERVICE_VARIABLE
 from ..store.job_store import JobStateStore
 from ..store.records import AttemptRecord, JobKind, JobRecord, JobState, JobUpdate
 from .attempts import exit_message
-from .local_fork import ForkedJob, can_fork, runs_in_fork
+from .local_fork import Child, ForkedJob, can_fork, runs_in_fork
 
 __all__ = ["final_job_held", "prepare_forks", "run_and_record", "run_local_job"]
 
@@ -81,14 +81,17 @@ def run_and_record(
         stopped = should_stop()
         return stopped
 
-    exit_code = run_local_job(job, stop_requested, fork, started)
+    exit_code, process = _run(job, stop_requested, fork, started)
     state = JobState.EXEC_DONE if exit_code == 0 else JobState.FAILED
     message = None if exit_code == 0 else "cancelled" if stopped else exit_message(exit_code)
     end = time.time()
-    store.apply(
-        [JobUpdate(job.seq, state, end, exit_code=exit_code, message=message)],
-        [AttemptRecord(job.seq, job.attempts + 1, exit_code == 0, end, exit_code, None, message)],
+    # A fork's resident memory counts the pages it shares with this process
+    # (the GenericWorkflow's gigabytes at 10^6 jobs): its CPU time only.
+    max_rss = None if process is fork else process.max_rss
+    attempt = AttemptRecord(
+        job.seq, job.attempts + 1, exit_code == 0, end, exit_code, None, message, process.cpu, max_rss
     )
+    store.apply([JobUpdate(job.seq, state, end, exit_code=exit_code, message=message)], [attempt])
     return exit_code == 0
 
 
@@ -119,8 +122,18 @@ def run_local_job(
     exit_code : `int`
         The job's exit code (negative for a signal, as subprocess reports).
     """
+    exit_code, _ = _run(job, should_stop, fork, started)
+    return exit_code
+
+
+def _run(
+    job: JobRecord, should_stop: Callable[[], bool], fork: ForkedJob | None, started: Callable[[], None]
+) -> tuple[int, ForkedJob | Child]:
+    """`run_local_job`, and the process that ran the job (ended: its
+    ``cpu`` and ``max_rss`` are known)."""
     os.makedirs(os.path.dirname(job.stdout), exist_ok=True)
-    process: subprocess.Popen | ForkedJob
+    popen = None
+    process: ForkedJob | Child
     if fork is not None:
         fork.start()
         process = fork
@@ -131,20 +144,26 @@ def run_local_job(
             # Its own session, so that stopping it reaches the butler command it starts.
             # Not marked as parsl's: the session's end must not stop the final job.
             env = {name: value for name, value in os.environ.items() if name != SERVICE_VARIABLE}
-            process = subprocess.Popen(
+            popen = subprocess.Popen(
                 ["/bin/bash", "-c", command], stdout=out, stderr=err, start_new_session=True, env=env
             )
+        process = Child(popen.pid)  # reaped here, with its resource use
     started()
     while True:
         try:
-            return process.wait(timeout=POLL_SECONDS)
+            code = process.wait(timeout=POLL_SECONDS)
+            break
         except subprocess.TimeoutExpired:
             if should_stop():
                 _LOG.warning("Stopping %s", job.name)
-                return _stop_group(process)
+                code = _stop_group(process)
+                break
+    if popen is not None:
+        popen.returncode = code  # (it must not wait for a child reaped already)
+    return code, process
 
 
-def _stop_group(process: subprocess.Popen | ForkedJob) -> int:
+def _stop_group(process: ForkedJob | Child) -> int:
     """SIGTERM a local job's process group, SIGKILL it after a grace period."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
