@@ -177,9 +177,10 @@ def load_job_history(submit_dir: str, monitoring: bool = True) -> JobHistory:
             found = resources.get(stderr)
             if found is not None:
                 history.cpu[i], history.rss[i] = found
-                sources[:] = [MONITORING_FILENAME]
-    history.resource_sources = tuple(sources)
     history.resources_known = bool(np.isfinite(history.cpu).any() or np.isfinite(history.rss).any())
+    if history.resources_known and not usage:
+        sources.append(MONITORING_FILENAME)
+    history.resource_sources = tuple(sources)
     return history
 
 
