@@ -224,7 +224,7 @@ def _executor_main(requests: int, replies: int, max_quanta: int) -> None:
             "start": start,
             "end": time.time(),
             "last": last,
-            "cpu": round(cpu, 3),
+            "cpu": cpu,
             "max_rss": max_rss,
         }
         os.write(replies, (json.dumps(reply) + "\n").encode())

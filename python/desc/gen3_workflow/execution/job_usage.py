@@ -22,19 +22,23 @@ from __future__ import annotations
 import contextlib
 import resource
 
-__all__ = ["QuantumUsage", "children_usage", "parse_bash_times"]
+__all__ = ["QuantumUsage", "children_usage", "figures", "parse_bash_times"]
 
 
 def _cpu(usage: resource.struct_rusage) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def figures(usage: resource.struct_rusage) -> tuple[float, int]:
+    """CPU seconds (user + system, to the millisecond) and peak resident
+    memory (bytes; Linux gives ``ru_maxrss`` in KiB) of a resource usage."""
+    return round(_cpu(usage), 3), usage.ru_maxrss * 1024
+
+
 def children_usage() -> tuple[float, int]:
-    """CPU seconds (user + system) of this process's ended children, and
-    the peak resident memory (bytes) of the largest of them (Linux gives
-    ``ru_maxrss`` in KiB)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return _cpu(usage), usage.ru_maxrss * 1024
+    """`figures` of this process's ended children (the peak is the
+    largest child's)."""
+    return figures(resource.getrusage(resource.RUSAGE_CHILDREN))
 
 
 def _minutes_seconds(word: str) -> float:
@@ -77,4 +81,4 @@ class QuantumUsage:
         included), and this process's peak resident memory (bytes) since
         the quantum started."""
         cpu = self._total_cpu() - self._cpu
-        return cpu, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return round(cpu, 3), figures(resource.getrusage(resource.RUSAGE_SELF))[1]

@@ -38,8 +38,9 @@ from ..plan.final_job import final_script_argv
 from ..store.records import JobKind, JobRecord
 from . import markers
 from .in_process import pipetask_argv
+from .job_usage import figures
 
-__all__ = ["ForkedJob", "ForkedRunner", "can_fork", "fork_node_runner", "runs_in_fork"]
+__all__ = ["Child", "ForkedJob", "ForkedRunner", "can_fork", "fork_node_runner", "runs_in_fork"]
 
 _WAIT_STEP = 0.05
 
@@ -99,8 +100,7 @@ class _Fork:
             pid, status, usage = os.wait4(self.pid, os.WNOHANG)
             if pid:
                 self.returncode = os.waitstatus_to_exitcode(status)
-                self.cpu = round(usage.ru_utime + usage.ru_stime, 3)
-                self.max_rss = usage.ru_maxrss * 1024
+                self.cpu, self.max_rss = figures(usage)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:

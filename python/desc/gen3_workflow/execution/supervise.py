@@ -171,7 +171,7 @@ def _usage(tree_peak_mb: float) -> tuple[float, int]:
     kernel's account of the supervisor's children (the payload and what it
     waited for), the memory its whole tree was seen to hold if more."""
     cpu, max_rss = children_usage()
-    return round(cpu, 3), max(max_rss, int(tree_peak_mb * _MB))
+    return cpu, max(max_rss, int(tree_peak_mb * _MB))
 
 
 def main(argv: list[str] | None = None) -> int:
