@@ -144,9 +144,13 @@ def _progress_tables(output: str) -> list[dict[str, list[int]]]:
 
 
 def test_progress_lines_in_submit_output(runs: Runs) -> None:
-    # Not a terminal: a report every second (progress_interval: 1), then the last one.
+    # Not a terminal: a report when the jobs start, one a second (progress_interval: 1)
+    # while they run, then the last one.  How many fall in between depends on how fast
+    # this machine runs 15 quanta, so only the first and last are certain.
     tables = _progress_tables(runs.failed.output)
-    assert len(tables) >= 3, runs.failed.output
+    assert len(tables) >= 2, runs.failed.output
+    assert tables[0] != tables[-1], runs.failed.output  # the first report is made while jobs run
+    assert sum(row[0] for row in tables[0].values()) < 10
     assert all(list(table) == DRP_LABELS for table in tables)
     # done, failed, dep_fail, running, queued, pending, total: always the whole graph.
     assert all(row[6] == QUANTA[label] == sum(row[:6]) for t in tables for label, row in t.items())
