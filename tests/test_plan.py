@@ -23,6 +23,7 @@ from desc.gen3_workflow.plan.final_job import final_script_argv, fit_aggregate_p
 from desc.gen3_workflow.plan.workflow import (
     LogLayout,
     insertion_order,
+    node_items,
     plan_workflow,
     run_info,
     stream_plan,
@@ -408,6 +409,26 @@ def test_ctrl_bps_order_is_kept_when_it_is_topological(tmp_path: Path) -> None:
         *kahn,
         "finalJob",
     ]
+
+
+def test_nodes_zipped_in_insertion_order_as_looked_up_by_name(tmp_path: Path) -> None:
+    """The planner reads nodes, their data and parents by zipping networkx's
+    dictionaries; the same plan comes out when they do not share an order
+    (each node then looked up by name)."""
+    workflow = synthetic_workflow(2000, detectors=5)
+    items = list(node_items(workflow, kahn=False))
+    nodes, pred = workflow._node, workflow._pred
+    assert [name for (name, _), _ in items] == list(insertion_order(workflow))
+    assert all(data is nodes[name] and parents is pred[name] for (name, data), parents in items)
+    zipped = plan_workflow(BpsConfig({}), workflow, str(tmp_path))
+    # The same graph, its node dictionary in another order (the order is the
+    # predecessor dictionary's).
+    workflow._node = dict(reversed(nodes.items()))
+    items = list(node_items(workflow, kahn=False))
+    assert [name for (name, _), _ in items] == list(insertion_order(workflow))
+    looked_up = plan_workflow(BpsConfig({}), workflow, str(tmp_path))
+    assert looked_up.rows == zipped.rows and len(zipped.rows) == len(nodes)
+    assert list(looked_up.edges) == list(zipped.edges)
 
 
 @pytest.mark.parametrize("monitoring", [True, False])

@@ -37,7 +37,7 @@ from typing import Any
 
 from lsst.ctrl.bps import BpsConfig, GenericWorkflow
 
-from ..plan.workflow import WorkflowPlan, insertion_order, plan_workflow, stream_plan
+from ..plan.workflow import WorkflowPlan, node_items, plan_workflow, stream_plan
 from ..store.job_store import JobStateStore
 from ..store.plan_process import PlanWriterProcess
 from ..store.records import RunInfo
@@ -67,12 +67,12 @@ class _Dropped:
 
 def walk(workflow: GenericWorkflow) -> int:
     """Reach what every planner must of each job (its name, label, tags,
-    command values and parents); return a sum of their sizes."""
-    nodes, predecessors = workflow._node, workflow._pred  # noqa: SLF001 (as the planner reads them)
+    command values and parents), as the planner reaches them; return a sum
+    of their sizes."""
     total = 0
-    for name in insertion_order(workflow):
-        gwjob = nodes[name]["job"]
-        total += len(gwjob.name) + len(gwjob.label) + len(predecessors[name])
+    for (_, data), parents in node_items(workflow, kahn=False):
+        gwjob = data["job"]
+        total += len(gwjob.name) + len(gwjob.label) + len(parents)
         total += len(gwjob.tags or ()) + len(gwjob.cmdvals or ())
     return total
 

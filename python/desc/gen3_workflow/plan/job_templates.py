@@ -135,22 +135,16 @@ class TemplateGrouper:
         # attributes and group.
         self._last: dict[str, tuple[JobKind, str, dict[str, str] | None, tuple[Any, ...], _Group]] = {}
 
-    def _group_of(self, kind: JobKind, gwjob: GenericWorkflowJob, log_dir: str) -> tuple[_Group, bool]:
-        """The job's group, and whether it was made for this job."""
-        # ctrl_bps gives a label's jobs the same objects (command, request):
-        # a job whose attributes are those of its label's last job, object
-        # for object, is in that job's group, without building the key.
-        values = _KEYED(gwjob)
-        env = gwjob.environment or None  # (each job has an empty dict of its own)
-        last = self._last.get(gwjob.label)
-        if (
-            last is not None
-            and last[0] is kind
-            and last[1] is log_dir
-            and last[2] is env
-            and all(map(operator.is_, values, last[3]))
-        ):
-            return last[4], False
+    def _group_of(
+        self,
+        kind: JobKind,
+        gwjob: GenericWorkflowJob,
+        log_dir: str,
+        values: tuple[Any, ...],
+        env: dict[str, str] | None,
+    ) -> tuple[_Group, bool]:
+        """The job's group, and whether it was made for this job (``values``
+        its `_KEYED` attributes, ``env`` its environment or `None`)."""
         executable = gwjob.executable
         key = (
             gwjob.label,
@@ -199,8 +193,28 @@ class TemplateGrouper:
         self._new_template(group)
 
     def row(self, seq: int, kind: JobKind, gwjob: GenericWorkflowJob, log_dir: str) -> PlanRow:
-        """The plan row of a job whose logs go to ``log_dir``."""
-        group, new = self._group_of(kind, gwjob, log_dir)
+        """The plan row of a job whose logs go to ``log_dir``.
+
+        Called once per job, so the usual case is written out here rather
+        than in helpers (a Python call is ~0.1 s per 10^6 jobs).
+        """
+        # ctrl_bps gives a label's jobs the same objects (command, request):
+        # a job whose attributes equal its label's last job's is in that
+        # job's group (its key would be equal), and one C-level tuple
+        # comparison, identity first, says so without building the key.
+        values = _KEYED(gwjob)
+        env = gwjob.environment or None  # (each job has an empty dict of its own)
+        last = self._last.get(gwjob.label)
+        if (
+            last is not None
+            and last[0] is kind
+            and last[1] is log_dir
+            and last[2] == env
+            and values == last[3]
+        ):
+            group, new = last[4], False
+        else:
+            group, new = self._group_of(kind, gwjob, log_dir, values, env)
         cmdvals = gwjob.cmdvals
         if not new:
             # Only what has not varied yet is compared: usually two or three
@@ -209,15 +223,25 @@ class TemplateGrouper:
                 if cmdvals.get(name, _MISSING) != first:
                     self._vary(group, cmdvals)
                     break
-        if group.whole:
-            words: str | None = encode_words(self._builder.command(gwjob).argv)
-        elif group.alone is not None and _plain(value := cmdvals.get(group.alone)):
-            words = "[" + _ENCODE_STRING(value) + "]"
+        if (alone := group.alone) is not None and (
+            type(value := cmdvals.get(alone)) is str and "{" not in value and "<" not in value
+        ):
+            words: str | None = "[" + _ENCODE_STRING(value) + "]"  # (see _plain)
+        elif group.whole:
+            words = encode_words(self._builder.command(gwjob).argv)
         elif group.varying:
             words = encode_words(self._builder.own_words(gwjob, set(group.varying)))
         else:
             words = None
-        return (seq, gwjob.name, gwjob.label, kind, data_id(gwjob), group.template, words)
+        # The data ID: `data_id`, inline.
+        if tags := gwjob.tags:
+            own = tags.copy()
+            own.pop("label", None)
+            own.pop("node_number", None)
+            data = "".join(_DATA_ID_ENCODER(own, 0)) if _DATA_ID_ENCODER is not None else _ENCODE(own)
+        else:
+            data = "{}"
+        return (seq, gwjob.name, gwjob.label, kind, data, group.template, words)
 
     def row_alone(
         self, seq: int, kind: JobKind, gwjob: GenericWorkflowJob, log_dir: str, **extra: Any
