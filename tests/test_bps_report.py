@@ -314,6 +314,14 @@ def test_ping_checks_what_the_settings_need(tmp_path: Path, monkeypatch: pytest.
     status, message = ping.service_ping({}, None)
     assert status == 0 and "executor ThreadPool" in message and "ok   parsl: version" in message
     assert "Memory requests: ThreadPool does not measure jobs' memory; the runner dispatches" in message
+    assert "ok   Authentication: nothing listens" in message
+    if WORK_QUEUE_MISSING is None:
+        status, message = ping.service_ping({}, "executor=WorkQueue")
+        assert status == 0, message
+        assert (
+            "ok   Authentication: Work Queue workers authenticate with a password made for each run"
+            in message
+        )
 
     # Only this venv's bin on PATH: no work_queue_worker, no sbatch.
     monkeypatch.setenv("PATH", os.path.join(sys.prefix, "bin"))
@@ -325,6 +333,8 @@ def test_ping_checks_what_the_settings_need(tmp_path: Path, monkeypatch: pytest.
             status == 1 and f"FAIL Work Queue: {work_queue_unusable_message(WORK_QUEUE_MISSING)}" in message
         )
     assert "warn Slurm: sbatch is not on PATH (not used by these settings)" in message
+    if WORK_QUEUE_MISSING is None:
+        assert "FAIL Authentication: cannot tell: work_queue_worker is not on PATH" in message
 
     bps_file = tmp_path / "bps.yaml"
     bps_file.write_text("parsl_config:\n  executor: HighThroughput\n  provider: Slurm\n")
@@ -332,6 +342,7 @@ def test_ping_checks_what_the_settings_need(tmp_path: Path, monkeypatch: pytest.
     assert status == 1 and f"settings from {bps_file}" in message
     assert "FAIL Slurm: sbatch is not on PATH" in message
     assert "ok   HighThroughput" in message
+    assert "ok   Authentication: HighThroughput's interchange and workers talk over CurveZMQ" in message
     # Where memory requests cannot be honoured, ping says so.
     assert "Memory requests: HighThroughput cannot honour them" in message
 

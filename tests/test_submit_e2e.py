@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -210,6 +211,13 @@ def test_high_throughput_on_slurm(demo_repo: str, tmp_path: Path, slurm_cluster)
     for log in worker_logs:
         text = log.read_text()
         assert " started" in text and "executor task" not in text, text
+    # parsl's encryption stayed on: the interchange made its CurveZMQ keys in a
+    # private directory and the block's workers were pointed at them.
+    certificates = list(Path(result.submit_dir, "parsl_runinfo").glob("**/certificates"))
+    assert certificates and all(stat.S_IMODE(c.stat().st_mode) == 0o700 for c in certificates)
+    scripts = [p.read_text() for p in Path(result.submit_dir, "parsl_runinfo").glob("**/submit_scripts/*")]
+    pools = [s for s in scripts if "process_worker_pool" in s]
+    assert pools and all(f"--cert_dir {certificates[0]}" in s for s in pools), scripts
 
 
 @pytest.mark.parametrize(

@@ -21,12 +21,12 @@ from parsl.app.errors import BashExitFailure
 from parsl.serialize import deserialize, pack_apply_message
 
 from desc.gen3_workflow.benchmarks.bench_floors import noop, parsl_modules
-from desc.gen3_workflow.execution import markers
+from desc.gen3_workflow.execution import markers, run_secrets
 from desc.gen3_workflow.execution.in_process import run_quantum_job
 from desc.gen3_workflow.execution.local_fork import ForkedJob, runs_in_fork
 from desc.gen3_workflow.execution.local_jobs import run_local_job
-from desc.gen3_workflow.execution.node_runner import socket_name
 from desc.gen3_workflow.execution.processes import is_alive, kill_run_processes, run_processes
+from desc.gen3_workflow.execution.runner_protocol import socket_name
 from desc.gen3_workflow.store.records import JobCommand, JobKind, JobRecord
 
 PARSL_SCRIPT = str(
@@ -51,6 +51,7 @@ def _job(tmp_path: Path, seq: int, shell: str, **kwargs: object) -> dict:
 
 @pytest.fixture
 def run_dir(tmp_path: Path):
+    run_secrets.create(str(tmp_path))  # as the run's parsl session does
     yield tmp_path
     # The runner watches this process (the test's): stop it as the run's end does.
     kill_run_processes(str(tmp_path))
@@ -70,13 +71,16 @@ def test_node_runner_runs_jobs_and_reports_how_they_ended(run_dir: Path) -> None
     with pytest.raises(BashExitFailure) as killed:
         _job(run_dir, 3, "kill -9 $$")
     assert killed.value.exitcode == 137
-    # One runner for the run on this machine, named after its directory.
+    # One runner for the run on this machine, its socket named after the run's key.
     # Executors are reused: one runs jobs one after another.
     assert _job(run_dir, 4, "true")["executor"] == reply["executor"]
     # (and its idle executor, a fork of it).
     ours = set(run_processes(str(run_dir)))
     assert len([pid for pid in ours if psutil.Process(pid).ppid() not in ours]) == 1
-    assert socket_name(str(run_dir)) != socket_name(str(run_dir / "other"))
+    other = run_dir / "other"
+    run_secrets.create(str(other))
+    key = run_secrets.runner_key(str(run_dir))
+    assert socket_name(key) != socket_name(run_secrets.runner_key(str(other)))
     # A job that already succeeded is not run again (a task re-sent after a lost worker).
     assert _job(run_dir, 1, "exit 9")["skipped"]
 

@@ -46,9 +46,11 @@ from typing import Any
 from ..constants import CANCELLED_EXIT_CODE, CANCELLED_MARK, RUN_DIR_VARIABLE
 from ..errors import RunnerError
 from ..store.records import JobCommand
-from . import markers
+from . import markers, run_secrets
+from .runner_protocol import encode_request, peer, socket_name
 
 __all__ = [
+    "connect_to_node_runner",
     "pipetask_argv",
     "prestart_node_runner",
     "prestart_runners",
@@ -234,7 +236,7 @@ def prestart_node_runner(run_dir: str, max_quanta: int, fork: bool = False) -> N
         return
     from .local_fork import fork_node_runner  # (it imports this module)
 
-    os.makedirs(os.path.join(run_dir, "runners"), exist_ok=True)
+    run_secrets.owner_writable_dir(os.path.join(run_dir, "runners"))
     fork_node_runner(run_dir, max_quanta, _runner_log(run_dir))
 
 
@@ -242,34 +244,55 @@ def _runner_log(run_dir: str) -> str:
     return os.path.join(run_dir, "runners", f"{socket.gethostname()}.{os.getpid()}.log")
 
 
+def connect_to_node_runner(name: str) -> socket.socket | None:
+    """A connection to the runner listening on the abstract socket
+    ``name``, or `None` if none listens.
+
+    Raises
+    ------
+    RunnerError
+        If what listens there is not a process of this user.
+    """
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(name)
+    except (ConnectionRefusedError, FileNotFoundError):
+        conn.close()
+        return None
+    pid, uid = peer(conn)
+    if uid != os.getuid():
+        conn.close()
+        raise RunnerError(
+            f"the node runner's socket is held by uid {uid} (pid {pid}), not by the run's owner"
+        )
+    return conn
+
+
 def _connect_node_runner(run_dir: str, max_quanta: int, watch: int | None = None) -> socket.socket:
     """A connection to this node's runner of the run, started if need be
     (see `desc.gen3_workflow.execution.node_runner`) and told to end with
     ``watch`` (by default the Work Queue worker of this task)."""
-    from .node_runner import NAME_TAKEN_EXIT, socket_name
+    from .node_runner import NAME_TAKEN_EXIT
 
-    name = socket_name(run_dir)
+    name = socket_name(run_secrets.runner_key(run_dir))
     deadline = time.monotonic() + RUNNER_START_SECONDS
     started: subprocess.Popen[bytes] | None = None
     while True:
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            conn.connect(name)
+        conn = connect_to_node_runner(name)
+        if conn is not None:
             return conn
-        except (ConnectionRefusedError, FileNotFoundError):
-            conn.close()
         if started is not None and started.poll() not in (None, NAME_TAKEN_EXIT):
             raise RunnerError(f"the node's in-process runner exited with status {started.returncode}")
         if time.monotonic() > deadline:
             raise RunnerError(f"no in-process runner answered within {RUNNER_START_SECONDS:.0f} s")
         if started is None or started.poll() == NAME_TAKEN_EXIT:
-            os.makedirs(os.path.join(run_dir, "runners"), exist_ok=True)
+            run_secrets.owner_writable_dir(os.path.join(run_dir, "runners"))
             log = _runner_log(run_dir)
             words = [sys.executable, "-m", "desc.gen3_workflow.execution.node_runner", "--run-dir", run_dir]
             words += ["--max-quanta", str(max_quanta)]
             if (watched := watch or _worker_pid()) is not None:
                 words += ["--watch-pid", str(watched)]
-            with open(log, "ab") as out:
+            with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640), "ab") as out:
                 started = subprocess.Popen(
                     words,
                     stdin=subprocess.DEVNULL,
@@ -284,14 +307,17 @@ def _connect_node_runner(run_dir: str, max_quanta: int, watch: int | None = None
 def _call_node_runner(run_dir: str, max_quanta: int, request: dict[str, Any]) -> dict[str, Any]:
     """Hand a job to the node's runner; its answer once the job has ended."""
     with _connect_node_runner(run_dir, max_quanta) as conn:
-        conn.sendall((json.dumps(request) + "\n").encode())
+        conn.sendall(encode_request(run_secrets.runner_key(run_dir), request))
         data = b""
         while not data.endswith(b"\n"):
             chunk = conn.recv(65536)
             if not chunk:
                 raise RunnerError("the node's in-process runner ended under the job")
             data += chunk
-    return json.loads(data)
+    reply = json.loads(data)
+    if "refused" in reply:
+        raise RunnerError(f"the node's in-process runner refused the job: {reply['refused']}")
+    return reply
 
 
 def run_quantum_job(

@@ -25,7 +25,6 @@ import contextlib
 import gc
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,9 +35,10 @@ from ..constants import RUN_DIR_VARIABLE, SERVICE_VARIABLE
 from ..errors import RunnerError
 from ..plan.final_job import final_script_argv
 from ..store.records import JobKind, JobRecord
-from . import markers
+from . import markers, run_secrets
 from .in_process import pipetask_argv
 from .job_usage import figures
+from .runner_protocol import socket_name
 
 __all__ = ["Child", "ForkedJob", "ForkedRunner", "can_fork", "fork_node_runner", "runs_in_fork"]
 
@@ -264,16 +264,16 @@ def fork_node_runner(run_dir: str, max_quanta: int, log: str) -> int:
     RunnerError
         If it ended, or did not listen within `~.in_process.RUNNER_START_SECONDS`.
     """
-    from .in_process import RUNNER_START_SECONDS
-    from .node_runner import socket_name
+    from .in_process import RUNNER_START_SECONDS, connect_to_node_runner
 
+    name = socket_name(run_secrets.runner_key(run_dir))
     watch = os.getpid()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child ends in os._exit
         code = 1
         try:
             os.setsid()
-            out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
             os.dup2(out, 1)
             os.dup2(out, 2)
             _become_child(f"gen3wf node runner of {run_dir}")
@@ -288,12 +288,10 @@ def fork_node_runner(run_dir: str, max_quanta: int, log: str) -> int:
     _record(run_dir, pid, "node_runner")
     deadline = time.monotonic() + RUNNER_START_SECONDS
     while True:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            try:
-                conn.connect(socket_name(run_dir))
-                return pid
-            except (ConnectionRefusedError, FileNotFoundError):
-                pass
+        conn = connect_to_node_runner(name)
+        if conn is not None:
+            conn.close()
+            return pid
         ended, status = os.waitpid(pid, os.WNOHANG)
         if ended or time.monotonic() > deadline:
             why = f"ended (status {status})" if ended else f"did not listen in {RUNNER_START_SECONDS:.0f} s"

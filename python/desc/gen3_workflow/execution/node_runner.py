@@ -7,6 +7,11 @@ connects to the node's runner of its run (an abstract Unix socket named
 after the run's submit directory, `socket_name`), starting the runner
 first if there is none (`connect`), and waits for the answer.
 
+Only the run's owner gets in (`~.runner_protocol`): the socket's name
+comes from the run's key, a connection from another user is refused (one
+line in the runner's log) and the runner goes on; a request must be signed
+with the run's key and name log files inside the submit directory.
+
 The runner (``python -m desc.gen3_workflow.execution.node_runner``) binds
 the socket before anything else (a second runner started by a racing task
 finds the name taken and exits), imports the middleware once, warms its
@@ -35,7 +40,6 @@ import contextlib
 import dataclasses
 import errno
 import gc
-import hashlib
 import json
 import os
 import select
@@ -47,10 +51,11 @@ from typing import Any
 
 import psutil
 
-from . import oom
+from . import oom, run_secrets
+from .runner_protocol import decode_request, misplaced_logs, peer, socket_name
 from .supervise import stop_reason, tree_rss_mb
 
-__all__ = ["IDLE_SECONDS", "main", "socket_name"]
+__all__ = ["IDLE_SECONDS", "NAME_TAKEN_EXIT", "main"]
 
 POLL_SECONDS = 0.5
 """Between two looks at the children's memory, time and kill requests."""
@@ -60,12 +65,6 @@ STOP_GRACE_SECONDS = 5.0
 """Between SIGTERM and SIGKILL of a child that is stopped."""
 NAME_TAKEN_EXIT = 3
 """The runner's exit status when another runner of the run has the socket."""
-
-
-def socket_name(run_dir: str) -> str:
-    """The abstract socket of the run's runner on this node."""
-    digest = hashlib.sha1(os.path.abspath(run_dir).encode()).hexdigest()[:20]
-    return f"\0gen3wf-runner-{digest}"
 
 
 @dataclasses.dataclass
@@ -95,9 +94,10 @@ class _Job:
 
 class _Runner:
     def __init__(
-        self, run_dir: str, listener: socket.socket, watch: psutil.Process | None, max_quanta: int
+        self, run_dir: str, key: bytes, listener: socket.socket, watch: psutil.Process | None, max_quanta: int
     ) -> None:
         self.run_dir = run_dir
+        self.key = key
         self.listener = listener
         self.watch = watch
         self.max_quanta = max_quanta
@@ -129,8 +129,7 @@ class _Runner:
             readable, _, _ = select.select(waiting, [], [], POLL_SECONDS)
             for stream in readable:
                 if stream is self.listener:
-                    conn, _ = self.listener.accept()
-                    self.pending[conn] = b""
+                    self._accept()
                 elif stream is self.wake:
                     with contextlib.suppress(BlockingIOError):
                         self.wake.read(512)
@@ -148,6 +147,16 @@ class _Runner:
                     break
         self._stop_all()
 
+    def _accept(self) -> None:
+        """Take a connection from a process of this user; refuse any other."""
+        conn, _ = self.listener.accept()
+        pid, uid = peer(conn)
+        if uid != os.getuid():
+            _log(f"refused a connection from uid {uid} (pid {pid}): only uid {os.getuid()} may send jobs")
+            conn.close()
+            return
+        self.pending[conn] = b""
+
     def _read_request(self, conn: socket.socket) -> None:
         try:
             chunk = conn.recv(65536)
@@ -162,7 +171,19 @@ class _Runner:
             self.pending[conn] = data
             return
         del self.pending[conn]
-        self._start(conn, json.loads(data.split(b"\n", 1)[0]))
+        request = decode_request(self.key, data.split(b"\n", 1)[0])
+        if request is None:
+            _log(f"refused a request from pid {peer(conn)[0]}: it is not signed with the run's key")
+            conn.close()
+            return
+        refusal = misplaced_logs(self.run_dir, request)
+        if refusal is not None:
+            _log(f"refused job {request.get('seq')} from pid {peer(conn)[0]}: {refusal}")
+            with contextlib.suppress(OSError):
+                conn.sendall((json.dumps({"refused": refusal}) + "\n").encode())
+            conn.close()
+            return
+        self._start(conn, request)
 
     def _start(self, conn: socket.socket, request: dict[str, Any]) -> None:
         from .in_process import pipetask_argv, quantum_count
@@ -327,6 +348,12 @@ def _alive(process: psutil.Process) -> bool:
         return False
 
 
+def _log(message: str) -> None:
+    """A line in the runner's own log."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    print(f"{stamp} node runner {os.getpid()}: {message}", file=sys.stderr, flush=True)
+
+
 def _note(request: dict[str, Any], message: str) -> None:
     """A line in the job's stderr log, as the supervisor writes it."""
     with contextlib.suppress(OSError), open(request["stderr"], "a") as log:
@@ -340,9 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--watch-pid", type=int, default=None, help="exit when this process ends")
     parser.add_argument("--max-quanta", type=int, default=100, help="quanta an executor runs (0: no limit)")
     args = parser.parse_args(argv)
+    run_dir = os.path.abspath(args.run_dir)
+    key = run_secrets.runner_key(run_dir)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        listener.bind(socket_name(args.run_dir))
+        listener.bind(socket_name(key))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             return NAME_TAKEN_EXIT
@@ -353,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(psutil.Error):
             watch = psutil.Process(args.watch_pid)
     # The task that started the runner ends, and Work Queue deletes its sandbox.
-    os.chdir(args.run_dir)
+    os.chdir(run_dir)
     # Whatever the runner prints outside jobs goes to its own log (stderr).
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     os.dup2(2, 1)
@@ -362,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     _preload()
     gc.collect()
     gc.freeze()
-    _Runner(args.run_dir, listener, watch, args.max_quanta).serve()
+    _Runner(run_dir, key, listener, watch, args.max_quanta).serve()
     return 0
 
 

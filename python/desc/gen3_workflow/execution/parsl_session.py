@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import sys
 import threading
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from ..constants import SERVICE_VARIABLE
 from ..settings.capacity import worker_slots
 from ..settings.parsl_factory import ParslRunConfig, make_parsl_config
 from ..settings.parsl_section import ParslSettings
+from . import run_secrets
 from .in_process import prestart_node_runner, prestart_runners, stop_runners, warm_worker
 from .local_fork import can_fork
 from .parsl_logging import route_parsl_logging, unroute_parsl_logging
@@ -85,6 +87,8 @@ class ParslSession:
         os.environ[SERVICE_VARIABLE] = submit_dir
         os.environ.setdefault("SPT_NOENV", "1")
         _ACTIVE[submit_dir] = self
+        # A fresh Work Queue password and runner key for this session.
+        run_secrets.create(submit_dir)
         # Runners first: ThreadPool's are forks of this process, made before
         # parsl starts its threads.
         self.warm_up()
@@ -97,11 +101,25 @@ class ParslSession:
             self._log_handler = route_parsl_logging(self.submit_dir, self.settings.log_level)
             with spawn_without_main_script():
                 self._dfk = parsl.load(self._run_config.config)
+            self._say_where_workers_connect(self._dfk)
             if self.settings.execution == "in_process" and not uses_node_runner(self.settings):
                 if self.settings.executor == "HighThroughput":  # Slurm blocks
                     self._warm_workers(self._run_config)
         except BaseException as exc:  # re-raised by `ready` in the run's thread
             self._error = exc
+
+    def _say_where_workers_connect(self, dfk: parsl.DataFlowKernel) -> None:
+        """Log how to add a Work Queue worker by hand (its manager's port is
+        chosen when it starts)."""
+        assert self._run_config is not None
+        executor = dfk.executors.get(self._run_config.executor_label)
+        password = getattr(executor, "project_password_file", None)
+        port = getattr(executor, "_chosen_port", None)
+        if password and port:
+            host = getattr(executor, "address", None) or "HOST"
+            command = shlex.join(["work_queue_worker", "--password", password, host, str(port)])
+            # Printed, as "Submit dir:" is: an operator adds workers from it.
+            print(f"Work Queue manager on port {port}; to add a worker: {command}", flush=True)
 
     def _warm_workers(self, run_config: ParslRunConfig) -> None:
         """One `warm_worker` app per worker slot: each worker starts its

@@ -27,7 +27,7 @@ from parsl.dataflow.futures import AppFuture
 from ..settings.capacity import relays_locally
 from ..settings.parsl_section import ParslSettings
 from ..store.records import JobRecord
-from . import markers
+from . import markers, run_secrets
 from .bash_app import bash_line
 from .cancel import job_prefix
 from .in_process import run_quantum_job
@@ -165,7 +165,7 @@ class Submitter:
         # Out of the runner's reach: Work Queue tasks (whose wrappers the
         # supervisor records, should they hang) and Slurm blocks.
         self.remote = settings.executor == "WorkQueue" or settings.provider == "Slurm"
-        os.makedirs(os.path.join(submit_dir, markers.STATUS_DIR), exist_ok=True)
+        run_secrets.owner_writable_dir(os.path.join(submit_dir, markers.STATUS_DIR))
 
     def supervises(self, job: JobRecord) -> bool:
         """Whether the job runs under a supervisor on its node (Work Queue's

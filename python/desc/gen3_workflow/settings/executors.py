@@ -21,13 +21,16 @@ from parsl.executors.status_handling import BlockProviderExecutor
 from parsl.jobs.error_handlers import windowed_error_handler
 from parsl.jobs.states import JobStatus
 
+from ..execution import run_secrets
 from .capacity import relays_locally, worker_slots
 from .parsl_section import ParslSettings
 from .providers import make_provider
 
 __all__ = [
     "EXECUTOR_FACTORIES",
+    "PARSL_RUN_DIR",
     "ExecutorChoice",
+    "PasswordWorkQueueExecutor",
     "fast_task_start",
     "make_executor",
 ]
@@ -43,6 +46,9 @@ class ExecutorChoice:
     takes_resource_spec: bool
     """Whether jobs should carry ``parsl_resource_specification``."""
 
+
+PARSL_RUN_DIR = "parsl_runinfo"
+"""parsl's run directory, in the submit directory."""
 
 # A block that dies (a lost node, a killed worker) is replaced; only this
 # many failed blocks in a row (workers that cannot start at all) fail the
@@ -61,27 +67,45 @@ def block_error_handler(executor: BlockProviderExecutor, status: dict[str, JobSt
     windowed_error_handler(executor, status, threshold=BLOCK_FAILURES_IN_A_ROW)
 
 
-def thread_pool(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
+def thread_pool(settings: ParslSettings, submit_dir: str) -> ExecutorChoice:
     """Jobs in threads of the submitting process, ``max_threads`` at once."""
+    run_dir = os.path.join(submit_dir, PARSL_RUN_DIR)
     return ExecutorChoice(
         ThreadPoolExecutor(label="thread_pool", max_threads=settings.max_threads, working_dir=run_dir),
         takes_resource_spec=False,
     )
 
 
-def work_queue(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
+class PasswordWorkQueueExecutor(WorkQueueExecutor):
+    """parsl's `~parsl.executors.WorkQueueExecutor`, with the workers'
+    password file quoted in their command line (parsl pastes the path as it
+    is, and a submit directory may hold spaces)."""
+
+    def _construct_worker_command(self) -> str:
+        command: str = super()._construct_worker_command()
+        path = self.project_password_file
+        if path:
+            command = command.replace(f" --password {path}", f" --password {shlex.quote(path)}", 1)
+        return command
+
+
+def work_queue(settings: ParslSettings, submit_dir: str) -> ExecutorChoice:
     """Jobs on Work Queue workers that the provider starts.
 
     Each task declares cores, memory and disk, so a worker runs as many at
-    once as fit; without that Work Queue runs one task per worker.
+    once as fit; without that Work Queue runs one task per worker.  The
+    manager takes only workers that know the run's password
+    (`~desc.gen3_workflow.execution.run_secrets`, made by the session
+    before this runs); parsl gives every worker it starts ``--password``.
     """
     # parsl pastes worker_options into a shell command line: re-quote it word
     # by word so that metacharacters reach work_queue_worker as literal text.
     worker_options = shlex.join(shlex.split(settings.worker_options))
-    executor = WorkQueueExecutor(
+    executor = PasswordWorkQueueExecutor(
         label="work_queue",
         provider=make_provider(settings),
-        working_dir=os.path.join(run_dir, "work_queue"),
+        working_dir=os.path.join(submit_dir, PARSL_RUN_DIR, "work_queue"),
+        project_password_file=run_secrets.secret_path(submit_dir, run_secrets.WORK_QUEUE_PASSWORD),
         port=settings.port,
         shared_fs=True,
         max_retries=settings.wq_max_retries,
@@ -118,10 +142,11 @@ def fast_task_start(executor: WorkQueueExecutor) -> None:
         executor.launch_cmd = launch.replace(_PARSL_TASK, fast)
 
 
-def high_throughput(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
+def high_throughput(settings: ParslSettings, submit_dir: str) -> ExecutorChoice:
     """Jobs on parsl's own worker pools that the provider starts (on this
     machine in ``in_process`` mode: threads relaying to its runner, see
     `relays_locally`)."""
+    run_dir = os.path.join(submit_dir, PARSL_RUN_DIR)
     if relays_locally(settings):
         threads = worker_slots(settings)
         relay = ThreadPoolExecutor(label="htex_local", max_threads=threads, working_dir=run_dir)
@@ -145,6 +170,10 @@ def high_throughput(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
             # HEARTBEAT_THRESHOLD s instead of parsl's 120; its jobs are retried.
             heartbeat_period=HEARTBEAT_PERIOD,
             heartbeat_threshold=HEARTBEAT_THRESHOLD,
+            # CurveZMQ between the interchange and the workers (parsl's
+            # default, stated so that it stays on): nobody else on the
+            # network can hand a worker a task or read its results.
+            encrypted=True,
         ),
         takes_resource_spec=False,
     )
@@ -157,14 +186,15 @@ EXECUTOR_FACTORIES: dict[str, Callable[[ParslSettings, str], ExecutorChoice]] = 
 }
 
 
-def make_executor(settings: ParslSettings, run_dir: str) -> ExecutorChoice:
+def make_executor(settings: ParslSettings, submit_dir: str) -> ExecutorChoice:
     """Build the executor named by ``settings.executor``.
 
     Parameters
     ----------
     settings : `ParslSettings`
         Validated ``parsl_config``.
-    run_dir : `str`
-        Directory for the executor's own files (inside the submit directory).
+    submit_dir : `str`
+        The run's submit directory (the executor's own files go in its
+        `PARSL_RUN_DIR`).
     """
-    return EXECUTOR_FACTORIES[settings.executor](settings, run_dir)
+    return EXECUTOR_FACTORIES[settings.executor](settings, submit_dir)

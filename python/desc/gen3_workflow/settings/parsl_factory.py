@@ -15,7 +15,7 @@ from parsl.dataflow.memoization import BasicMemoizer
 
 from ..execution.parsl_logging import ComponentLogging
 from .capacity import worker_slots
-from .executors import make_executor
+from .executors import PARSL_RUN_DIR, make_executor
 from .parsl_section import ParslSettings
 
 __all__ = ["ParslRunConfig", "make_parsl_config"]
@@ -56,8 +56,8 @@ def make_parsl_config(settings: ParslSettings, submit_dir: str, workflow_name: s
     run_config : `ParslRunConfig`
         The parsl config and the quantum executor's label and abilities.
     """
-    run_dir = os.path.join(submit_dir, "parsl_runinfo")
-    choice = make_executor(settings, run_dir)
+    run_dir = os.path.join(submit_dir, PARSL_RUN_DIR)
+    choice = make_executor(settings, submit_dir)
     monitoring = None
     if settings.monitoring:
         # Imported only when asked for: it pulls in SQLAlchemy machinery.

@@ -38,6 +38,7 @@ RESOURCE_MONITORS = ("supervisor", "work_queue")
 
 _WALLTIME = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
 _WORKER_OPTIONS = re.compile(r"^[\w\s.,:=/+@%-]*$")
+_PASSWORD_OPTION = re.compile(r"(^|\s)(--password(=|\s|$)|-P)")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -107,7 +108,8 @@ class ParslSettings:
     """Most blocks requested at once."""
 
     worker_options: str = ""
-    """WorkQueue: extra ``work_queue_worker`` options, e.g. ``--memory=90000``."""
+    """WorkQueue: extra ``work_queue_worker`` options, e.g. ``--memory=90000``
+    (not ``--password``: the plug-in gives workers the run's own)."""
 
     worker_init: str = ""
     """Shell commands run before workers start (e.g. activating an
@@ -310,6 +312,11 @@ class ParslSettings:
             raise ParslConfigError(
                 f"parsl_config.worker_options: {self.worker_options!r} is not a list of work_queue_worker "
                 "options (letters, digits, spaces and -_.,:=/+@% only), e.g. '--memory=90000 --cores=32'"
+            )
+        if _PASSWORD_OPTION.search(self.worker_options):
+            raise ParslConfigError(
+                "parsl_config.worker_options: leave out --password/-P; every run gives its workers a "
+                "password of its own (secrets/work_queue.password in the submit directory)"
             )
 
     @property

@@ -23,6 +23,7 @@ import yaml
 
 from ..errors import ParslConfigError
 from ..execution.environment import prepare_environment
+from ..execution.run_secrets import WORK_QUEUE_PASSWORD
 from ..store.run_index import index_path
 from .capacity import memory_budget
 from .parsl_section import ParslSettings
@@ -130,6 +131,7 @@ def ping(settings: ParslSettings | None = None, origin: str = "defaults") -> tup
         checks.append(dataclasses.replace(result, required=needed, unused=not needed))
     checks.append(check_run_index())
     checks.append(check_memory_requests(settings))
+    checks.append(check_authentication(settings))
     status = 1 if any(c.required and not c.ok for c in checks) else 0
     provider = f", provider {settings.provider}" if uses_provider else ""
     header = f"gen3_workflow ping for executor {settings.executor}{provider} (settings from {origin}):"
@@ -165,6 +167,45 @@ def check_memory_requests(settings: ParslSettings) -> Check:
             f"requests fit in {budget} MB; a job the kernel kills for memory is retried with more"
         )
     return Check(name, True, detail, required=False)
+
+
+def check_authentication(settings: ParslSettings) -> Check:
+    """Who can reach the run's workers and runners with these settings
+    (see "Security" in the user guide)."""
+    name = "Authentication"
+    runners = "node runners take jobs only from this user, signed with the run's key"
+    if settings.executor == "WorkQueue":
+        missing = _worker_password_missing()
+        if missing is not None:
+            return Check(name, False, missing)
+        detail = (
+            "Work Queue workers authenticate with a password made for each run "
+            f"(secrets/{WORK_QUEUE_PASSWORD} in the submit directory, mode 0600)"
+        )
+        return Check(name, True, detail + (f"; {runners}" if settings.execution == "in_process" else ""))
+    if settings.executor == "HighThroughput":
+        if settings.execution == "in_process" and settings.provider == "Local":
+            return Check(name, True, f"no worker pool: threads of bps submit hand the jobs over; {runners}")
+        import zmq
+
+        if not zmq.has("curve"):
+            return Check(name, False, "this pyzmq has no CurveZMQ: HighThroughput cannot encrypt its traffic")
+        return Check(name, True, "HighThroughput's interchange and workers talk over CurveZMQ (encrypted)")
+    return Check(name, True, "nothing listens: jobs run in threads of bps submit", required=False)
+
+
+def _worker_password_missing() -> str | None:
+    """Why Work Queue's workers could not be given a password, if they could not."""
+    worker = shutil.which("work_queue_worker")
+    if worker is None:
+        return "cannot tell: work_queue_worker is not on PATH"
+    try:
+        proc = subprocess.run([worker, "--help"], capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"cannot tell: {worker} --help failed ({exc})"
+    if "--password" not in proc.stdout + proc.stderr:
+        return f"{worker} has no --password option: workers could not authenticate"
+    return None
 
 
 def service_ping(config: Any, pass_thru: str | None) -> tuple[int, str]:

@@ -74,6 +74,10 @@ class JobStateStore:
     def __init__(self, path: str, writable: bool = False) -> None:
         self.path = path
         if writable:
+            if not os.path.exists(path):
+                # Not for every user of the node: the owner and their group
+                # (SQLite gives its -wal and -shm files the same mode).
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o640))
             self._db = sqlite3.connect(path, timeout=60, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
