@@ -48,7 +48,7 @@ from harness import (
 from desc.gen3_workflow.errors import RunnerError
 from desc.gen3_workflow.execution import node_runner as node_runner_module
 from desc.gen3_workflow.execution import run_secrets
-from desc.gen3_workflow.execution.in_process import connect_to_node_runner
+from desc.gen3_workflow.execution.node_client import connect_to_node_runner
 from desc.gen3_workflow.execution.runner_protocol import encode_request, socket_name
 from desc.gen3_workflow.store.records import JobState
 

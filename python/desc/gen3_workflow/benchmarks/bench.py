@@ -35,7 +35,6 @@ Never a pass/fail test: figures on a shared machine are noisy.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import signal
 import statistics
@@ -49,11 +48,11 @@ from typing import Any
 import yaml
 
 from ..testing.null_run import kill_session
+from .bench_floors import LABELS, middleware_floor, quantum_times, work_queue_task_floors
 from .bench_plan import plan_figures
 
 MODES = ("process", "in_process", "ctrl_bps_parsl", "wq_process", "wq_in_process")
 """HighThroughput in each execution mode, lsst-ctrl-bps-parsl, Work Queue in each mode."""
-LABELS = ("isr", "characterizeImage", "calibrate", "visitSummary", "globalTable")
 PIPELINE = Path(__file__).resolve().parents[1] / "config" / "pipelines" / "demo_drp.yaml"
 
 
@@ -124,27 +123,6 @@ def submit(path: Path, workdir: Path, venv: str = sys.prefix) -> tuple[int, floa
         log.seek(0)
         output = log.read()
     return os.waitstatus_to_exitcode(status), wall, usage.ru_maxrss / 1024, output
-
-
-def quantum_times(
-    repo: Path, collection: str
-) -> dict[tuple[str, int | None, int | None], tuple[float, float]]:
-    """(label, visit, detector) -> (prep, end) from the task metadata."""
-    from lsst.daf.butler import Butler
-
-    def utc(value: Any) -> float:
-        text = value[-1] if isinstance(value, list) else value
-        return datetime.datetime.fromisoformat(text).timestamp()
-
-    butler = Butler.from_config(str(repo))
-    times: dict[tuple[str, Any, Any], tuple[float, float]] = {}
-    for label in LABELS:
-        for ref in butler.query_datasets(f"{label}_metadata", collections=collection, explain=False):
-            quantum = butler.get(ref)["quantum"]
-            key = (label, ref.dataId.get("visit"), ref.dataId.get("detector"))
-            times[key] = (utc(quantum["prepUtc"]), utc(quantum["endUtc"]))
-    butler.close()
-    return times
 
 
 def overheads(times: dict[tuple[str, Any, Any], tuple[float, float]], cores: int) -> list[float]:
@@ -255,8 +233,6 @@ def _print_floors(
     args: argparse.Namespace, workdir: Path, repo: Path, medians: dict[str, dict[str, float]]
 ) -> None:
     """The floors of `bench_floors`, and our per-quantum cost over them."""
-    from .bench_floors import middleware_floor, work_queue_task_floors
-
     print("\nFloors:")
     floors = [
         middleware_floor(repo, PIPELINE, f"u/bench/floor_{run}", workdir)["per_quantum"]

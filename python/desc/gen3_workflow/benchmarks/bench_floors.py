@@ -17,6 +17,7 @@ the second alone.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import shutil
 import statistics
@@ -25,8 +26,34 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-__all__ = ["middleware_floor", "noop", "parsl_modules", "work_queue_task_floor"]
+__all__ = ["LABELS", "middleware_floor", "noop", "parsl_modules", "quantum_times", "work_queue_task_floor"]
+
+
+LABELS = ("isr", "characterizeImage", "calibrate", "visitSummary", "globalTable")
+"""The demo pipeline's task labels, in pipeline order."""
+
+
+def quantum_times(
+    repo: Path, collection: str
+) -> dict[tuple[str, int | None, int | None], tuple[float, float]]:
+    """(label, visit, detector) -> (prep, end) from the task metadata."""
+    from lsst.daf.butler import Butler
+
+    def utc(value: Any) -> float:
+        text = value[-1] if isinstance(value, list) else value
+        return datetime.datetime.fromisoformat(text).timestamp()
+
+    butler = Butler.from_config(str(repo))
+    times: dict[tuple[str, Any, Any], tuple[float, float]] = {}
+    for label in LABELS:
+        for ref in butler.query_datasets(f"{label}_metadata", collections=collection, explain=False):
+            quantum = butler.get(ref)["quantum"]
+            key = (label, ref.dataId.get("visit"), ref.dataId.get("detector"))
+            times[key] = (utc(quantum["prepUtc"]), utc(quantum["endUtc"]))
+    butler.close()
+    return times
 
 
 def noop(**kwargs: object) -> int:
@@ -47,8 +74,6 @@ def middleware_floor(repo: Path, pipeline: Path, collection: str, workdir: Path)
     """Run the demo pipeline's quanta with the middleware alone (see the
     module documentation); return ``quanta``, ``per_quantum`` (seconds of
     one core) and ``wall`` (of ``run-qbb``, imports included)."""
-    from .bench import quantum_times
-
     qgraph = workdir / f"{collection.replace('/', '_')}.qg"
     common = ["--long-log", "--log-level=WARNING"]
     subprocess.run(

@@ -27,16 +27,16 @@ A job whose command is not a plain ``pipetask ... run-qbb`` (a
 ``commandPrepend`` container launcher, a custom ``runQuantumCommand``) still
 runs through the runner: its child runs the command's shell line.
 
-This module imports only the standard library and the package's import-free
-modules (the submit side and every parsl worker import it); the runner, with
-the middleware, is `desc.gen3_workflow.execution.in_process_runner`.
+The submit side and every parsl worker import this module: it imports no
+middleware (the runner, `desc.gen3_workflow.execution.in_process_runner`,
+imports it when it starts); Work Queue's tasks reach their node's runner
+through `~.node_client`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -46,63 +46,21 @@ from typing import Any
 from ..constants import CANCELLED_EXIT_CODE, CANCELLED_MARK, RUN_DIR_VARIABLE
 from ..errors import RunnerError
 from ..store.records import JobCommand
-from . import markers, run_secrets
-from .runner_protocol import encode_request, peer, socket_name
+from . import in_process_runner, markers, run_secrets
+from .node_client import call_node_runner, open_node_runner, runner_log
 
 __all__ = [
-    "connect_to_node_runner",
-    "pipetask_argv",
     "prestart_node_runner",
     "prestart_runners",
-    "quantum_count",
     "run_quantum_job",
     "stop_runners",
     "warm_worker",
 ]
 
-RUNNER_START_SECONDS = 300.0
-"""How long a Work Queue task waits for its node's runner to answer at all."""
-
-
-def pipetask_argv(
-    command: JobCommand, environ: dict[str, str], subcommand: str = "run-qbb", program: str = "pipetask"
-) -> tuple[dict[str, str], list[str]] | None:
-    """The variables to set and the ``pipetask`` argument vector of a job
-    that runs ``pipetask ... run-qbb`` (or ``subcommand``, of ``program``);
-    `None` for any other command.
-
-    Parameters
-    ----------
-    command : `JobCommand`
-        The job's command.
-    environ : `dict` [`str`, `str`]
-        The environment in which ``<ENV:NAME>`` markers are expanded.
-    subcommand : `str`, optional
-        The subcommand to accept.
-    program : `str`, optional
-        The program to accept (``butler`` for the final job).
-    """
-    exports, argv = command.expanded(environ)
-    if not argv or os.path.basename(argv[0]) != program or subcommand not in argv:
-        return None
-    return exports, argv
-
-
-def quantum_count(argv: list[str]) -> int:
-    """How many quanta (QuantumGraph node ids) a ``run-qbb`` command runs."""
-    count = 0
-    for i, word in enumerate(argv):
-        if word in ("--qgraph-node-id", "--qgraph-node-ids") and i + 1 < len(argv):
-            count += len([n for n in argv[i + 1].split(",") if n])
-        elif word.startswith("--qgraph-node-id="):
-            count += len([n for n in word.split("=", 1)[1].split(",") if n])
-    return max(count, 1)
-
-
 # --- the parsl side: runs in a parsl worker (or ThreadPool thread) --------
 
 
-class _Runner:
+class _RunnerHandle:
     """A runner subprocess and the pipes to it.
 
     With ``fork``, the runner is a fork of this process rather than a new
@@ -116,12 +74,12 @@ class _Runner:
         env = {**os.environ, RUN_DIR_VARIABLE: run_dir}
         self.proc: Any
         if fork:
-            from .local_fork import ForkedRunner  # (it imports this module)
+            from .local_fork import ForkedRunner  # (the submit side only)
 
             self.proc = ForkedRunner(env, max_quanta, run_dir)
         else:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "desc.gen3_workflow.execution.in_process_runner", str(max_quanta)],
+                [sys.executable, "-m", in_process_runner.__name__, str(max_quanta)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env=env,
@@ -166,19 +124,19 @@ def _start_time(pid: int) -> float:
     return psutil.Process(pid).create_time()
 
 
-_RUNNERS: dict[tuple[int, int, str], _Runner] = {}
-_IDLE: dict[tuple[int, str], list[_Runner]] = {}
+_RUNNERS: dict[tuple[int, int, str], _RunnerHandle] = {}
+_IDLE: dict[tuple[int, str], list[_RunnerHandle]] = {}
 """Runners started ahead (`prestart_runners`), for threads yet to ask."""
 _LOCK = threading.Lock()
 
 
-def _runner_for(run_dir: str, max_quanta: int) -> _Runner:
+def _runner_for(run_dir: str, max_quanta: int) -> _RunnerHandle:
     key = (os.getpid(), threading.get_ident(), run_dir)
     with _LOCK:
         runner = _RUNNERS.get(key)
         if runner is None or not runner.alive():
             idle = _IDLE.get((os.getpid(), run_dir))
-            runner = _RUNNERS[key] = idle.pop() if idle else _Runner(run_dir, max_quanta)
+            runner = _RUNNERS[key] = idle.pop() if idle else _RunnerHandle(run_dir, max_quanta)
         return runner
 
 
@@ -187,7 +145,7 @@ def prestart_runners(run_dir: str, max_quanta: int, count: int, fork: bool = Fal
     (ThreadPool: one per thread), so that they import the middleware while
     the init job runs; ``fork``: as forks of this process, which must not
     run other threads yet."""
-    runners = [_Runner(run_dir, max_quanta, fork) for _ in range(count)]
+    runners = [_RunnerHandle(run_dir, max_quanta, fork) for _ in range(count)]
     with _LOCK:
         _IDLE.setdefault((os.getpid(), run_dir), []).extend(runners)
 
@@ -213,111 +171,18 @@ def stop_runners(run_dir: str | None = None) -> None:
         runner.stop()
 
 
-def _worker_pid() -> int | None:
-    """The Work Queue worker this task runs under, if any."""
-    import psutil
-
-    for parent in psutil.Process().parents():
-        try:
-            if parent.name().startswith("work_queue_work"):
-                return parent.pid
-        except psutil.Error:
-            break
-    return None
-
-
 def prestart_node_runner(run_dir: str, max_quanta: int, fork: bool = False) -> None:
     """Start this machine's node runner of the run ahead of the first Work
     Queue task (the submitting process: it ends with this process); with
     ``fork``, as a fork of this process, which has the middleware imported
     (only while it runs no other thread)."""
     if not fork:
-        _connect_node_runner(run_dir, max_quanta, watch=os.getpid()).close()
+        open_node_runner(run_dir, max_quanta, watch=os.getpid()).close()
         return
-    from .local_fork import fork_node_runner  # (it imports this module)
+    from .local_fork import fork_node_runner  # (the submit side only)
 
     run_secrets.owner_writable_dir(os.path.join(run_dir, "runners"))
-    fork_node_runner(run_dir, max_quanta, _runner_log(run_dir))
-
-
-def _runner_log(run_dir: str) -> str:
-    return os.path.join(run_dir, "runners", f"{socket.gethostname()}.{os.getpid()}.log")
-
-
-def connect_to_node_runner(name: str) -> socket.socket | None:
-    """A connection to the runner listening on the abstract socket
-    ``name``, or `None` if none listens.
-
-    Raises
-    ------
-    RunnerError
-        If what listens there is not a process of this user.
-    """
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        conn.connect(name)
-    except (ConnectionRefusedError, FileNotFoundError):
-        conn.close()
-        return None
-    pid, uid = peer(conn)
-    if uid != os.getuid():
-        conn.close()
-        raise RunnerError(
-            f"the node runner's socket is held by uid {uid} (pid {pid}), not by the run's owner"
-        )
-    return conn
-
-
-def _connect_node_runner(run_dir: str, max_quanta: int, watch: int | None = None) -> socket.socket:
-    """A connection to this node's runner of the run, started if need be
-    (see `desc.gen3_workflow.execution.node_runner`) and told to end with
-    ``watch`` (by default the Work Queue worker of this task)."""
-    from .node_runner import NAME_TAKEN_EXIT
-
-    name = socket_name(run_secrets.runner_key(run_dir))
-    deadline = time.monotonic() + RUNNER_START_SECONDS
-    started: subprocess.Popen[bytes] | None = None
-    while True:
-        conn = connect_to_node_runner(name)
-        if conn is not None:
-            return conn
-        if started is not None and started.poll() not in (None, NAME_TAKEN_EXIT):
-            raise RunnerError(f"the node's in-process runner exited with status {started.returncode}")
-        if time.monotonic() > deadline:
-            raise RunnerError(f"no in-process runner answered within {RUNNER_START_SECONDS:.0f} s")
-        if started is None or started.poll() == NAME_TAKEN_EXIT:
-            run_secrets.owner_writable_dir(os.path.join(run_dir, "runners"))
-            log = _runner_log(run_dir)
-            words = [sys.executable, "-m", "desc.gen3_workflow.execution.node_runner", "--run-dir", run_dir]
-            words += ["--max-quanta", str(max_quanta)]
-            if (watched := watch or _worker_pid()) is not None:
-                words += ["--watch-pid", str(watched)]
-            with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640), "ab") as out:
-                started = subprocess.Popen(
-                    words,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=out,
-                    env={**os.environ, RUN_DIR_VARIABLE: run_dir},
-                    start_new_session=True,  # not stopped with this task's process group
-                )
-        time.sleep(0.05)
-
-
-def _call_node_runner(run_dir: str, max_quanta: int, request: dict[str, Any]) -> dict[str, Any]:
-    """Hand a job to the node's runner; its answer once the job has ended."""
-    with _connect_node_runner(run_dir, max_quanta) as conn:
-        conn.sendall(encode_request(run_secrets.runner_key(run_dir), request))
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = conn.recv(65536)
-            if not chunk:
-                raise RunnerError("the node's in-process runner ended under the job")
-            data += chunk
-    reply = json.loads(data)
-    if "refused" in reply:
-        raise RunnerError(f"the node's in-process runner refused the job: {reply['refused']}")
-    return reply
+    fork_node_runner(run_dir, max_quanta, runner_log(run_dir))
 
 
 def run_quantum_job(
@@ -399,7 +264,7 @@ def run_quantum_job(
             from .processes import task_processes  # psutil: not for every import of this module
 
             markers.write_pids(run_dir, seq, task_processes())
-        reply = _call_node_runner(run_dir, max_quanta, request)
+        reply = call_node_runner(run_dir, max_quanta, request)
         code = int(reply["code"])
         record = markers.ExitRecord(
             code,

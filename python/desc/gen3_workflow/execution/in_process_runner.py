@@ -5,7 +5,7 @@ one JSON request per line on stdin (a job's argument vector, environment and
 log files) and answers one
 JSON line on stdout (its wait status, pids and times).  It imports the
 middleware and warms its caches on the QuantumGraph once, then forks an
-*executor* that runs the jobs one after another (`_execute`: the job's
+*executor* that runs the jobs one after another (`execute_request`: the job's
 stdout/stderr on its log files, ``run-qbb`` jobs on the QuantumGraph the
 executor holds open (`desc.gen3_workflow.execution.warm_qbb`), other pipetask
 and butler commands through their own entry points, environment and logging
@@ -30,16 +30,15 @@ import tempfile
 import time
 from typing import Any
 
-from ..store.records import JobCommand
-from .in_process import pipetask_argv, quantum_count
+from .job_argv import pipetask_argv, quantum_count, request_command
 from .job_usage import QuantumUsage
 from .processes import JOB_VARIABLE
 from .warm_qbb import run_qbb_job
 
-__all__: list[str] = []
+__all__ = ["execute_request", "executor_main", "preload", "remove_shared_cache", "runner_main", "warm_caches"]
 
 
-def _preload() -> None:
+def preload() -> None:
     """Import what every quantum needs, once, before any fork."""
     _share_one_cache_directory()
     import lsst.ctrl.mpexec.cli.pipetask as pipetask
@@ -82,7 +81,7 @@ def remove_shared_cache() -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _warm(argv: list[str]) -> None:
+def warm_caches(argv: list[str]) -> None:
     """Warm the runner's caches on a QuantumGraph before forking executors:
     import its task classes, read the job's quanta and open (and close) a
     quantum-backed butler for them, as ``run-qbb`` does, without running
@@ -109,7 +108,7 @@ def _warm(argv: list[str]) -> None:
         pass
 
 
-def _execute(
+def execute_request(
     request: dict[str, Any],
     served: int,
     max_quanta: int,
@@ -152,7 +151,7 @@ def _execute(
             log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             os.dup2(log, fd)
             os.close(log)
-        command = _command(request)
+        command = request_command(request)
         print(
             f"--> in-process execution follows <--\n{command.shell()}\n--> end executable <--\n"
             f"gen3_workflow in_process: runner pid {os.getppid()}, executor pid {os.getpid()} "
@@ -199,11 +198,7 @@ def _execute(
             os.chdir(saved_cwd)
 
 
-def _command(request: dict[str, Any]) -> JobCommand:
-    return JobCommand(tuple(request["argv"]), tuple((name, value) for name, value in request["env"]))
-
-
-def _executor_main(requests: int, replies: int, max_quanta: int) -> None:
+def executor_main(requests: int, replies: int, max_quanta: int) -> None:
     """The forked executor: run jobs from the runner until ``max_quanta``
     quanta have run (then exit, to be replaced by a fresh fork)."""
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
@@ -214,7 +209,7 @@ def _executor_main(requests: int, replies: int, max_quanta: int) -> None:
         request = json.loads(line)
         start = time.time()
         usage = QuantumUsage()
-        code = _execute(request, served, max_quanta)
+        code = execute_request(request, served, max_quanta)
         cpu, max_rss = usage.end()
         served += int(request["quanta"])
         last = bool(max_quanta) and served >= max_quanta
@@ -233,7 +228,7 @@ def _executor_main(requests: int, replies: int, max_quanta: int) -> None:
     os._exit(0)
 
 
-class _Executor:
+class _ExecutorHandle:
     """The runner's handle on its forked executor."""
 
     def __init__(self, max_quanta: int) -> None:
@@ -244,7 +239,7 @@ class _Executor:
             os.close(down_w)
             os.close(up_r)
             try:
-                _executor_main(down_r, up_w, max_quanta)
+                executor_main(down_r, up_w, max_quanta)
             finally:
                 os._exit(1)
         os.close(down_r)
@@ -284,7 +279,7 @@ def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)  # so that atexit hooks (the cache directory's) run
 
 
-def _runner_main(max_quanta: int) -> None:
+def runner_main(max_quanta: int) -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _exit_on_signal)
     requests = os.fdopen(os.dup(0), "r")
@@ -300,17 +295,17 @@ def _runner_main(max_quanta: int) -> None:
 
 
 def _serve(requests: Any, replies: Any, max_quanta: int) -> None:
-    _preload()
+    preload()
     warmed: set[str] = set()
-    executor: _Executor | None = None
+    executor: _ExecutorHandle | None = None
     for line in requests:
         request = json.loads(line)
-        pipetask = pipetask_argv(_command(request), dict(os.environ))
+        pipetask = pipetask_argv(request_command(request), dict(os.environ))
         argv = pipetask[1] if pipetask is not None else []
         request["quanta"] = quantum_count(argv) if argv else 1
         if argv and len(argv) > argv.index("run-qbb") + 2 and argv[argv.index("run-qbb") + 2] not in warmed:
             warmed.add(argv[argv.index("run-qbb") + 2])
-            _warm(argv)
+            warm_caches(argv)
             if executor is not None:  # fork again, from the warmer runner
                 executor.requests.close()
                 executor.close()
@@ -318,7 +313,7 @@ def _serve(requests: Any, replies: Any, max_quanta: int) -> None:
         if executor is None:
             gc.collect()
             gc.freeze()
-            executor = _Executor(max_quanta)
+            executor = _ExecutorHandle(max_quanta)
         reply = executor.call(request)
         if reply["last"]:
             executor = None
@@ -327,4 +322,4 @@ def _serve(requests: Any, replies: Any, max_quanta: int) -> None:
 
 
 if __name__ == "__main__":
-    _runner_main(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+    runner_main(int(sys.argv[1]) if len(sys.argv) > 1 else 0)

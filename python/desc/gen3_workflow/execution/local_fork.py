@@ -3,7 +3,7 @@ and final jobs, and ThreadPool's runners.
 
 ``bps submit`` has already imported ctrl_bps, pipe_base and daf_butler: a
 fork of it runs ``pipetask pre-exec-init-qbb`` through pipetask's own entry
-point (`~desc.gen3_workflow.execution.in_process_runner._execute`: the same
+point (`~desc.gen3_workflow.execution.in_process_runner.execute_request`: the same
 log files, exit code and environment as the subprocess) without paying the
 2-3 s of imports a new ``pipetask`` process starts with; the same goes for
 the final job's ``butler aggregate-graph`` (when its script is the one
@@ -36,8 +36,9 @@ from ..errors import RunnerError
 from ..plan.final_job import final_script_argv
 from ..store.records import JobKind, JobRecord
 from . import markers, run_secrets
-from .in_process import pipetask_argv
+from .job_argv import pipetask_argv
 from .job_usage import figures
+from .node_client import RUNNER_START_SECONDS, connect_to_node_runner
 from .runner_protocol import socket_name
 
 __all__ = ["Child", "ForkedJob", "ForkedRunner", "can_fork", "fork_node_runner", "runs_in_fork"]
@@ -50,7 +51,7 @@ _FINAL = ("butler", "aggregate-graph")
 
 
 def _fork_request(job: JobRecord) -> tuple[dict[str, Any], tuple[str, str]] | None:
-    """What a fork runs for ``job`` (its request for `_execute`, and the
+    """What a fork runs for ``job`` (its request for `~.in_process_runner.execute_request`, and the
     program and subcommand), or `None` if it needs a process of its own."""
     request: dict[str, Any] = {
         "argv": list(job.command.argv),
@@ -162,9 +163,9 @@ class ForkedJob(_Fork):
                 os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
                 # Not one of parsl's processes (see parsl_session).
                 os.environ.pop(SERVICE_VARIABLE, None)
-                from .in_process_runner import _execute
+                from .in_process_runner import execute_request
 
-                code = _execute(request, 0, 0, subcommand, program)
+                code = execute_request(request, 0, 0, subcommand, program)
             finally:
                 _exit(code)
         os.close(go_r)
@@ -222,9 +223,9 @@ class ForkedRunner(_Fork):
                 _become_child(f"gen3wf runner of {run_dir}")
                 os.environ.clear()
                 os.environ.update(env)
-                from .in_process_runner import _runner_main
+                from .in_process_runner import runner_main
 
-                _runner_main(max_quanta)
+                runner_main(max_quanta)
                 code = 0
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
@@ -262,10 +263,8 @@ def fork_node_runner(run_dir: str, max_quanta: int, log: str) -> int:
     Raises
     ------
     RunnerError
-        If it ended, or did not listen within `~.in_process.RUNNER_START_SECONDS`.
+        If it ended, or did not listen within `~.node_client.RUNNER_START_SECONDS`.
     """
-    from .in_process import RUNNER_START_SECONDS, connect_to_node_runner
-
     name = socket_name(run_secrets.runner_key(run_dir))
     watch = os.getpid()
     pid = os.fork()

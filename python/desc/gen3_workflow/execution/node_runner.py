@@ -52,10 +52,12 @@ from typing import Any
 import psutil
 
 from . import oom, run_secrets
-from .runner_protocol import decode_request, misplaced_logs, peer, socket_name
+from .in_process_runner import executor_main, preload, warm_caches
+from .job_argv import pipetask_argv, quantum_count, request_command
+from .runner_protocol import NAME_TAKEN_EXIT, decode_request, misplaced_logs, peer, socket_name
 from .supervise import stop_reason, tree_rss_mb
 
-__all__ = ["IDLE_SECONDS", "NAME_TAKEN_EXIT", "main"]
+__all__ = ["IDLE_SECONDS", "main"]
 
 POLL_SECONDS = 0.5
 """Between two looks at the children's memory, time and kill requests."""
@@ -63,13 +65,11 @@ IDLE_SECONDS = 300.0
 """A runner with no job for this long exits (its worker may live on)."""
 STOP_GRACE_SECONDS = 5.0
 """Between SIGTERM and SIGKILL of a child that is stopped."""
-NAME_TAKEN_EXIT = 3
-"""The runner's exit status when another runner of the run has the socket."""
 
 
 @dataclasses.dataclass
-class _Executor:
-    """A forked executor (`~.in_process_runner._executor_main`): it runs the
+class _ExecutorFork:
+    """A forked executor (`~.in_process_runner.executor_main`): it runs the
     jobs it is given one after another until it has run ``max_quanta``."""
 
     pid: int
@@ -84,7 +84,7 @@ class _Job:
 
     conn: socket.socket
     request: dict[str, Any]
-    executor: _Executor
+    executor: _ExecutorFork
     start: float
     oom_before: int | None
     reason: str = ""
@@ -92,7 +92,7 @@ class _Job:
     kill_at: float | None = None
 
 
-class _Runner:
+class _NodeRunner:
     def __init__(
         self, run_dir: str, key: bytes, listener: socket.socket, watch: psutil.Process | None, max_quanta: int
     ) -> None:
@@ -104,7 +104,7 @@ class _Runner:
         self.pending: dict[socket.socket, bytes] = {}
         self.jobs: dict[int, _Job] = {}
         """Jobs running, by their executor's pid."""
-        self.idle: list[_Executor] = []
+        self.idle: list[_ExecutorFork] = []
         self.warmed: set[str] = set()
         self.idle_since = time.monotonic()
         self.stopping = False
@@ -186,17 +186,14 @@ class _Runner:
         self._start(conn, request)
 
     def _start(self, conn: socket.socket, request: dict[str, Any]) -> None:
-        from .in_process import pipetask_argv, quantum_count
-        from .in_process_runner import _command, _warm
-
-        pipetask = pipetask_argv(_command(request), dict(os.environ))
+        pipetask = pipetask_argv(request_command(request), dict(os.environ))
         request["quanta"] = quantum_count(pipetask[1]) if pipetask is not None else 1
         if pipetask is not None:
             argv = pipetask[1]
             where = argv.index("run-qbb") + 2
             if where < len(argv) and argv[where] not in self.warmed:
                 self.warmed.add(argv[where])
-                _warm(argv)
+                warm_caches(argv)
                 gc.collect()
                 gc.freeze()
                 while self.idle:  # forked before the warm-up: retire them
@@ -206,9 +203,7 @@ class _Runner:
         os.write(executor.requests, (json.dumps(request) + "\n").encode())
         self.idle_since = time.monotonic()
 
-    def _fork(self) -> _Executor:
-        from .in_process_runner import _executor_main
-
+    def _fork(self) -> _ExecutorFork:
         down_r, down_w = os.pipe()
         up_r, up_w = os.pipe()
         sys.stdout.flush()
@@ -223,14 +218,14 @@ class _Runner:
                     other.close()
                 for fd in (down_w, up_r):
                     os.close(fd)
-                _executor_main(down_r, up_w, self.max_quanta)
+                executor_main(down_r, up_w, self.max_quanta)
             finally:
                 os._exit(1)
         os.close(down_r)
         os.close(up_w)
-        return _Executor(pid, down_w, os.fdopen(up_r, "rb", buffering=0))
+        return _ExecutorFork(pid, down_w, os.fdopen(up_r, "rb", buffering=0))
 
-    def _retire(self, executor: _Executor) -> None:
+    def _retire(self, executor: _ExecutorFork) -> None:
         """Close an idle executor's pipes: it exits, and is reaped later."""
         with contextlib.suppress(OSError):
             os.close(executor.requests)
@@ -386,12 +381,10 @@ def main(argv: list[str] | None = None) -> int:
     # Whatever the runner prints outside jobs goes to its own log (stderr).
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     os.dup2(2, 1)
-    from .in_process_runner import _preload
-
-    _preload()
+    preload()
     gc.collect()
     gc.freeze()
-    _Runner(run_dir, key, listener, watch, args.max_quanta).serve()
+    _NodeRunner(run_dir, key, listener, watch, args.max_quanta).serve()
     return 0
 
 

@@ -29,7 +29,10 @@ import socket
 import struct
 from typing import Any
 
-__all__ = ["decode_request", "encode_request", "misplaced_logs", "peer", "socket_name"]
+__all__ = ["NAME_TAKEN_EXIT", "decode_request", "encode_request", "misplaced_logs", "peer", "socket_name"]
+
+NAME_TAKEN_EXIT = 3
+"""A node runner's exit status when another runner of the run has its socket."""
 
 _DIGEST = hashlib.sha256
 _MAC_LENGTH = 2 * _DIGEST().digest_size
