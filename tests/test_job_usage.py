@@ -13,7 +13,7 @@ from pathlib import Path
 from synthetic import job, write_store
 
 from desc.gen3_workflow.constants import STORE_FILENAME
-from desc.gen3_workflow.execution import markers
+from desc.gen3_workflow.execution import markers, supervise
 from desc.gen3_workflow.execution.job_usage import QuantumUsage, parse_bash_times
 from desc.gen3_workflow.execution.submitters import wrapped
 from desc.gen3_workflow.store.job_store import JobStateStore
@@ -31,7 +31,7 @@ def test_bash_times_are_read() -> None:
 
 
 def test_the_supervisor_records_cpu_and_peak_memory(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "desc.gen3_workflow.execution.supervise"]
+    command = [sys.executable, "-m", supervise.__name__]
     result = subprocess.run(
         [*command, "--submit-dir", str(tmp_path), "--seq", "1", "--", BURN], capture_output=True, timeout=120
     )

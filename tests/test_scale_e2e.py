@@ -32,6 +32,7 @@ from harness import BPS, SERVICE_ENV, wait_for
 
 from desc.gen3_workflow.store.job_store import UNREADABLE, JobStateStore
 from desc.gen3_workflow.store.records import JobKind, JobState, RunState
+from desc.gen3_workflow.testing import null_run
 from desc.gen3_workflow.testing.null_run import kill_session
 
 JOBS = 20_000
@@ -123,7 +124,7 @@ def test_kill_and_restart_at_scale(tmp_path: Path, sessions: list[_Session]) -> 
     submit_dir = tmp_path / "run"
     ran = tmp_path / "ran.txt"
     env = {**os.environ, "GEN3WF_RUN_INDEX": str(tmp_path / "runs.txt"), "PWD": str(tmp_path)}
-    command = [sys.executable, "-m", "desc.gen3_workflow.testing.null_run", f"--jobs={JOBS}"]
+    command = [sys.executable, "-m", null_run.__name__, f"--jobs={JOBS}"]
     command += [
         f"--detectors={DETECTORS}",
         f"--submit-dir={submit_dir}",

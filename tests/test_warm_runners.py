@@ -21,7 +21,7 @@ from parsl.app.errors import BashExitFailure
 from parsl.serialize import deserialize, pack_apply_message
 
 from desc.gen3_workflow.benchmarks.bench_floors import noop, parsl_modules
-from desc.gen3_workflow.execution import markers, run_secrets
+from desc.gen3_workflow.execution import markers, run_secrets, wq_task
 from desc.gen3_workflow.execution.in_process import run_quantum_job
 from desc.gen3_workflow.execution.local_fork import ForkedJob, runs_in_fork
 from desc.gen3_workflow.execution.local_jobs import run_local_job
@@ -140,7 +140,7 @@ def _function_file(tmp_path: Path, function) -> tuple[str, str, str]:
 
 def test_parsl_task_script_starts_without_the_whole_of_parsl(tmp_path: Path) -> None:
     files = _function_file(tmp_path, parsl_modules)
-    task = [sys.executable, "-m", "desc.gen3_workflow.execution.wq_task", PARSL_SCRIPT, *files]
+    task = [sys.executable, "-m", wq_task.__name__, PARSL_SCRIPT, *files]
     subprocess.run(task, check=True, cwd=tmp_path)
     loaded = deserialize(Path(files[2]).read_bytes())
     assert "parsl.serialize" in loaded
@@ -150,7 +150,7 @@ def test_parsl_task_script_starts_without_the_whole_of_parsl(tmp_path: Path) -> 
 def test_parsl_task_script_hands_other_apps_to_parsl(tmp_path: Path) -> None:
     # Not one of the plug-in's functions: parsl's own script runs it.
     files = _function_file(tmp_path, os.getcwd)
-    task = [sys.executable, "-m", "desc.gen3_workflow.execution.wq_task", PARSL_SCRIPT, *files]
+    task = [sys.executable, "-m", wq_task.__name__, PARSL_SCRIPT, *files]
     subprocess.run(task, check=True, cwd=tmp_path)
     assert deserialize(Path(files[2]).read_bytes()) == str(tmp_path)
     files = _function_file(tmp_path, noop)

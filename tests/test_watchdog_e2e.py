@@ -28,6 +28,7 @@ from harness import (
 
 from desc.gen3_workflow.store.job_store import UNREADABLE, JobStateStore
 from desc.gen3_workflow.store.records import JobKind, JobState, RunState
+from desc.gen3_workflow.testing import null_run
 
 FAKE_MONITOR = Path(__file__).parent / "fake_cctools_monitor.sh"
 WORKER = "^(/usr/bin/)?work_queue_worker "
@@ -137,7 +138,7 @@ def test_soak_work_queue_under_its_resource_monitor(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "desc.gen3_workflow.testing.null_run",
+        null_run.__name__,
         "--jobs=200",
         "--detectors=10",
         f"--workdir={tmp_path}",

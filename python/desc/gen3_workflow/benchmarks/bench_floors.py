@@ -156,7 +156,7 @@ def work_queue_task_floors(tasks: int, cores: int, runs: int) -> dict[str, float
             command = [
                 sys.executable,
                 "-m",
-                "desc.gen3_workflow.benchmarks.bench_floors",
+                __name__,
                 "--tasks",
                 str(tasks),
                 "--cores",

@@ -26,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 
+from ..testing import null_run
+
 __all__ = ["main"]
 
 MONITORS = {
@@ -36,7 +38,7 @@ MONITORS = {
 
 
 def _null_run(workdir: str, jobs: int, command: str, options: list[str]) -> dict:
-    args = [sys.executable, "-m", "desc.gen3_workflow.testing.null_run", f"--jobs={jobs}", "--detectors=10"]
+    args = [sys.executable, "-m", null_run.__name__, f"--jobs={jobs}", "--detectors=10"]
     args += [f"--workdir={workdir}", f"--command={command}", "--set=executor=WorkQueue"]
     args += ["--set=worker_options=--cores=2 --memory=8000", "--set=return_grace=10", *options]
     env = {**os.environ, "GEN3WF_RUN_INDEX": os.path.join(workdir, "runs.txt")}

@@ -57,6 +57,7 @@ from typing import Any
 
 import yaml
 
+from ..testing import null_run as null_run_module
 from ..testing.null_run import kill_session
 from .scale_probes import Poller, final_job_seconds, growth, quanta_span, rss_mb
 from .scale_tables import fmt, print_ratios, print_restarts, print_run, print_table, summary
@@ -72,7 +73,7 @@ def _null_run_command(
 ) -> list[str]:
     """``null_run``'s command line; ``settings``: more ``parsl_config`` keys
     (``KEY=VALUE``; a restart takes the run's own)."""
-    command = [sys.executable, "-m", "desc.gen3_workflow.testing.null_run"]
+    command = [sys.executable, "-m", null_run_module.__name__]
     if restart:
         return [*command, f"--restart={submit_dir}"]
     keys = [f"--set={item}" for item in ("executor=" + executor, *settings)]

@@ -32,7 +32,7 @@ from ..constants import SERVICE_VARIABLE
 from ..settings.capacity import worker_slots
 from ..settings.parsl_factory import ParslRunConfig, make_parsl_config
 from ..settings.parsl_section import ParslSettings
-from . import run_secrets
+from . import node_runner, run_secrets
 from .in_process import prestart_node_runner, prestart_runners, stop_runners, warm_worker
 from .local_fork import can_fork
 from .parsl_logging import route_parsl_logging, unroute_parsl_logging
@@ -271,6 +271,6 @@ def _node_runners(submit_dir: str) -> list[int]:
     found = run_forks(submit_dir, "node_runner")
     for pid in run_processes(submit_dir):
         with contextlib.suppress(psutil.Error):
-            if "desc.gen3_workflow.execution.node_runner" in psutil.Process(pid).cmdline():
+            if node_runner.__name__ in psutil.Process(pid).cmdline():
                 found.append(pid)
     return sorted(set(found))

@@ -27,7 +27,7 @@ from parsl.dataflow.futures import AppFuture
 from ..settings.capacity import relays_locally
 from ..settings.parsl_section import ParslSettings
 from ..store.records import JobRecord
-from . import markers, run_secrets
+from . import markers, run_secrets, supervise
 from .bash_app import bash_line
 from .cancel import job_prefix
 from .in_process import run_quantum_job
@@ -95,7 +95,7 @@ def supervised(job: JobRecord, submit_dir: str, memory_limit: int | None) -> str
     memory_limit : `int` or `None`
         The memory (MB) the supervisor holds the job to, if any.
     """
-    words = [sys.executable, "-m", "desc.gen3_workflow.execution.supervise"]
+    words = [sys.executable, "-m", supervise.__name__]
     words += ["--submit-dir", submit_dir, "--seq", str(job.seq)]
     if memory_limit:
         words += ["--memory", str(memory_limit)]

@@ -21,7 +21,7 @@ from parsl.executors.status_handling import BlockProviderExecutor
 from parsl.jobs.error_handlers import windowed_error_handler
 from parsl.jobs.states import JobStatus
 
-from ..execution import run_secrets
+from ..execution import run_secrets, wq_task
 from .capacity import relays_locally, worker_slots
 from .parsl_section import ParslSettings
 from .providers import make_provider
@@ -138,7 +138,7 @@ def fast_task_start(executor: WorkQueueExecutor) -> None:
     task); left as it is if this parsl builds its command otherwise."""
     launch = getattr(executor, "launch_cmd", None)
     if isinstance(launch, str) and _PARSL_TASK in launch:
-        fast = f"{shlex.quote(sys.executable)} -m desc.gen3_workflow.execution.wq_task exec_parsl_function.py"
+        fast = f"{shlex.quote(sys.executable)} -m {wq_task.__name__} exec_parsl_function.py"
         executor.launch_cmd = launch.replace(_PARSL_TASK, fast)
 
 
