@@ -8,6 +8,7 @@ from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor, WorkQueu
 from parsl.providers import LocalProvider, SlurmProvider
 
 from desc.gen3_workflow.errors import ParslConfigError
+from desc.gen3_workflow.execution import run_secrets
 from desc.gen3_workflow.settings.parsl_factory import make_parsl_config
 from desc.gen3_workflow.settings.parsl_section import ParslSettings
 
@@ -54,6 +55,7 @@ def test_no_section_means_thread_pool_on_all_cores():
 
 @requires_work_queue
 def test_seed_work_queue_section(tmp_path):
+    run_secrets.create(str(tmp_path))  # as the run's parsl session does first
     settings = ParslSettings.from_mapping(
         {
             "retries": 1,
@@ -71,6 +73,8 @@ def test_seed_work_queue_section(tmp_path):
     assert isinstance(executor.provider, LocalProvider)
     assert executor.provider.nodes_per_block == 10
     assert executor.worker_options == "--memory=90000 --timeout=600"
+    # The manager takes only workers that know the run's password.
+    assert executor.project_password_file == str(tmp_path / "secrets" / "work_queue.password")
     # The runner retries (a new attempt per try); parsl never does.
     assert run.config.retries == 0 and settings.retries == 1
     assert run.config.monitoring is not None
