@@ -85,7 +85,7 @@ def test_seed_work_queue_section(tmp_path):
         {"executor": "ThreadPool", "monitoring": True, "monitoring_resources": True}
     )
     assert make_parsl_config(asked, str(tmp_path), "test").config.monitoring.resource_monitoring_enabled
-    assert run.takes_resource_spec
+    assert run.mode.takes_resource_spec
     # 10 nodes of this machine's cores, twice over.
     assert run.capacity == max(16, 2 * 10 * (os.cpu_count() or 1))
     # The job supervisor measures memory; Work Queue's own monitor stays off.
@@ -112,7 +112,7 @@ def test_thread_pool_and_slurm_htex(tmp_path):
     run = make_parsl_config(ParslSettings.from_mapping({"max_threads": 3}), str(tmp_path), "t")
     assert isinstance(run.config.executors[0], ThreadPoolExecutor)
     assert run.config.executors[0].max_threads == 3
-    assert not run.takes_resource_spec
+    assert not run.mode.takes_resource_spec
     assert run.capacity == 16
 
     settings = ParslSettings.from_mapping(

@@ -14,13 +14,13 @@ import pytest
 
 from desc.gen3_workflow.errors import ParslConfigError
 from desc.gen3_workflow.execution import run_secrets
+from desc.gen3_workflow.execution.modes import mode_for
 from desc.gen3_workflow.execution.runner_protocol import (
     decode_request,
     encode_request,
     misplaced_logs,
     socket_name,
 )
-from desc.gen3_workflow.settings.executors import make_executor
 from desc.gen3_workflow.settings.parsl_section import ParslSettings
 
 
@@ -96,7 +96,7 @@ def test_work_queue_workers_are_given_the_runs_password(tmp_path: Path) -> None:
     os.makedirs(submit_dir)
     run_secrets.create(submit_dir)
     settings = ParslSettings.from_mapping({"executor": "WorkQueue", "worker_options": "--memory=4000"})
-    executor = make_executor(settings, submit_dir).executor
+    executor = mode_for(settings).make_executor(submit_dir)
     password = run_secrets.secret_path(submit_dir, run_secrets.WORK_QUEUE_PASSWORD)
     assert executor.project_password_file == password  # the manager's
     executor._chosen_port = 9123  # what parsl sets once the manager listens
@@ -114,7 +114,7 @@ def test_work_queue_workers_are_given_the_runs_password(tmp_path: Path) -> None:
     ],
 )
 def test_high_throughput_keeps_parsls_encryption(tmp_path: Path, section: dict[str, object]) -> None:
-    executor = make_executor(ParslSettings.from_mapping(section), str(tmp_path)).executor
+    executor = mode_for(ParslSettings.from_mapping(section)).make_executor(str(tmp_path))
     assert executor.encrypted is True
 
 

@@ -29,15 +29,14 @@ from multiprocessing import resource_tracker
 import parsl
 
 from ..constants import SERVICE_VARIABLE
-from ..settings.capacity import worker_slots
 from ..settings.parsl_factory import ParslRunConfig, make_parsl_config
 from ..settings.parsl_section import ParslSettings
 from . import node_runner, run_secrets
 from .in_process import prestart_node_runner, prestart_runners, stop_runners, warm_worker
 from .local_fork import can_fork
+from .modes import RunnerPlace, mode_for
 from .parsl_logging import route_parsl_logging, unroute_parsl_logging
 from .processes import kill_processes, run_forks, run_processes
-from .submitters import uses_node_runner
 
 __all__ = ["ParslSession", "force_stop", "spawn_without_main_script"]
 
@@ -68,6 +67,7 @@ class ParslSession:
 
     def __init__(self, settings: ParslSettings, submit_dir: str, workflow_name: str) -> None:
         self.settings = settings
+        self.mode = mode_for(settings)
         self.submit_dir = submit_dir
         self._workflow_name = workflow_name
         self._run_config: ParslRunConfig | None = None
@@ -102,9 +102,8 @@ class ParslSession:
             with spawn_without_main_script():
                 self._dfk = parsl.load(self._run_config.config)
             self._say_where_workers_connect(self._dfk)
-            if self.settings.execution == "in_process" and not uses_node_runner(self.settings):
-                if self.settings.executor == "HighThroughput":  # Slurm blocks
-                    self._warm_workers(self._run_config)
+            if self.mode.warm_runner is RunnerPlace.EACH_WORKER:
+                self._warm_workers(self._run_config)
         except BaseException as exc:  # re-raised by `ready` in the run's thread
             self._error = exc
 
@@ -129,7 +128,7 @@ class ParslSession:
         app = python_app(executors=[run_config.executor_label])(warm_worker)
         # The workers of the blocks started at once; later blocks warm up on their first job.
         first_blocks = (
-            worker_slots(self.settings) // self.settings.max_blocks * max(self.settings.init_blocks, 1)
+            self.mode.worker_slots() // self.settings.max_blocks * max(self.settings.init_blocks, 1)
         )
         for _ in range(min(first_blocks, _MOST_WARM_UPS)):
             app(self.submit_dir, self.settings.max_quanta_per_worker)
@@ -137,13 +136,11 @@ class ParslSession:
     def warm_up(self) -> None:
         """Start the warm runners that live on this machine, so that they
         import the middleware while the init job runs."""
-        if self.settings.execution != "in_process":
-            return
-        if self.settings.executor == "ThreadPool":
+        if self.mode.warm_runner is RunnerPlace.THIS_PROCESS:
             prestart_runners(
-                self.submit_dir, self.settings.max_quanta_per_worker, self.settings.max_threads, can_fork()
+                self.submit_dir, self.settings.max_quanta_per_worker, self.mode.worker_slots(), can_fork()
             )
-        elif uses_node_runner(self.settings) and self.settings.provider == "Local":
+        elif self.mode.node_runner_here:
             try:
                 prestart_node_runner(self.submit_dir, self.settings.max_quanta_per_worker, can_fork())
             except Exception as exc:  # the first task starts one then
@@ -179,7 +176,7 @@ class ParslSession:
         if self._closing.is_alive():
             _LOG.warning("parsl did not shut down within %.0f s; stopping what it started", CLOSE_SECONDS)
         left = run_processes(self.submit_dir, SERVICE_VARIABLE)
-        if self._closing.is_alive() and uses_node_runner(self.settings):
+        if self._closing.is_alive() and self.mode.warm_runner is RunnerPlace.EACH_NODE:
             # A shutdown stuck on threads that wait for this machine's
             # runner (HighThroughput on Local): ending it ends their waits.
             left += _node_runners(self.submit_dir)
@@ -213,11 +210,11 @@ class ParslSession:
         finally:
             if self._log_handler is not None:
                 unroute_parsl_logging(self._log_handler)
-            if self.settings.execution == "in_process":
+            if self.mode.warm_runner is not RunnerPlace.NONE:
                 # ThreadPool runners live in this process; Work Queue's node
                 # runners on this machine end with their workers, or here.
                 stop_runners(self.submit_dir)
-                if uses_node_runner(self.settings):
+                if self.mode.warm_runner is RunnerPlace.EACH_NODE:
                     with contextlib.suppress(Exception):
                         kill_processes(_node_runners(self.submit_dir))
 

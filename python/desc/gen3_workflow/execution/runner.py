@@ -27,7 +27,6 @@ from parsl.dataflow.futures import AppFuture
 from parsl.dataflow.states import States
 
 from ..reporting.progress import ProgressReporter
-from ..settings.capacity import memory_budget, node_memory
 from ..settings.parsl_section import ParslSettings
 from ..store.job_store import JobStateStore
 from ..store.records import AttemptRecord, JobKind, JobRecord, JobState, JobUpdate, RunState
@@ -37,6 +36,7 @@ from .cancel import take_cancel_request
 from .environment import prepare_environment
 from .local_fork import ForkedJob
 from .local_jobs import final_job_held, prepare_forks, run_and_record
+from .modes import mode_for
 from .oom import oom_kills
 from .parsl_session import ParslSession
 from .processes import kill_job_processes, kill_run_processes
@@ -95,8 +95,9 @@ class GraphRunner:
         self._forks: dict[int, ForkedJob] = {}
         self._progress: ProgressReporter | None = None
         self._in_flight: dict[int, Attempt] = {}
-        self._retries = RetryBook(settings.retries, node_memory(settings))
-        self._budget = MemoryBudget(memory_budget(settings) if settings.enforce_resources else None)
+        mode = mode_for(settings)
+        self._retries = RetryBook(settings.retries, mode.node_memory())
+        self._budget = MemoryBudget(mode.memory_budget() if settings.enforce_resources else None)
         self._updates: list[JobUpdate] = []
         self._ended: list[AttemptRecord] = []
         self._recorded: list[int] = []
@@ -125,7 +126,7 @@ class GraphRunner:
     def _run_all(self) -> RunState:
         init_jobs = self.store.jobs(kind=JobKind.INIT, states=[JobState.PENDING])
         session: ParslSession | None = None
-        if self.settings.execution == "in_process":
+        if self.settings.in_process:
             # Made before parsl's threads exist; the final job's waits for its turn.
             final_jobs = self.store.jobs(kind=JobKind.FINAL, states=[JobState.PENDING])
             self._forks = prepare_forks(init_jobs + final_jobs, self.submit_dir)
@@ -203,9 +204,7 @@ class GraphRunner:
             self.settings.stuck_min_seconds,
         )
         try:
-            submit = Submitter(
-                self.settings, run_config.executor_label, run_config.takes_resource_spec, self.submit_dir
-            )
+            submit = Submitter(run_config.mode, run_config.executor_label, self.submit_dir)
             self._marked = markers.marked_jobs(self.submit_dir)
             self._loop(scheduler, submit, watchdog, run_config.capacity)
         finally:
@@ -285,7 +284,7 @@ class GraphRunner:
                 markers.prepare_attempt(self.submit_dir, job.seq)
             supervised = submit.supervises(job)
             attempt = Attempt(job, number, submit(job, memory), now, memory=memory, supervised=supervised)
-            if not supervised and not submit.remote:
+            if not supervised and not submit.mode.remote:
                 if kills_before is None:
                     kills_before = oom_kills()
                 attempt.oom_kills = kills_before

@@ -24,13 +24,12 @@ from typing import Any
 from parsl.app.app import bash_app, python_app
 from parsl.dataflow.futures import AppFuture
 
-from ..settings.capacity import relays_locally
-from ..settings.parsl_section import ParslSettings
 from ..store.records import JobRecord
 from . import markers, run_secrets, supervise
 from .bash_app import bash_line
 from .cancel import job_prefix
 from .in_process import run_quantum_job
+from .modes import ExecutionMode, RunnerPlace
 from .processes import JOB_VARIABLE
 from .watchdog import walltime_seconds
 
@@ -105,66 +104,35 @@ def supervised(job: JobRecord, submit_dir: str, memory_limit: int | None) -> str
     return job_prefix(submit_dir) + "exec " + shlex.join([*words, "--", job.command.shell()])
 
 
-def uses_node_runner(settings: ParslSettings) -> bool:
-    """Whether in-process jobs go to their node's runner
-    (`~.node_runner`), which holds them to their requests.
-
-    Work Queue tasks are new processes, with nothing warm in them. On the
-    submitting machine (HighThroughput with a Local provider), the node's
-    runner is a fork of ``bps submit`` (`~.local_fork`), which has the
-    middleware imported already: it is ready at once, where each
-    HighThroughput worker's own runner imports the middleware first; and
-    threads of ``bps submit`` hand it the jobs, with no worker pool
-    (`~desc.gen3_workflow.settings.capacity.relays_locally`).
-    """
-    if settings.execution != "in_process":
-        return False
-    return settings.executor == "WorkQueue" or (
-        settings.executor == "HighThroughput" and settings.provider == "Local"
-    )
-
-
 class Submitter:
     """Submits attempts of quantum jobs of one run to parsl.
 
     Parameters
     ----------
-    settings : `ParslSettings`
-        Validated ``parsl_config`` (``execution``, ``max_quanta_per_worker``,
-        what enforces memory).
+    mode : `~.modes.ExecutionMode`
+        How the run's jobs run (``execution``, ``max_quanta_per_worker``,
+        where warm runners live, what holds jobs to their memory).
     executor_label : `str`
         The parsl executor that runs quantum jobs.
-    takes_resource_spec : `bool`
-        Whether that executor takes per-task resource specifications.
     submit_dir : `str`
         The run's submit directory.
     """
 
-    def __init__(
-        self, settings: ParslSettings, executor_label: str, takes_resource_spec: bool, submit_dir: str
-    ) -> None:
+    def __init__(self, mode: ExecutionMode, executor_label: str, submit_dir: str) -> None:
+        settings = mode.settings
+        self.mode = mode
         self.submit_dir = submit_dir
-        self.takes_resource_spec = takes_resource_spec
-        self.in_process = settings.execution == "in_process"
+        self.takes_resource_spec = mode.takes_resource_spec
+        self.in_process = settings.in_process
         self.max_quanta = settings.max_quanta_per_worker
         if self.in_process:
             self._app = python_app(executors=[executor_label])(run_quantum_job)
         else:
             self._app = bash_app(executors=[executor_label])(bash_line)
-        # Work Queue's monitor, when it is chosen, measures instead.
-        self.memory_limit = (
-            settings.executor == "WorkQueue"
-            and settings.enforce_resources
-            and settings.resource_monitor == "supervisor"
-        )
-        self.node_runner = uses_node_runner(settings)
-        self.relay = relays_locally(settings)
-        # Work Queue's promise: a job is held to its memory request (the
-        # others' enforce_resources packs jobs by their requests instead).
-        self.enforces_memory = settings.enforce_resources and settings.executor == "WorkQueue"
-        # Out of the runner's reach: Work Queue tasks (whose wrappers the
-        # supervisor records, should they hang) and Slurm blocks.
-        self.remote = settings.executor == "WorkQueue" or settings.provider == "Slurm"
+        self.memory_limit = mode.supervisor_memory()
+        self.node_runner = mode.warm_runner is RunnerPlace.EACH_NODE
+        self.relay = mode.relays_locally
+        self.enforces_memory = mode.node_runner_memory()
         run_secrets.owner_writable_dir(os.path.join(submit_dir, markers.STATUS_DIR))
 
     def supervises(self, job: JobRecord) -> bool:
@@ -172,7 +140,7 @@ class Submitter:
         node runner is one for in-process jobs)."""
         if self.in_process:
             return self.node_runner
-        return self.remote or self.memory_limit or walltime_seconds(job.resources.get("walltime")) is not None
+        return self.mode.supervises(walltime_seconds(job.resources.get("walltime")))
 
     def __call__(self, job: JobRecord, memory: int | None = None) -> AppFuture:
         """Submit one attempt of ``job``; return its future.

@@ -17,6 +17,9 @@ from typing import Any
 
 from lsst.ctrl.bps import WmsJobReport, WmsRunReport, WmsSpecificInfo, WmsStates
 
+from ..errors import UserInputError
+from ..execution.modes import mode_for
+from ..settings.parsl_section import ParslSettings
 from ..store.job_store import UNREADABLE, JobStateStore
 from ..store.liveness import Liveness, liveness
 from ..store.records import JobKind, JobRecord, JobState, RunRecord, RunState
@@ -148,10 +151,10 @@ def run_site(run: RunRecord) -> str:
     ``Local`` or ``Slurm``; ThreadPool runs them locally)."""
     if run.info.compute_site:
         return run.info.compute_site
-    parsl_config = run.info.parsl_config or {}
-    if parsl_config.get("executor", "ThreadPool") == "ThreadPool":
+    try:
+        return mode_for(ParslSettings.from_mapping(run.info.parsl_config)).site
+    except UserInputError:  # settings of an older plug-in
         return "Local"
-    return str(parsl_config.get("provider") or "Local")
 
 
 def summary_reports(

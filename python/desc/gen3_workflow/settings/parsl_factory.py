@@ -13,9 +13,8 @@ import os
 from parsl.config import Config
 from parsl.dataflow.memoization import BasicMemoizer
 
+from ..execution.modes import PARSL_RUN_DIR, ExecutionMode, mode_for
 from ..execution.parsl_logging import ComponentLogging
-from .capacity import worker_slots
-from .executors import PARSL_RUN_DIR, make_executor
 from .parsl_section import ParslSettings
 
 __all__ = ["ParslRunConfig", "make_parsl_config"]
@@ -31,8 +30,8 @@ class ParslRunConfig:
     executor_label: str
     """Label of the executor that runs quantum jobs."""
 
-    takes_resource_spec: bool
-    """Whether that executor takes per-task resource specifications."""
+    mode: ExecutionMode
+    """How the jobs run (what the executor takes, how many at once, ...)."""
 
     capacity: int
     """Most jobs to hand the executor at once."""
@@ -57,7 +56,8 @@ def make_parsl_config(settings: ParslSettings, submit_dir: str, workflow_name: s
         The parsl config and the quantum executor's label and abilities.
     """
     run_dir = os.path.join(submit_dir, PARSL_RUN_DIR)
-    choice = make_executor(settings, submit_dir)
+    mode = mode_for(settings)
+    executor = mode.make_executor(submit_dir)
     monitoring = None
     if settings.monitoring:
         # Imported only when asked for: it pulls in SQLAlchemy machinery.
@@ -72,7 +72,7 @@ def make_parsl_config(settings: ParslSettings, submit_dir: str, workflow_name: s
         )
     memoizer = BasicMemoizer(checkpoint_mode="task_exit") if settings.checkpoint else None
     config = Config(
-        executors=[choice.executor],
+        executors=[executor],
         # The runner retries jobs itself, with new attempts.
         retries=0,
         run_dir=run_dir,
@@ -89,5 +89,4 @@ def make_parsl_config(settings: ParslSettings, submit_dir: str, workflow_name: s
         # intervals, e.g. Slurm's squeue once a minute).
         strategy_period=0.5,
     )
-    capacity = settings.max_in_flight or max(16, 2 * worker_slots(settings))
-    return ParslRunConfig(config, choice.executor.label, choice.takes_resource_spec, capacity)
+    return ParslRunConfig(config, executor.label, mode, mode.in_flight())

@@ -320,6 +320,17 @@ class ParslSettings:
             )
 
     @property
+    def in_process(self) -> bool:
+        """Whether quantum jobs run in warm runners (``execution: in_process``)."""
+        return self.execution == "in_process"
+
+    @property
+    def local_provider(self) -> bool:
+        """Whether blocks of workers start on this machine (or inside the
+        current allocation), rather than as batch jobs."""
+        return self.provider == "Local"
+
+    @property
     def effective_launcher(self) -> str:
         """The launcher used when none is configured."""
         return self.launcher or ("Single" if self.nodes_per_block == 1 else "Srun")

@@ -23,9 +23,9 @@ import yaml
 
 from ..errors import ParslConfigError
 from ..execution.environment import prepare_environment
+from ..execution.modes import ExecutionMode, MemoryEnforcement, RunnerPlace, mode_for
 from ..execution.run_secrets import WORK_QUEUE_PASSWORD
 from ..store.run_index import index_path
-from .capacity import memory_budget
 from .parsl_section import ParslSettings
 from .submission_checks import work_queue_missing, work_queue_unusable_message
 
@@ -119,62 +119,63 @@ def ping(settings: ParslSettings | None = None, origin: str = "defaults") -> tup
     settings = settings or ParslSettings()
     # Jobs and workers find parsl's scripts through this PATH; check that one.
     prepare_environment()
-    uses_provider = settings.executor != "ThreadPool"
+    mode = mode_for(settings)
     needs = {
-        check_work_queue: settings.executor == "WorkQueue",
-        check_high_throughput: settings.executor == "HighThroughput",
-        check_slurm: uses_provider and settings.provider == "Slurm",
+        check_work_queue: "work_queue" in mode.needs(),
+        check_high_throughput: "high_throughput" in mode.needs(),
+        check_slurm: "slurm" in mode.needs(),
     }
     checks = [check_parsl()]
     for check, needed in needs.items():
         result = check(needed)
         checks.append(dataclasses.replace(result, required=needed, unused=not needed))
     checks.append(check_run_index())
-    checks.append(check_memory_requests(settings))
-    checks.append(check_authentication(settings))
+    checks.append(check_memory_requests(mode))
+    checks.append(check_authentication(mode))
     status = 1 if any(c.required and not c.ok for c in checks) else 0
-    provider = f", provider {settings.provider}" if uses_provider else ""
+    provider = f", provider {settings.provider}" if mode.needs() != () else ""
     header = f"gen3_workflow ping for executor {settings.executor}{provider} (settings from {origin}):"
     return status, "\n".join([header, *(c.line() for c in checks)])
 
 
-def check_memory_requests(settings: ParslSettings) -> Check:
+def check_memory_requests(mode: ExecutionMode) -> Check:
     """What becomes of jobs' ``requestMemory`` with these settings (for
     information: never a failure)."""
     name = "Memory requests"
-    budget = memory_budget(settings)
-    if not settings.enforce_resources:
-        detail = "not enforced (enforce_resources: false); Work Queue still packs by them"
-        if settings.executor != "WorkQueue":
-            detail = "ignored (enforce_resources: false)"
-    elif settings.executor == "WorkQueue":
+    enforcement = mode.memory_enforcement
+    budget = mode.memory_budget()
+    if enforcement is MemoryEnforcement.NONE:
+        detail = "ignored (enforce_resources: false)"
+        if mode.takes_resource_spec:
+            detail = f"not enforced (enforce_resources: false); {mode.executor} still packs by them"
+    elif enforcement in (MemoryEnforcement.SUPERVISOR, MemoryEnforcement.WORK_QUEUE):
+        by = (
+            "each job's supervisor" if enforcement is MemoryEnforcement.SUPERVISOR else "Work Queue's monitor"
+        )
         detail = (
-            "packed by Work Queue, enforced by "
-            + (
-                "each job's supervisor"
-                if settings.resource_monitor == "supervisor"
-                else "Work Queue's monitor"
-            )
-            + "; a job over its request is retried with memoryMultiplier times more"
+            f"packed by {mode.executor}, enforced by {by}; a job over its request is retried with "
+            "memoryMultiplier times more"
         )
     elif budget is None:
-        detail = (
-            f"{settings.executor} cannot honour them: not measured, and no node memory known (mem_per_node)"
-        )
+        detail = f"{mode.executor} cannot honour them: not measured, and no node memory known (mem_per_node)"
     else:
         detail = (
-            f"{settings.executor} does not measure jobs' memory; the runner dispatches jobs while their "
+            f"{mode.executor} does not measure jobs' memory; the runner dispatches jobs while their "
             f"requests fit in {budget} MB; a job the kernel kills for memory is retried with more"
         )
     return Check(name, True, detail, required=False)
 
 
-def check_authentication(settings: ParslSettings) -> Check:
+def check_authentication(mode: ExecutionMode) -> Check:
     """Who can reach the run's workers and runners with these settings
-    (see "Security" in the user guide)."""
+    (see "Security on shared nodes" in the user guide)."""
     name = "Authentication"
-    runners = "node runners take jobs only from this user, signed with the run's key"
-    if settings.executor == "WorkQueue":
+    runners = (
+        "; node runners take jobs only from this user, signed with the run's key"
+        if mode.warm_runner is RunnerPlace.EACH_NODE
+        else ""
+    )
+    if "work_queue" in mode.needs():
         missing = _worker_password_missing()
         if missing is not None:
             return Check(name, False, missing)
@@ -182,10 +183,10 @@ def check_authentication(settings: ParslSettings) -> Check:
             "Work Queue workers authenticate with a password made for each run "
             f"(secrets/{WORK_QUEUE_PASSWORD} in the submit directory, mode 0600)"
         )
-        return Check(name, True, detail + (f"; {runners}" if settings.execution == "in_process" else ""))
-    if settings.executor == "HighThroughput":
-        if settings.execution == "in_process" and settings.provider == "Local":
-            return Check(name, True, f"no worker pool: threads of bps submit hand the jobs over; {runners}")
+        return Check(name, True, detail + runners)
+    if mode.relays_locally:
+        return Check(name, True, "no worker pool: threads of bps submit hand the jobs over" + runners)
+    if "high_throughput" in mode.needs():
         import zmq
 
         if not zmq.has("curve"):

@@ -16,6 +16,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SubmissionCheckError
+from ..execution.modes import mode_for
 
 if TYPE_CHECKING:
     from .parsl_section import ParslSettings
@@ -88,7 +89,7 @@ def check_executor(settings: ParslSettings) -> None:
     SubmissionCheckError
         One line naming ``parsl_config.executor``, why and the alternatives.
     """
-    if settings.executor == "WorkQueue":
+    if "work_queue" in mode_for(settings).needs():
         reason = work_queue_missing()
         if reason is not None:
             raise SubmissionCheckError(work_queue_unusable_message(reason))
