@@ -11,6 +11,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from harness import requires_work_queue
 
 from desc.gen3_workflow.errors import ParslConfigError
 from desc.gen3_workflow.execution import run_secrets
@@ -91,6 +92,7 @@ def test_worker_options_cannot_carry_a_password(options: str) -> None:
         ParslSettings.from_mapping({"executor": "WorkQueue", "worker_options": options})
 
 
+@requires_work_queue  # parsl's executor imports Work Queue's bindings
 def test_work_queue_workers_are_given_the_runs_password(tmp_path: Path) -> None:
     submit_dir = str(tmp_path / "a submit dir")  # a space: the path must be quoted
     os.makedirs(submit_dir)
