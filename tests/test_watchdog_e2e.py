@@ -54,13 +54,16 @@ def test_hung_resource_monitor_is_killed_and_its_job_counts(demo_repo: str, tmp_
     assert (hang / "pid").exists(), "the monitor never hung: the test proves nothing"
     assert run_record(result.submit_dir).state == RunState.SUCCEEDED
     assert registered_outputs(result.submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, SFP_LABELS)
-    (hung,) = [job for job in jobs(result.submit_dir) if job.message]
-    assert hung.state == JobState.EXEC_DONE and hung.attempts == 1
-    assert hung.message == (
-        "payload ended with exit 0 but WorkQueue did not return the task within 5 s; task killed"
-    )
-    log = Path(hung.stderr).read_text()
-    assert log.count("Executed 1 quanta successfully") == 1
+    # The hung job (and any other whose task a loaded machine kept past the
+    # 5 s: CI once saw two) counts as done, its payload run once.
+    hung = [job for job in jobs(result.submit_dir) if job.message]
+    assert hung, "no task was killed after return_grace"
+    for job in hung:
+        assert job.state == JobState.EXEC_DONE and job.attempts == 1
+        assert job.message == (
+            "payload ended with exit 0 but WorkQueue did not return the task within 5 s; task killed"
+        )
+        assert Path(job.stderr).read_text().count("Executed 1 quanta successfully") == 1
     # The hung monitor, and every worker, are gone.
     monitor = int((hang / "pid").read_text())
     assert not os.path.exists(f"/proc/{monitor}") or "zombie" in Path(f"/proc/{monitor}/status").read_text()
