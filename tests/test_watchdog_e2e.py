@@ -73,7 +73,7 @@ def test_hung_resource_monitor_is_killed_and_its_job_counts(demo_repo: str, tmp_
 _WALLTIME_SETS = {
     "process": {"executor": "ThreadPool", "max_threads": 2, "execution": "process"},
     "in_process": {"executor": "ThreadPool", "max_threads": 2, "execution": "in_process"},
-    # The node runner, fed by threads of bps submit (settings.executors.relays_locally).
+    # The node runner, fed by threads of bps submit (execution.modes: relays_locally).
     "relay": {"executor": "HighThroughput", "provider": "Local", "max_workers": 2, "execution": "in_process"},
 }
 

@@ -2,6 +2,9 @@
 
 The submit side:
 
+- `~.modes`: one object per way of running a job (ThreadPool,
+  HighThroughput, Work Queue): what every other module asks instead of
+  testing the executor's or provider's name;
 - `~.runner`: `GraphRunner`, init job, quanta through parsl, final job;
   `~.scheduler` (the ready set, the memory budget), `~.attempts`,
   `~.retry_rules` (ctrl_bps's retry and memory rules), `~.watchdog`;
