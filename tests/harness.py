@@ -29,9 +29,9 @@ import pytest
 import yaml
 
 from desc.gen3_workflow.constants import SERVICE_CLASS
-from desc.gen3_workflow.execution.processes import run_processes
+from desc.gen3_workflow.execution.bridge.availability import work_queue_missing
+from desc.gen3_workflow.execution.job_io.processes import run_processes
 from desc.gen3_workflow.reporting.outputs import output_counts
-from desc.gen3_workflow.settings.submission_checks import work_queue_missing
 from desc.gen3_workflow.store.job_store import UNREADABLE, JobStateStore
 from desc.gen3_workflow.store.records import JobKind, JobRecord, JobState, RunRecord
 

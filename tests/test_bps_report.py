@@ -17,9 +17,11 @@ from lsst.ctrl.bps.bps_reports import SummaryRunReport, compile_code_summary
 from lsst.ctrl.bps.report import display_report
 from synthetic import job, write_store
 
+from desc.gen3_workflow.execution.bridge import ping
+from desc.gen3_workflow.execution.bridge.availability import work_queue_unusable_message
+from desc.gen3_workflow.execution.bridge.modes import mode_for
 from desc.gen3_workflow.reporting import bps_report
-from desc.gen3_workflow.settings import ping
-from desc.gen3_workflow.settings.submission_checks import work_queue_unusable_message
+from desc.gen3_workflow.settings.parsl_section import ParslSettings
 from desc.gen3_workflow.store import run_index
 from desc.gen3_workflow.store.job_store import JobStateStore
 from desc.gen3_workflow.store.records import JobRecord, JobState, JobUpdate, RunInfo, RunRecord, RunState
@@ -185,12 +187,17 @@ def test_site_is_filled_only_where_ctrl_bps_has_it() -> None:
     assert bps_report.RUN_REPORT_HAS_SITE == has_site
 
     def site(**parsl_config: str) -> str:
-        info = RunInfo(parsl_config=parsl_config)
+        # As prepare records it: the settings and their mode's site.
+        settings = ParslSettings.from_mapping(parsl_config)
+        info = RunInfo(parsl_config=settings.as_dict(), site=mode_for(settings).site)
         return bps_report.run_site(RunRecord("r", "/s", info, RunState.RUNNING))
 
     assert site() == site(executor="ThreadPool", provider="Slurm") == "Local"
     assert site(executor="HighThroughput", provider="Slurm") == "Slurm"
     assert site(executor="WorkQueue", provider="Local") == "Local"
+    # A store from before the site was recorded: its provider.
+    old = RunInfo(parsl_config={"executor": "WorkQueue", "provider": "Slurm"})
+    assert bps_report.run_site(RunRecord("r", "/s", old, RunState.RUNNING)) == "Slurm"
 
 
 def test_dead_submitting_process_means_interrupted(tmp_path: Path) -> None:

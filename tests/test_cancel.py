@@ -12,7 +12,7 @@ import pytest
 from synthetic import job, set_run, write_store
 
 from desc.gen3_workflow.constants import CANCEL_REQUEST
-from desc.gen3_workflow.execution.cancel import request_cancel
+from desc.gen3_workflow.execution.job_io.cancel import request_cancel
 from desc.gen3_workflow.store.job_store import JobStateStore
 from desc.gen3_workflow.store.records import RunState
 

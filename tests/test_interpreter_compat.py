@@ -17,15 +17,11 @@ from lsst.ctrl.bps import BpsConfig, GenericWorkflow, GenericWorkflowJob
 from lsst.ctrl.bps.generic_workflow import GenericWorkflowGroup
 
 from desc.gen3_workflow.errors import SubmissionCheckError
-from desc.gen3_workflow.execution import zipfix
-from desc.gen3_workflow.execution.environment import prepare_environment
+from desc.gen3_workflow.execution.bridge.availability import check_executor, work_queue_missing
+from desc.gen3_workflow.host import zipfix
+from desc.gen3_workflow.host.environment import prepare_environment
 from desc.gen3_workflow.settings.parsl_section import ParslSettings
-from desc.gen3_workflow.settings.submission_checks import (
-    check_batch_submission,
-    check_executor,
-    check_workflow_nodes,
-    work_queue_missing,
-)
+from desc.gen3_workflow.settings.submission_checks import check_batch_submission, check_workflow_nodes
 
 AFFECTED_VERSIONS = (3, 12, 0) <= sys.version_info[:3] < (3, 12, 9) or (
     (3, 13, 0) <= sys.version_info[:3] < (3, 13, 2)
@@ -64,7 +60,7 @@ def test_debian_bindings_without_the_shim_name_the_shim(monkeypatch: pytest.Monk
 
 
 def test_ping_says_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
-    from desc.gen3_workflow.settings import ping
+    from desc.gen3_workflow.execution.bridge import ping
 
     _no_work_queue(monkeypatch)
     status, message = ping.service_ping({}, "executor=WorkQueue")
@@ -128,7 +124,7 @@ def _read_after_another_handle(data: bytes, second_handle: bool) -> bytes:
 REPRO = textwrap.dedent(
     """
     import io, sys, zipfile
-    from desc.gen3_workflow.execution import zipfix
+    from desc.gen3_workflow.host import zipfix
     member = bytes(range(256)) * 200
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:

@@ -20,7 +20,7 @@ from harness import (
     write_bps_file,
 )
 
-from desc.gen3_workflow.execution.oom import memory_cgroup
+from desc.gen3_workflow.execution.job_io.oom import memory_cgroup
 from desc.gen3_workflow.store.job_store import JobStateStore
 from desc.gen3_workflow.store.records import JobKind, JobState, RunState
 

@@ -13,9 +13,10 @@ from pathlib import Path
 from synthetic import job, write_store
 
 from desc.gen3_workflow.constants import STORE_FILENAME
-from desc.gen3_workflow.execution import markers, supervise
-from desc.gen3_workflow.execution.job_usage import QuantumUsage, parse_bash_times
-from desc.gen3_workflow.execution.submitters import wrapped
+from desc.gen3_workflow.execution.bridge.submitters import wrapped
+from desc.gen3_workflow.execution.job_io import markers
+from desc.gen3_workflow.execution.job_io.job_usage import QuantumUsage, parse_bash_times
+from desc.gen3_workflow.execution.worker import supervise
 from desc.gen3_workflow.store.job_store import JobStateStore
 from desc.gen3_workflow.store.records import AttemptRecord, JobCommand
 

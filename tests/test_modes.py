@@ -8,7 +8,7 @@ import os
 import psutil
 import pytest
 
-from desc.gen3_workflow.execution.modes import (
+from desc.gen3_workflow.execution.bridge.modes import (
     MODES,
     HighThroughputMode,
     MemoryEnforcement,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from desc.gen3_workflow.execution.parsl_logging import (
+from desc.gen3_workflow.execution.bridge.parsl_logging import (
     ComponentLogging,
     route_parsl_logging,
     unroute_parsl_logging,

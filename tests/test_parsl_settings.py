@@ -8,8 +8,8 @@ from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor, WorkQueu
 from parsl.providers import LocalProvider, SlurmProvider
 
 from desc.gen3_workflow.errors import ParslConfigError
-from desc.gen3_workflow.execution import run_secrets
-from desc.gen3_workflow.settings.parsl_factory import make_parsl_config
+from desc.gen3_workflow.execution.bridge.parsl_factory import make_parsl_config
+from desc.gen3_workflow.execution.job_io import run_secrets
 from desc.gen3_workflow.settings.parsl_section import ParslSettings
 
 
@@ -155,7 +155,7 @@ def test_parsl_spawns_without_rerunning_the_main_script():
     import multiprocessing.spawn
     import sys
 
-    from desc.gen3_workflow.execution.parsl_session import spawn_without_main_script
+    from desc.gen3_workflow.execution.bridge.parsl_session import spawn_without_main_script
 
     main = sys.modules["__main__"]
     before = {name: main.__dict__.get(name) for name in ("__file__", "__spec__")}

@@ -9,9 +9,9 @@ import pytest
 from lsst.ctrl.bps import GenericWorkflowJob
 from synthetic import job, write_store
 
-from desc.gen3_workflow.execution.oom import memory_cgroup, oom_kills, was_oom_kill
-from desc.gen3_workflow.execution.retry_rules import RetryBook, decide
-from desc.gen3_workflow.execution.scheduler import MemoryBudget
+from desc.gen3_workflow.execution.job_io.oom import memory_cgroup, oom_kills, was_oom_kill
+from desc.gen3_workflow.execution.runner.retry_rules import RetryBook, decide
+from desc.gen3_workflow.execution.runner.scheduler import MemoryBudget
 from desc.gen3_workflow.plan.workflow import job_resources
 from desc.gen3_workflow.store.job_store import JobStateStore
 from desc.gen3_workflow.store.records import AttemptRecord, JobState, JobUpdate

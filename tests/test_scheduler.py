@@ -3,7 +3,7 @@ dep_fail of descendants, partial runs, and a deep chain."""
 
 from __future__ import annotations
 
-from desc.gen3_workflow.execution.scheduler import Scheduler, with_ancestors
+from desc.gen3_workflow.execution.runner.scheduler import Scheduler, with_ancestors
 from desc.gen3_workflow.store.records import JobState
 from desc.gen3_workflow.store.templates import edge_block
 

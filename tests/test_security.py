@@ -14,9 +14,9 @@ import pytest
 from harness import requires_work_queue
 
 from desc.gen3_workflow.errors import ParslConfigError
-from desc.gen3_workflow.execution import run_secrets
-from desc.gen3_workflow.execution.modes import mode_for
-from desc.gen3_workflow.execution.runner_protocol import (
+from desc.gen3_workflow.execution.bridge.modes import mode_for
+from desc.gen3_workflow.execution.job_io import run_secrets
+from desc.gen3_workflow.execution.warm.protocol import (
     decode_request,
     encode_request,
     misplaced_logs,

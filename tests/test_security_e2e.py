@@ -46,10 +46,10 @@ from harness import (
 )
 
 from desc.gen3_workflow.errors import RunnerError
-from desc.gen3_workflow.execution import node_runner as node_runner_module
-from desc.gen3_workflow.execution import run_secrets
-from desc.gen3_workflow.execution.node_client import connect_to_node_runner
-from desc.gen3_workflow.execution.runner_protocol import encode_request, socket_name
+from desc.gen3_workflow.execution.job_io import run_secrets
+from desc.gen3_workflow.execution.warm import node_runner as node_runner_module
+from desc.gen3_workflow.execution.warm.node_client import connect_to_node_runner
+from desc.gen3_workflow.execution.warm.protocol import encode_request, socket_name
 from desc.gen3_workflow.store.records import JobState
 
 NOBODY = 65534

@@ -17,7 +17,7 @@ from parsl.executors import HighThroughputExecutor
 from parsl.launchers import SingleNodeLauncher
 from parsl.providers import SlurmProvider
 
-from desc.gen3_workflow.execution.processes import descendants
+from desc.gen3_workflow.execution.job_io.processes import descendants
 from desc.gen3_workflow.testing.slurm_cluster import SlurmCluster
 
 

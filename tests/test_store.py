@@ -15,7 +15,7 @@ from synthetic import job, set_run, write_store
 
 from desc.gen3_workflow.constants import STORE_FILENAME
 from desc.gen3_workflow.errors import RunNotFoundError
-from desc.gen3_workflow.execution.scheduler import scheduler_for
+from desc.gen3_workflow.execution.runner.scheduler import scheduler_for
 from desc.gen3_workflow.store.job_store import JobStateStore
 from desc.gen3_workflow.store.liveness import Liveness, liveness
 from desc.gen3_workflow.store.records import JobCommand, JobKind, JobState, JobUpdate, RunInfo, RunState

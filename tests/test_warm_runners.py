@@ -21,12 +21,13 @@ from parsl.app.errors import BashExitFailure
 from parsl.serialize import deserialize, pack_apply_message
 
 from desc.gen3_workflow.benchmarks.bench_floors import noop, parsl_modules
-from desc.gen3_workflow.execution import markers, run_secrets, wq_task
-from desc.gen3_workflow.execution.in_process import run_quantum_job
-from desc.gen3_workflow.execution.local_fork import ForkedJob, runs_in_fork
-from desc.gen3_workflow.execution.local_jobs import run_local_job
-from desc.gen3_workflow.execution.processes import is_alive, kill_run_processes, run_processes
-from desc.gen3_workflow.execution.runner_protocol import socket_name
+from desc.gen3_workflow.execution.job_io import markers, run_secrets
+from desc.gen3_workflow.execution.job_io.processes import is_alive, kill_run_processes, run_processes
+from desc.gen3_workflow.execution.runner.local_jobs import run_local_job
+from desc.gen3_workflow.execution.warm.in_process import run_quantum_job
+from desc.gen3_workflow.execution.warm.local_fork import ForkedJob, runs_in_fork
+from desc.gen3_workflow.execution.warm.protocol import socket_name
+from desc.gen3_workflow.execution.worker import wq_task
 from desc.gen3_workflow.store.records import JobCommand, JobKind, JobRecord
 
 PARSL_SCRIPT = str(
@@ -110,7 +111,7 @@ def test_node_runner_stops_a_job_when_asked_or_when_its_task_goes(run_dir: Path)
     # Its task killed (a cancel, Work Queue's kill): the job goes too.
     pid_file = run_dir / "payload.pid"
     code = (
-        "from desc.gen3_workflow.execution.in_process import run_quantum_job; "
+        "from desc.gen3_workflow.execution.warm.in_process import run_quantum_job; "
         "from desc.gen3_workflow.store.records import JobCommand; "
         f"run_quantum_job(JobCommand(('/bin/bash', '-c', 'echo $$ > {pid_file}; sleep 60'), ()), "
         f"'{run_dir}/logs/2.out', '{run_dir}/logs/2.err', '{run_dir}', 2, node_runner=True)"
@@ -240,7 +241,7 @@ _RUN_QBB = [
 def test_run_qbb_jobs_skip_pipetasks_command_line_unless_they_need_it(extra: list[str], direct: bool) -> None:
     """A warm executor runs a bps ``run-qbb`` job on the graph it holds open;
     options only pipetask's command line honours send the job through it."""
-    from desc.gen3_workflow.execution.warm_qbb import _parse
+    from desc.gen3_workflow.execution.warm.warm_qbb import _parse
 
     assert (_parse(_RUN_QBB + extra) is not None) is direct
     old_format = [word.replace(".qg", ".qgraph") for word in _RUN_QBB]

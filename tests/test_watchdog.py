@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from synthetic import job
 
-from desc.gen3_workflow.execution import markers, supervise
-from desc.gen3_workflow.execution.attempts import Attempt, outcome
-from desc.gen3_workflow.execution.processes import kill_job_processes
-from desc.gen3_workflow.execution.watchdog import Watchdog
+from desc.gen3_workflow.execution.job_io import markers
+from desc.gen3_workflow.execution.job_io.processes import kill_job_processes
+from desc.gen3_workflow.execution.runner.attempts import Attempt, outcome
+from desc.gen3_workflow.execution.runner.watchdog import Watchdog
+from desc.gen3_workflow.execution.worker import supervise
 
 SUPERVISE = [sys.executable, "-m", supervise.__name__]
 HOLD_MEMORY = "import time; data = bytearray([1]) * ({mb} * 2**20); time.sleep(60)"

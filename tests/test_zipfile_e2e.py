@@ -24,7 +24,7 @@ from harness import (
 )
 
 from desc.gen3_workflow.demo.repo import make_demo_repo
-from desc.gen3_workflow.execution import zipfix
+from desc.gen3_workflow.host import zipfix
 from desc.gen3_workflow.store.records import JobState
 
 # 5 visits x 13 detectors: 3 * 65 + 5 + 1 = 201 quanta of the demo DRP pipeline.

@@ -9,6 +9,7 @@ and ``bps submit`` / ``bps restart`` run through the very same `run`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import logging
 import os
@@ -23,10 +24,11 @@ from lsst.ctrl.bps import BpsConfig
 
 from .constants import SERVICE_CLASS, SERVICE_VARIABLE
 from .errors import RunInProgressError, RunNotFoundError
-from .execution.cancel import clear_cancel_marks
-from .execution.processes import kill_processes, kill_run_processes, run_processes
-from .execution.scheduler import with_ancestors
+from .execution.job_io.cancel import clear_cancel_marks
+from .execution.job_io.processes import kill_processes, kill_run_processes, run_processes
+from .execution.runner.scheduler import with_ancestors
 from .reporting.failures import retried_lines
+from .reporting.progress import ProgressReporter
 from .reporting.text import format_status_table
 from .settings.parsl_section import ParslSettings
 from .store.job_store import JobStateStore
@@ -210,7 +212,7 @@ class ParslGraph:
         # parsl is loaded here, by the calling thread, before the run's thread
         # starts (status, report and cancel never load it); two threads
         # importing it at once deadlock.
-        from .execution import parsl_session, runner  # noqa: F401
+        from .execution.runner import graph_runner  # noqa: F401
 
         selected = None if jobs is None else self._with_ancestors(jobs)
         self._outcome = None
@@ -256,7 +258,7 @@ class ParslGraph:
             yield
             return
         # (loaded by `run`; a signal handler must not import)
-        from .execution.parsl_session import force_stop
+        from .execution.bridge.parsl_session import force_stop
 
         caught = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
         previous = {signum: signal.getsignal(signum) for signum in caught}
@@ -291,7 +293,7 @@ class ParslGraph:
                 signal.signal(signum, handler)
 
     def _execute(self, selected: set[int] | None) -> None:
-        from .execution.runner import GraphRunner  # (loaded by `run`)
+        from .execution.runner.graph_runner import GraphRunner  # (loaded by `run`)
 
         # The store connection belongs to this thread: sqlite3 objects must
         # not cross threads.
@@ -304,7 +306,10 @@ class ParslGraph:
                 kill_processes(run_processes(self.submit_dir, SERVICE_VARIABLE))
                 store.reset_unfinished()
                 clear_cancel_marks(self.submit_dir)
-                runner = GraphRunner(store, self.settings, self.submit_dir, selected, self._interrupted)
+                progress = functools.partial(ProgressReporter.from_settings, self.submit_dir, self.settings)
+                runner = GraphRunner(
+                    store, self.settings, self.submit_dir, selected, self._interrupted, progress
+                )
                 self._outcome = runner.run()
         except BaseException as exc:  # re-raised by wait()
             self._outcome = exc

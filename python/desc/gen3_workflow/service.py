@@ -30,16 +30,18 @@ from lsst.resources import ResourcePath
 
 from .constants import DEFAULTS_URI
 from .errors import Gen3WorkflowError, RunInterruptedError, WorkflowFailedError
-from .execution import zipfix
-from .execution.cancel import request_cancel
-from .execution.environment import prepare_environment
+from .execution.bridge.availability import check_executor
+from .execution.bridge.modes import mode_for
+from .execution.bridge.ping import service_ping
+from .execution.job_io.cancel import request_cancel
+from .host import zipfix
+from .host.environment import prepare_environment
 from .parsl_graph import ParslGraph
 from .plan.workflow import run_info, stream_plan
 from .reporting.bps_report import active_runs, detailed_report, quick_status, summary_reports
 from .reporting.failures import failure_summary
 from .settings.parsl_section import ParslSettings
-from .settings.ping import service_ping
-from .settings.submission_checks import check_executor, check_submission, check_workflow_nodes
+from .settings.submission_checks import check_submission, check_workflow_nodes
 from .store.plan_process import PlanWriterProcess
 from .store.records import RunState
 from .store.run_index import register_run
@@ -110,7 +112,7 @@ class ParslWorkflow(BaseWmsWorkflow):
         settings = ParslSettings.from_bps_config(config)
         workflow = cls(generic_workflow.name, config, out_prefix)
         check_workflow_nodes(generic_workflow)
-        info = run_info(config, settings.as_dict())
+        info = run_info(config, settings.as_dict(), mode_for(settings).site)
         # The store is written by a process of its own while the plan is
         # made (`desc.gen3_workflow.store.plan_process`).
         with PlanWriterProcess(out_prefix, generic_workflow.name, info) as writer:
@@ -308,7 +310,7 @@ class ParslService(BaseWmsService):
 
 def _warn_of_interpreter_defects() -> None:
     """One warning line for ``bps submit`` and ``bps ping`` when this Python
-    has CPython gh-128131 (see `~desc.gen3_workflow.execution.zipfix`)."""
+    has CPython gh-128131 (see `~desc.gen3_workflow.host.zipfix`)."""
     message = zipfix.defect_warning()
     if message:
         _LOG.warning(message)

@@ -160,7 +160,7 @@ def _p95(values: list[float]) -> float:
 
 def run_modes(args: argparse.Namespace) -> None:
     from ..demo.repo import make_demo_repo
-    from ..execution.environment import prepare_environment
+    from ..host.environment import prepare_environment
 
     # ctrl_bps's default commands call ${CTRL_MPEXEC_DIR}/bin/pipetask; this
     # plug-in sets it for its jobs, ctrl_bps_parsl does not.

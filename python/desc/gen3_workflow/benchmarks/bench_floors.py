@@ -8,7 +8,7 @@
   core: what executing a quantum costs with no workflow system at all.
 - `work_queue_task_floor`: what a Work Queue task of parsl costs by itself,
   an empty python app, with parsl's own task script and with the plug-in's
-  faster start of it (`desc.gen3_workflow.execution.wq_task`).
+  faster start of it (`desc.gen3_workflow.execution.worker.wq_task`).
 
 ``python -m desc.gen3_workflow.benchmarks.bench_floors --tasks 60`` prints
 the second alone.
@@ -109,7 +109,7 @@ def work_queue_task_floor(tasks: int, cores: int, fast: bool) -> float:
     from parsl.executors import WorkQueueExecutor
     from parsl.providers import LocalProvider
 
-    from ..settings.executors import fast_task_start
+    from ..execution.bridge.executors import fast_task_start
 
     # parsl's script runs as "python3": this environment's.
     os.environ["PATH"] = os.path.join(sys.prefix, "bin") + os.pathsep + os.environ["PATH"]
@@ -129,7 +129,7 @@ def work_queue_task_floor(tasks: int, cores: int, fast: bool) -> float:
             # By its module's name even when this module runs as __main__:
             # a function of __main__ is pickled by value, and unpickling that
             # costs each task most of a second more than the empty call.
-            from desc.gen3_workflow.benchmarks.bench_floors import noop as importable_noop
+            from .bench_floors import noop as importable_noop
 
             app = python_app(executors=["wq"])(importable_noop)
             # One core each, as the plug-in's jobs ask (a task asking for

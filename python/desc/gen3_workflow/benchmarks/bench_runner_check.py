@@ -27,9 +27,9 @@ import time
 import uuid
 from collections.abc import Callable
 
-from ..execution import run_secrets
-from ..execution.processes import kill_run_processes
-from ..execution.runner_protocol import decode_request, encode_request, misplaced_logs, peer
+from ..execution.job_io import run_secrets
+from ..execution.job_io.processes import kill_run_processes
+from ..execution.warm.protocol import decode_request, encode_request, misplaced_logs, peer
 from ..store.records import JobCommand
 
 __all__ = ["main"]
@@ -63,7 +63,7 @@ def _per_call_us(call: Callable[[], object], calls: int) -> float:
 
 def _trip_us(submit_dir: str, jobs: int) -> float:
     """A trivial job's trip through a real node runner (microseconds)."""
-    from ..execution.in_process import run_quantum_job
+    from ..execution.warm.in_process import run_quantum_job
 
     command = JobCommand(("/bin/true",), ())
     logs = os.path.join(submit_dir, "logs")

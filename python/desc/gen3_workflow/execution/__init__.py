@@ -1,34 +1,24 @@
 """Execution: the runner that hands a store's jobs to parsl, and what runs them.
 
-The submit side:
+Five rooms, each importing only the rooms below it (and settings, store,
+plan, host), in this order from the top:
 
-- `~.modes`: one object per way of running a job (ThreadPool,
-  HighThroughput, Work Queue): what every other module asks instead of
-  testing the executor's or provider's name;
-- `~.runner`: `GraphRunner`, init job, quanta through parsl, final job;
-  `~.scheduler` (the ready set, the memory budget), `~.attempts`,
-  `~.retry_rules` (ctrl_bps's retry and memory rules), `~.watchdog`;
-- `~.submitters`: how a quantum job becomes a parsl app call;
-  `~.parsl_session`: parsl started and stopped around the run;
-  `~.parsl_logging`: where parsl logs;
-- `~.local_jobs`, `~.local_fork`: jobs the submitting process runs itself,
-  and its forks;
-- `~.cancel`, `~.processes`, `~.oom`: stopping a run and its processes.
+- `~.runner`: the submit-side loop over the store (`~.runner.graph_runner.
+  GraphRunner`), the ready set and memory budget, attempts and ctrl_bps's
+  retry rules, the watchdog, the init and final jobs;
+- `~.bridge`: everything that knows parsl: one object per way of running a
+  job (`~.bridge.modes`), the executors, providers and ``parsl.Config`` they
+  build, the session that starts and stops parsl, how a job becomes an app
+  call (`~.bridge.submitters`), parsl's logs, ``bps ping``;
+- `~.warm`: warm execution: the parsl app that hands a job to a warm runner
+  (`~.warm.in_process`), the runners (per worker, per node) and their
+  forks, the node runner's protocol and client;
+- `~.worker`: what runs beyond parsl with the standard library and psutil
+  only: the bash app, the job supervisor, Work Queue's task script;
+- `~.job_io`: what jobs, runners and ``bps cancel`` leave in the submit
+  directory (exit records, kill requests, pids, usage, OOM kills, the cancel
+  mark, the run's secrets) and the run's processes.
 
-On workers (warm execution, see `~.in_process`):
-
-- `~.in_process`: the parsl app that hands a job to a warm runner;
-  `~.in_process_runner`: the runner and its forked executors;
-  `~.warm_qbb`: ``run-qbb`` on a QuantumGraph held open; `~.job_argv`: what
-  a runner reads in a job's request;
-- `~.node_runner` (one per node and run, for Work Queue), `~.node_client`
-  (a task's side of it), `~.runner_protocol` (who may talk to it, and
-  how), `~.run_secrets` (the run's Work Queue password and runner key);
-- `~.bash_app`, `~.supervise`, `~.wq_task`: process mode's bash app, the
-  job supervisor, parsl's Work Queue task script started fast;
-- `~.markers`, `~.job_usage`: what a job records of how it ended;
-  `~.environment`, `~.zipfix`: what jobs inherit.
-
-This ``__init__`` imports nothing: parsl workers import `~.bash_app` and
-`~.in_process` through it.
+This ``__init__`` imports nothing: parsl workers import
+`~.worker.bash_app` and `~.warm.in_process` through it.
 """

@@ -71,7 +71,7 @@ def job_resources(gwjob: GenericWorkflowJob, memory_limit: int | None = None) ->
         ``retry_unless_exit`` (a list), ``memory_multiplier`` (`None` when
         memory is not scaled) and ``memory_max`` (the least of
         ``requestMemoryMax`` and ``memoryLimit``); `None` where the workflow
-        did not say.  `desc.gen3_workflow.execution.retry_rules` applies them.
+        did not say.  `desc.gen3_workflow.execution.runner.retry_rules` applies them.
     """
     unless = gwjob.retry_unless_exit
     unless = [] if unless is None else [unless] if isinstance(unless, int) else list(unless)
@@ -385,7 +385,7 @@ def _stream_plan(
     return len(seq_of) + len(finals)
 
 
-def run_info(config: BpsConfig, parsl_config: dict[str, Any]) -> RunInfo:
+def run_info(config: BpsConfig, parsl_config: dict[str, Any], site: str | None = None) -> RunInfo:
     """What report and restart need to know about a run, from its config.
 
     Parameters
@@ -394,9 +394,11 @@ def run_info(config: BpsConfig, parsl_config: dict[str, Any]) -> RunInfo:
         The run's configuration.
     parsl_config : `dict`
         Its validated ``parsl_config`` section, every key filled in.
+    site : `str`, optional
+        Where parsl runs the jobs (the execution mode's ``site``).
     """
     values = {}
     for field, key in RunInfo.BPS_KEYS.items():
         _, value = config.search(key, opt={"default": None})
         values[field] = None if value is None else str(value)
-    return RunInfo(**values, parsl_config=parsl_config)
+    return RunInfo(**values, parsl_config=parsl_config, site=site)

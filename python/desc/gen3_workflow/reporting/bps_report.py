@@ -17,9 +17,6 @@ from typing import Any
 
 from lsst.ctrl.bps import WmsJobReport, WmsRunReport, WmsSpecificInfo, WmsStates
 
-from ..errors import UserInputError
-from ..execution.modes import mode_for
-from ..settings.parsl_section import ParslSettings
 from ..store.job_store import UNREADABLE, JobStateStore
 from ..store.liveness import Liveness, liveness
 from ..store.records import JobKind, JobRecord, JobState, RunRecord, RunState
@@ -151,10 +148,8 @@ def run_site(run: RunRecord) -> str:
     ``Local`` or ``Slurm``; ThreadPool runs them locally)."""
     if run.info.compute_site:
         return run.info.compute_site
-    try:
-        return mode_for(ParslSettings.from_mapping(run.info.parsl_config)).site
-    except UserInputError:  # settings of an older plug-in
-        return "Local"
+    # A store from before the site was recorded: its provider.
+    return run.info.site or str((run.info.parsl_config or {}).get("provider") or "Local")
 
 
 def summary_reports(

@@ -6,7 +6,7 @@ start is when the plug-in saw it running (``t_running``), or when parsl
 launched it if it ended before the next poll (``t_launched``); its end is
 ``t_end``.  CPU time and peak memory come from the store too, where the
 plug-in measured each attempt's payload
-(`~desc.gen3_workflow.execution.job_usage`: CPU time always, peak memory
+(`~desc.gen3_workflow.execution.job_io.job_usage`: CPU time always, peak memory
 except behind the bash-builtin wrapper).  For a run from before, they come
 from parsl's monitoring database (``monitoring.db`` in the submit
 directory) when the run had parsl monitoring with resource monitoring: its

@@ -1,10 +1,11 @@
-"""Settings: the bps file's ``parsl_config:`` section and what it builds.
+"""Settings: the bps file's ``parsl_config:`` section, validated.
 
 - `~.parsl_section`: `ParslSettings`, every key validated up front;
-- `~.executors`, `~.providers`: one small factory per executor and provider;
-- `~.parsl_factory`: the run's `parsl.config.Config` from those;
-- `~.submission_checks`: names and paths checked before anything is built;
-- `~.ping`: ``bps ping``, what the settings need from this machine.
+- `~.submission_checks`: names, paths and workflow nodes checked before
+  anything is built.
 
-This ``__init__`` imports nothing (see the package docstring).
+What the settings build (parsl's executors and providers, the run's
+``parsl.Config``, ``bps ping``) is `desc.gen3_workflow.execution.bridge`'s.
+This room imports nothing of the package but `~desc.gen3_workflow.errors`;
+its ``__init__`` imports nothing.
 """

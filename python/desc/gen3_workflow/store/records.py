@@ -29,6 +29,7 @@ __all__ = [
     "RunRecord",
     "RunState",
     "render_word",
+    "walltime_seconds",
 ]
 
 
@@ -240,6 +241,9 @@ class RunInfo:
     """The bps file's ``computeSite``, if it names one (the report's SITE)."""
     parsl_config: dict[str, Any] = dataclasses.field(default_factory=dict)
     """The validated ``parsl_config`` section, every key filled in."""
+    site: str | None = None
+    """Where parsl ran the jobs (``Local`` or ``Slurm``), as the run's
+    execution mode said when it was prepared."""
 
     # The bps keys each field comes from.
     BPS_KEYS = {
@@ -279,3 +283,12 @@ class RunRecord:
     end_time: float | None = None
     submissions: int = 0
     """How many times it was started (submit, then restarts)."""
+
+
+def walltime_seconds(request: object) -> float | None:
+    """A job's ``requestWalltime`` (minutes, as ctrl_bps gives it) in seconds."""
+    try:
+        minutes = float(str(request))
+    except ValueError:
+        return None
+    return minutes * 60.0 if minutes > 0 else None

@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from ..execution.processes import is_alive, kill_processes, process_name
+from ..execution.job_io.processes import is_alive, kill_processes, process_name
 from .daemons import PrivateServer
 
 __all__ = ["PostgresServer", "PostgresServerError", "find_bindir", "postgres_unavailable_reason"]

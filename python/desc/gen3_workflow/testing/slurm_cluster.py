@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-from ..execution.processes import descendants, is_alive, kill_processes, process_name
+from ..execution.job_io.processes import descendants, is_alive, kill_processes, process_name
 from .daemons import PrivateServer
 
 __all__ = ["SlurmCluster", "SlurmClusterError", "slurm_unavailable_reason"]
