@@ -51,6 +51,8 @@ from ..testing.null_run import kill_session
 from .bench_floors import LABELS, middleware_floor, quantum_times, work_queue_task_floors
 from .bench_plan import plan_figures
 
+__all__ = ["MODES", "bps_file", "main", "overheads", "run_modes", "submit"]
+
 MODES = ("process", "in_process", "ctrl_bps_parsl", "wq_process", "wq_in_process")
 """HighThroughput in each execution mode, lsst-ctrl-bps-parsl, Work Queue in each mode."""
 PIPELINE = Path(__file__).resolve().parents[1] / "config" / "pipelines" / "demo_drp.yaml"

@@ -38,6 +38,9 @@ def _median_seconds(func, repeat: int) -> float:  # type: ignore[no-untyped-def]
     return statistics.median(times)
 
 
+__all__ = ["main"]
+
+
 def main() -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(

@@ -18,6 +18,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+__all__ = ["install"]
+
 # (The module's old name: shims written before are still recognised as ours.)
 _MARKER = "# Written by desc.gen3_workflow.tools.ndcctools_shim"
 
