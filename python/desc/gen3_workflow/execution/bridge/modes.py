@@ -25,6 +25,7 @@ only.
 
 from __future__ import annotations
 
+import abc
 import enum
 import os
 import re
@@ -81,7 +82,7 @@ class MemoryEnforcement(enum.Enum):
     """Work Queue's resource monitor."""
 
 
-class ExecutionMode:
+class ExecutionMode(abc.ABC):
     """How the jobs of a run are run (see the module documentation).
 
     Parameters
@@ -190,6 +191,7 @@ class ExecutionMode:
         """Whether node runners hold in-process jobs to their memory request."""
         return False
 
+    @abc.abstractmethod
     def make_executor(self, submit_dir: str) -> ParslExecutor:
         """The parsl executor that runs the jobs (parsl is imported here
         only: reports and ``bps status`` never build one).
