@@ -186,7 +186,7 @@ def test_the_jobs_with_files_left_are_found_in_one_listing(tmp_path: Path) -> No
     some (a success record among them stays, so that job is not run again)."""
     assert markers.marked_jobs(str(tmp_path)) == set()
     markers.write_exit(str(tmp_path), 7, markers.ExitRecord(0, 1.0))
-    markers.write_pids(str(tmp_path), 12, [(1, 1.0)])
+    markers.write_started(str(tmp_path), 12, 1.0, [(1, 1.0)])
     markers.request_kill(str(tmp_path), 12, "walltime")
     markers.record_fork(str(tmp_path), 1, 1.0, "runner")
     assert markers.marked_jobs(str(tmp_path)) == {7, 12}

@@ -2,9 +2,11 @@
 plots are made of.
 
 Times come from the run's job-state store, which always has them: a job's
-start is when the plug-in saw it running (``t_running``), or when parsl
-launched it if it ended before the next poll (``t_launched``); its end is
-``t_end``.  CPU time and peak memory come from the store too, where the
+start and end are when its payload started and ended, as the node that ran
+it recorded them (``t_running``, ``t_end``; in a store from before, the start
+is when the plug-in saw the job running, or when parsl launched it); its
+launch is when parsl handed it to the executor (``t_launched``), so that the
+time it queued is apart from its wall time.  CPU time and peak memory come from the store too, where the
 plug-in measured each attempt's payload
 (`~desc.gen3_workflow.execution.job_io.job_usage`: CPU time always, peak memory
 except behind the bash-builtin wrapper).  For a run from before, they come
@@ -69,6 +71,8 @@ class JobHistory:
     """CPU seconds (user + system, all tries), NaN if not known."""
     rss: np.ndarray
     """Peak resident memory in bytes, NaN if not known."""
+    launched: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    """When parsl handed each job to its executor, NaN if it never did."""
     resources_known: bool = False
     """Whether CPU and memory figures were found for any job."""
     resource_sources: tuple[str, ...] = ()
@@ -81,6 +85,13 @@ class JobHistory:
     def wall(self) -> np.ndarray:
         """Wall time of each job (seconds), NaN where unknown."""
         return self.end - self.start
+
+    @property
+    def queue(self) -> np.ndarray:
+        """How long each job waited between its launch and its start
+        (seconds), NaN where unknown."""
+        waited = self.start - self.launched
+        return np.where(np.isfinite(waited), np.maximum(waited, 0.0), np.nan)
 
     def state_code(self, state: JobState) -> int:
         """The code of ``state`` in `state`."""
@@ -137,7 +148,7 @@ def load_job_history(submit_dir: str, monitoring: bool = True) -> JobHistory:
         usage = store.attempt_usage()
     index = {label: i for i, label in enumerate(labels)}
     codes = {state.value: i for i, state in enumerate(STATES)}
-    columns = list(zip(*rows, strict=True)) if rows else [()] * 10
+    columns = list(zip(*rows, strict=True)) if rows else [()] * 11
     n = len(rows)
     history = JobHistory(
         submit_dir=submit_dir,
@@ -153,6 +164,7 @@ def load_job_history(submit_dir: str, monitoring: bool = True) -> JobHistory:
         data_id=list(columns[7]),
         stderr=list(columns[8]),
         message=list(columns[9]),
+        launched=_column(list(columns[10])),
         cpu=np.full(n, np.nan),
         rss=np.full(n, np.nan),
     )

@@ -68,7 +68,8 @@ def summarize(history: JobHistory, slowest: int = 5) -> dict[str, Any]:
         ``submit_dir``, ``run`` (name, state, host, pid, start and end
         times), ``resources`` (where CPU and memory come from, or `None`),
         ``labels`` (label -> ``counts`` by state, ``total``,
-        ``wall_time_total``, ``wall_time_mean``, ``cpu_time_total``,
+        ``wall_time_total``, ``wall_time_mean`` (from each payload's start
+        to its end), ``queue_time_mean`` (from launch to start), ``cpu_time_total``,
         ``cpu_time_mean``, ``peak_memory_mb``; seconds, `None` where
         unknown), ``totals`` (counts by state), ``slowest`` and ``failures``
         (jobs with label, data ID, state, times, exit code, message and log
@@ -80,6 +81,7 @@ def summarize(history: JobHistory, slowest: int = 5) -> dict[str, Any]:
     for i, label in enumerate(history.labels):
         mask = history.label == i
         wall_total, wall_mean = _sum_mean(wall, mask)
+        _, queue_mean = _sum_mean(history.queue, mask)
         cpu_total, cpu_mean = _sum_mean(history.cpu, mask)
         rss = history.rss[mask]
         rss = rss[np.isfinite(rss)]
@@ -88,6 +90,7 @@ def summarize(history: JobHistory, slowest: int = 5) -> dict[str, Any]:
             "total": int(counts[i].sum()),
             "wall_time_total": wall_total,
             "wall_time_mean": wall_mean,
+            "queue_time_mean": queue_mean,
             "cpu_time_total": cpu_total,
             "cpu_time_mean": cpu_mean,
             "peak_memory_mb": _number(rss.max() / _MB) if rss.size else None,
@@ -115,6 +118,16 @@ def summarize(history: JobHistory, slowest: int = 5) -> dict[str, Any]:
         "slowest": [_job(history, int(i)) for i in top],
         "failures": [_job(history, int(i)) for i in failed],
     }
+
+
+_COLUMNS = (
+    "wall_time_total",
+    "wall_time_mean",
+    "queue_time_mean",
+    "cpu_time_total",
+    "cpu_time_mean",
+    "peak_memory_mb",
+)
 
 
 def _seconds(value: float | None) -> str:
@@ -155,13 +168,14 @@ def format_summary(summary: dict[str, Any], max_failures: int = 20) -> str:
     width = max([len("task_type"), *(len(label) for label in summary["labels"])])
     head = f"{'task_type':<{width}}" + "".join(f"{s:>10}" for s in [*states, "total"])
     head += "".join(
-        f"{c:>12}" for c in ("wall_sum_s", "wall_mean_s", "cpu_sum_s", "cpu_mean_s", "peak_mem_MB")
+        f"{c:>12}"
+        for c in ("wall_sum_s", "wall_mean_s", "queue_mean_s", "cpu_sum_s", "cpu_mean_s", "peak_mem_MB")
     )
     lines += ["", head]
     for label, row in summary["labels"].items():
         text = f"{label:<{width}}" + "".join(f"{row['counts'][s]:>10}" for s in states)
         text += f"{row['total']:>10}"
-        for key in ("wall_time_total", "wall_time_mean", "cpu_time_total", "cpu_time_mean", "peak_memory_mb"):
+        for key in _COLUMNS:
             text += f"{_seconds(row[key]):>12}"
         lines.append(text)
     totals = summary["totals"]

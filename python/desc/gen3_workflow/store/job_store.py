@@ -143,24 +143,25 @@ class JobStateStore:
         """Write a batch of job-state changes, and how the attempts that
         ended went, in one transaction."""
         rows = [
-            (u.state.value, u.attempts, u.exit_code, u.message, *(u.state.value, u.time) * 3, u.seq)
+            (u.state.value, u.attempts, u.exit_code, u.message, u.state.value, u.time)
+            + (u.started, u.state.value, u.time, u.state.value, u.time, u.seq)
             for u in updates
         ]
         ended = [
-            (a.seq, a.number, a.succeeded, a.end, a.exit_code, a.memory, a.message, a.cpu, a.max_rss)
+            (a.seq, a.number, a.succeeded, a.end, a.exit_code, a.memory, a.message, a.cpu, a.max_rss, a.start)
             for a in attempts
         ]
         if not rows and not ended:
             return
         with self._transaction() as db:
             db.executemany(
-                f"INSERT OR REPLACE INTO attempts ({self._attempt_columns}) VALUES ({', '.join('?' * 9)})",
+                f"INSERT OR REPLACE INTO attempts ({self._attempt_columns}) VALUES ({', '.join('?' * 10)})",
                 ended,
             )
             db.executemany(
                 "UPDATE jobs SET state = ?, attempts = COALESCE(?, attempts), exit_code = ?, message = ?, "
                 "t_launched = CASE WHEN ? = 'launched' THEN ? ELSE t_launched END, "
-                "t_running = CASE WHEN ? = 'running' THEN ? ELSE t_running END, "
+                "t_running = COALESCE(?, CASE WHEN ? = 'running' THEN ? ELSE t_running END), "
                 "t_end = CASE WHEN ? IN ('exec_done', 'failed', 'dep_fail') THEN ? ELSE t_end END "
                 "WHERE seq = ?",
                 rows,
@@ -411,12 +412,14 @@ class JobStateStore:
 
     def history_rows(self) -> list[tuple[Any, ...]]:
         """Every job's label, state, start, end, attempts, exit code, name,
-        data ID, stderr and message, in ``seq`` order (for summaries and
-        plots).  A job's start is when it was seen running, or launched if
-        it ended before that was seen."""
+        data ID, stderr, message and launch, in ``seq`` order (for summaries
+        and plots).  A job's start is when its payload started, as the node
+        that ran it recorded, or when it was seen running; its launch when
+        parsl handed it to the executor (which stands for its start in
+        stores from before starts were recorded)."""
         rows = self._db.execute(
             "SELECT j.label, j.state, COALESCE(j.t_running, j.t_launched), j.t_end, j.attempts, j.exit_code, "
-            f"j.name, j.data_id, {self._rows.stderr}, j.message FROM jobs j ORDER BY j.seq"
+            f"j.name, j.data_id, {self._rows.stderr}, j.message, j.t_launched FROM jobs j ORDER BY j.seq"
         )
         stderr_of = self._rows.stderr_of
-        return [(*row[:8], stderr_of(row[8], row[9]), row[10]) for row in rows]
+        return [(*row[:8], stderr_of(row[8], row[9]), row[10], row[11]) for row in rows]

@@ -200,9 +200,14 @@ class JobUpdate:
     seq: int
     state: JobState
     time: float
+    """When it changed, as the runner saw it; for a final state, when the
+    payload ended, as the node that ran it says, where it says so."""
     attempts: int | None = None
     exit_code: int | None = None
     message: str | None = None
+    started: float | None = None
+    """When the payload started, as the node that ran it says (it replaces
+    the time the runner first saw it running)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -223,6 +228,8 @@ class AttemptRecord:
     """CPU seconds its payload took, if measured."""
     max_rss: int | None = None
     """Its payload's peak resident memory (bytes), if measured."""
+    start: float | None = None
+    """When its payload started, on the node that ran it, if it said so."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS edge_blocks (
 );
 CREATE TABLE IF NOT EXISTS attempts (
     seq INTEGER NOT NULL, number INTEGER NOT NULL, succeeded INTEGER NOT NULL, t_end REAL NOT NULL,
-    exit_code INTEGER, memory INTEGER, message TEXT, cpu REAL, max_rss INTEGER, PRIMARY KEY (seq, number)
+    exit_code INTEGER, memory INTEGER, message TEXT, cpu REAL, max_rss INTEGER, t_start REAL,
+    PRIMARY KEY (seq, number)
 );
 CREATE TABLE IF NOT EXISTS typical (label TEXT PRIMARY KEY, median REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS label_states (
@@ -103,9 +104,9 @@ edges); ``edges`` holds the (parent, child) rows of stores written before."""
 PLAN_COLUMNS = "seq, name, label, kind, data_id, template, words"
 """The columns `write_plan` fills (`~.templates.PlanRow`); the rest start at their defaults."""
 _STATE_COLUMNS = "j.state, j.attempts, j.exit_code, j.t_launched, j.t_running, j.t_end, j.message"
-ATTEMPT_USAGE = ("cpu REAL", "max_rss INTEGER")
+ATTEMPT_USAGE = ("cpu REAL", "max_rss INTEGER", "t_start REAL")
 """The columns of ``attempts`` that stores written before lack (what each
-attempt's payload used)."""
+attempt's payload used, when it started)."""
 RUN_COLUMNS = "name, submit_dir, info, state, pid, host, start_time, end_time, submissions"
 
 
@@ -306,7 +307,7 @@ def ensure_counts(db: sqlite3.Connection, writable: bool) -> None:
 
 def attempt_columns(db: sqlite3.Connection, writable: bool) -> str:
     """The columns to select from ``attempts`` (``seq, number, succeeded,
-    t_end, exit_code, memory, message, cpu, max_rss``); a store written
+    t_end, exit_code, memory, message, cpu, max_rss, t_start``); a store written
     before what attempts used was kept gets the columns when writable, else
     NULL in their place."""
     have = {row[1] for row in db.execute("PRAGMA table_info(attempts)")}

@@ -58,10 +58,12 @@ def wq_resource_spec(resources: dict[str, Any], memory: int | None = None) -> di
 _WRAPPER = r"""{prefix}export {job_variable}={seq}
 if {{ read -r done < {status}; }} 2>/dev/null && [[ $done == *'"code": 0,'*'"reason": ""'* ]]; then
   echo "gen3_workflow: the payload of this job already succeeded; not run again" >&2; exit 0; fi
+gen3wf_start=${{EPOCHREALTIME:-$(date +%s)}}; gen3wf_start=${{gen3wf_start/,/.}}
+printf '{{"start": %s, "pids": []}}\n' "$gen3wf_start" > {started}
 {command}
 rc=$?; now=${{EPOCHREALTIME:-$(date +%s)}}
-{{ printf '{{"code": %d, "time": %s, "reason": "", "detail": ""}}\n' "$rc" "${{now/,/.}}"
-  times; }} > {status}
+{{ printf '{{"code": %d, "time": %s, "start": %s, "reason": "", "detail": ""}}\n' \
+    "$rc" "${{now/,/.}}" "$gen3wf_start"; times; }} > {status}
 exit $rc"""
 
 
@@ -69,15 +71,18 @@ def wrapped(job: JobRecord, submit_dir: str) -> str:
     """The bash lines that run a job's command and record how it ended,
     starting no process besides the payload.
 
-    The record is the supervisor's (`markers.ExitRecord`, as JSON), with
-    the payload's CPU time as bash's ``times`` after it, and, as the
-    supervisor does, a job whose record says it succeeded exits 0 at once.
+    As the supervisor does, it records when the payload starts (the
+    ``pids`` marker, with no process to kill) and how it ended (a
+    `markers.ExitRecord`, as JSON, with the payload's CPU time as bash's
+    ``times`` after it), and a job whose record says it succeeded exits 0
+    at once.
     """
     return _WRAPPER.format(
         prefix=job_prefix(submit_dir),
         job_variable=JOB_VARIABLE,
         seq=job.seq,
         status=shlex.quote(os.path.join(submit_dir, markers.STATUS_DIR, f"{job.seq}.exit")),
+        started=shlex.quote(os.path.join(submit_dir, markers.STATUS_DIR, f"{job.seq}.pids")),
         command=job.command.shell(),
     )
 

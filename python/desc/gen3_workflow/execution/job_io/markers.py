@@ -15,10 +15,12 @@ worker lost after the payload succeeded):
     Written by the runner to ask the job to stop its payload (a job stuck or
     over its time); the supervisor looks for it while the payload runs.
 ``<seq>.pids``
-    Written by the job when it starts: the processes that stand between the
-    executor and the payload (the job's supervisor; Work Queue's resource
-    monitor and parsl's task wrapper), so that the runner can kill a task
-    whose processes are left hanging after the payload ended.
+    Written by the job when it starts, on the node that runs it: when it
+    started (the runner shows it running from then on) and the processes
+    that stand between the executor and the payload (the job's supervisor;
+    Work Queue's resource monitor and parsl's task wrapper), so that the
+    runner can kill a task whose processes are left hanging after the
+    payload ended.
 
 Only jobs in flight have files here: the runner removes them once it has
 recorded the job.  Standard library only (workers import it).
@@ -43,9 +45,10 @@ __all__ = [
     "prepare_attempt",
     "read_exit",
     "read_pids",
+    "read_started",
     "request_kill",
     "write_exit",
-    "write_pids",
+    "write_started",
 ]
 
 STATUS_DIR = "status"
@@ -58,7 +61,7 @@ class ExitRecord:
     code: int
     """Exit status: the payload's own, or 128 + N if signal N ended it."""
     time: float
-    """When it ended (seconds since the epoch)."""
+    """When it ended (seconds since the epoch), on the node that ran it."""
     reason: str = ""
     """Why the job stopped it: ``memory``, ``walltime`` or ``killed``; empty
     if it ended by itself."""
@@ -69,6 +72,9 @@ class ExitRecord:
     (`~.job_usage`)."""
     max_rss: int | None = None
     """The payload's peak resident memory (bytes), if measured."""
+    start: float | None = None
+    """When the payload started, on the node that ran it (records written
+    before it was kept have none)."""
 
 
 def _path(submit_dir: str, seq: int, suffix: str) -> str:
@@ -115,21 +121,39 @@ def kill_requested(submit_dir: str, seq: int) -> str | None:
         return None
 
 
-def write_pids(submit_dir: str, seq: int, processes: list[tuple[int, float]]) -> None:
-    """Record the processes of job ``seq`` (pid and start time of each)."""
+def write_started(
+    submit_dir: str, seq: int, start: float, processes: list[tuple[int, float]] | tuple[()] = ()
+) -> None:
+    """Record that job ``seq`` started at ``start``, and its processes (pid
+    and start time of each)."""
     path = _path(submit_dir, seq, "pids")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as fh:
-        json.dump(processes, fh)
+        json.dump({"start": start, "pids": list(processes)}, fh)
+
+
+def _read_started(submit_dir: str, seq: int) -> tuple[float | None, list[tuple[int, float]]]:
+    try:
+        with open(_path(submit_dir, seq, "pids")) as fh:
+            found = json.load(fh)
+        if isinstance(found, list):  # written before the start was kept
+            return None, [(int(pid), float(started)) for pid, started in found]
+        start = found.get("start")
+        return (None if start is None else float(start)), [
+            (int(pid), float(started)) for pid, started in found.get("pids", ())
+        ]
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None, []
+
+
+def read_started(submit_dir: str, seq: int) -> float | None:
+    """When job ``seq`` started, if it has said so."""
+    return _read_started(submit_dir, seq)[0]
 
 
 def read_pids(submit_dir: str, seq: int) -> list[tuple[int, float]]:
     """The processes job ``seq`` recorded (pid, start time)."""
-    try:
-        with open(_path(submit_dir, seq, "pids")) as fh:
-            return [(int(pid), float(started)) for pid, started in json.load(fh)]
-    except (OSError, ValueError, TypeError):
-        return []
+    return _read_started(submit_dir, seq)[1]
 
 
 def clear(submit_dir: str, seq: int) -> None:

@@ -21,7 +21,7 @@ from parsl.dataflow.states import States
 
 from ...constants import CANCELLED_EXIT_CODE
 from ...store.records import JobRecord
-from ..job_io.markers import ExitRecord
+from ..job_io.markers import ExitRecord, read_started
 from ..job_io.oom import OOM_MESSAGE, was_oom_kill
 
 __all__ = [
@@ -52,7 +52,7 @@ class Attempt:
     launched: float | None = None
     """When parsl handed it to the executor."""
     running: float | None = None
-    """When the job was seen to start."""
+    """When the job started, as it says (or when it was seen to)."""
     note: str = ""
     """What the watchdog found and did, for the job's message."""
     action: str = ""
@@ -171,17 +171,28 @@ def note_in_log(path: str, line: str) -> None:
         pass
 
 
-def seen_running(attempts: Iterable[Attempt], now: float) -> list[int]:
-    """Note which attempts in flight were seen to start since the last look:
-    launched when parsl gave the attempt to its executor, running when the
-    job wrote to its log (parsl writes the command there first); return the
-    jobs now seen running."""
+def seen_running(attempts: Iterable[Attempt], now: float, submit_dir: str) -> list[tuple[int, float]]:
+    """Note which attempts in flight started since the last look: launched
+    when parsl gave the attempt to its executor; running from when the job
+    says it started, on the node that runs it (`markers.write_started`: its
+    wrapper, supervisor or warm runner), or, failing that, from when it was
+    seen writing its log.  Returns the jobs now running, with their start.
+
+    A look costs a file read per attempt launched but not yet running: in
+    proportion to what is in flight, never to the workflow.
+    """
     running = []
     for attempt in attempts:
+        if attempt.running is not None:
+            continue
         if attempt.launched is None:
-            if attempt.future.task_record.get("status") in (States.launched, States.running):
-                attempt.launched = now
-        elif attempt.running is None and log_written_since(attempt.job.stderr, attempt.launched):
-            attempt.running = now
-            running.append(attempt.job.seq)
+            if attempt.future.task_record.get("status") not in (States.launched, States.running):
+                continue
+            attempt.launched = now
+        started = read_started(submit_dir, attempt.job.seq)
+        if started is None and log_written_since(attempt.job.stderr, attempt.launched):
+            started = now
+        if started is not None:
+            attempt.running = started
+            running.append((attempt.job.seq, started))
     return running

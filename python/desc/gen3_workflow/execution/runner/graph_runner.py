@@ -266,10 +266,12 @@ class GraphRunner:
                     kill_run_processes(self.submit_dir)
                     if time.monotonic() > drain_deadline:
                         break
-                self._batch.record(
-                    JobUpdate(seq, JobState.RUNNING, now)
-                    for seq in seen_running(self._in_flight.values(), now)
-                )
+                started = seen_running(self._in_flight.values(), now, self.submit_dir)
+                self._batch.record(JobUpdate(seq, JobState.RUNNING, now, started=t) for seq, t in started)
+                # A worker starts its next job only once its last one came
+                # back: what came back while starts were read is recorded in
+                # the same batch, so that no more jobs show running than run.
+                self._handle_finished(scheduler, watchdog, now)
                 if self._progress is not None:
                     self._progress.maybe_report()
             if time.monotonic() >= next_check:
@@ -347,24 +349,30 @@ class GraphRunner:
         result = with_oom_kill(outcome(attempt, error, record, self._cancelled), attempt)
         job.attempts = attempt.number
         message = result.message
-        usage = (None, None) if record is None else (record.cpu, record.max_rss)
+        # The payload's own start and end where the job recorded them (its
+        # node's clock): wall times without the time it queued.
+        start = None if record is None else record.start
+        end = now if start is None or record is None else record.time
+        usage = (None, None, start) if record is None else (record.cpu, record.max_rss, start)
         if result.succeeded:
             # Its record goes once the store says exec_done: a kill -9 in
             # between must not make a restart run it again.
             self._batch.succeeded(job.seq)
             self._retries.forget(job.seq)
-            if attempt.running is not None:
-                watchdog.succeeded(job.label, now - attempt.running)
-            self._batch.record(JobUpdate(job.seq, JobState.EXEC_DONE, now, attempt.number, 0, message))
+            if start is not None or attempt.running is not None:
+                watchdog.succeeded(job.label, end - (start or attempt.running or end))
+            self._batch.record(
+                JobUpdate(job.seq, JobState.EXEC_DONE, end, attempt.number, 0, message, started=start)
+            )
             self._batch.ended(
-                AttemptRecord(job.seq, attempt.number, True, now, 0, attempt.memory, message, *usage)
+                AttemptRecord(job.seq, attempt.number, True, end, 0, attempt.memory, message, *usage)
             )
             scheduler.succeeded(job.seq)
             return
         markers.clear(self.submit_dir, job.seq)
         self._batch.ended(
             AttemptRecord(
-                job.seq, attempt.number, False, now, result.exit_code, attempt.memory, message, *usage
+                job.seq, attempt.number, False, end, result.exit_code, attempt.memory, message, *usage
             )
         )
         decision = self._retries.failed(job, result.exit_code, result.exceeded)
@@ -381,7 +389,7 @@ class GraphRunner:
         if result.retry and decision.why_not:
             message = f"{message}; not tried again: {decision.why_not}"
         self._batch.record(
-            JobUpdate(job.seq, JobState.FAILED, now, attempt.number, result.exit_code, message)
+            JobUpdate(job.seq, JobState.FAILED, end, attempt.number, result.exit_code, message, started=start)
         )
         self._batch.record(
             JobUpdate(seq, JobState.DEP_FAIL, now, 0, message="a job it depends on failed")

@@ -73,7 +73,8 @@ def run_and_record(
 ) -> bool:
     """Run an init or final job (`run_local_job`), recording its start and
     end in the store; return whether it succeeded."""
-    store.apply([JobUpdate(job.seq, JobState.RUNNING, time.time(), attempts=job.attempts + 1)])
+    start = time.time()
+    store.apply([JobUpdate(job.seq, JobState.RUNNING, start, attempts=job.attempts + 1)])
     stopped = False
 
     def stop_requested() -> bool:
@@ -89,7 +90,7 @@ def run_and_record(
     # (the GenericWorkflow's gigabytes at 10^6 jobs): its CPU time only.
     max_rss = None if process is fork else process.max_rss
     attempt = AttemptRecord(
-        job.seq, job.attempts + 1, exit_code == 0, end, exit_code, None, message, process.cpu, max_rss
+        job.seq, job.attempts + 1, exit_code == 0, end, exit_code, None, message, process.cpu, max_rss, start
     )
     store.apply([JobUpdate(job.seq, state, end, exit_code=exit_code, message=message)], [attempt])
     return exit_code == 0

@@ -259,30 +259,37 @@ def run_quantum_job(
     }
     if node_runner:
         request.update(seq=seq, memory=memory, walltime=walltime, cwd=os.getcwd())
+        # Running from now: the node's runner starts it at once.  The
+        # watchdog stops a hung job by killing this task (its runner then
+        # stops the job); a relay thread of bps submit is not to be killed.
+        processes: list[tuple[int, float]] = []
         if not relay:
-            # The watchdog stops a hung job by killing this task; its runner
-            # then stops the job.
             from ..job_io.processes import task_processes  # psutil: not for every import of this module
 
-            markers.write_pids(run_dir, seq, task_processes())
+            processes = task_processes()
+        markers.write_started(run_dir, seq, time.time(), processes)
         reply = call_node_runner(run_dir, max_quanta, request)
         code = int(reply["code"])
-        record = markers.ExitRecord(
-            code,
-            time.time(),
-            reply.get("reason", ""),
-            reply.get("detail", ""),
-            reply.get("cpu"),
-            reply.get("max_rss"),
-        )
+        reason, detail = reply.get("reason", ""), reply.get("detail", "")
     else:
         runner = _runner_for(run_dir, max_quanta)
-        # What the watchdog kills (with its executor) should this job hang or overrun.
-        markers.write_pids(run_dir, seq, [(runner.proc.pid, runner.started)])
+        # Running from now (this worker's runner is this job's alone), and
+        # what the watchdog kills (with its executor) should it hang or overrun.
+        markers.write_started(run_dir, seq, time.time(), [(runner.proc.pid, runner.started)])
         reply = runner.call(request)
         status = int(reply["status"])
         code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-        record = markers.ExitRecord(code, time.time(), cpu=reply.get("cpu"), max_rss=reply.get("max_rss"))
+        reason = detail = ""
+    # The payload's own start and end, where the runner measured them.
+    record = markers.ExitRecord(
+        code,
+        reply.get("end") or time.time(),
+        reason,
+        detail,
+        reply.get("cpu"),
+        reply.get("max_rss"),
+        reply.get("start"),
+    )
     markers.write_exit(run_dir, seq, record)
     if code != 0:
         raise BashExitFailure("in-process quantum", code)

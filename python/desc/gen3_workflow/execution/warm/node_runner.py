@@ -238,7 +238,7 @@ class _NodeRunner:
             return  # it died: `_reap` reports its status
         answer = json.loads(line)
         del self.jobs[job.executor.pid]
-        self._answer(job, answer["status"], answer.get("cpu"), answer.get("max_rss"))
+        self._answer(job, answer["status"], answer.get("cpu"), answer.get("max_rss"), answer.get("start"))
         if answer["last"] or job.reason:
             self._retire(job.executor)
         else:
@@ -294,7 +294,17 @@ class _NodeRunner:
                 self._answer(job, status)
                 self._retire(job.executor)
 
-    def _answer(self, job: _Job, status: int, cpu: float | None = None, max_rss: int | None = None) -> None:
+    def _answer(
+        self,
+        job: _Job,
+        status: int,
+        cpu: float | None = None,
+        max_rss: int | None = None,
+        start: float | None = None,
+    ) -> None:
+        """Answer the job's task: its wait status, why it was stopped, its
+        executor's start and end of the payload (else when it was handed
+        over), what it used."""
         code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
         if not job.reason and oom.was_oom_kill(code, job.oom_before):
             job.reason, job.detail = "memory", oom.OOM_MESSAGE
@@ -305,7 +315,7 @@ class _NodeRunner:
             "detail": job.detail,
             "runner": os.getpid(),
             "executor": job.executor.pid,
-            "start": job.start,
+            "start": start or job.start,
             "end": time.time(),
             "cpu": cpu,
             "max_rss": max_rss,

@@ -131,7 +131,8 @@ def supervise(
         return 0
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, _raise_stop)
-    markers.write_pids(submit_dir, seq, task_processes())
+    started = time.time()
+    markers.write_started(submit_dir, seq, started, task_processes())
     start = time.monotonic()
     kills_before = oom.oom_kills()
     env = {**os.environ, JOB_VARIABLE: str(seq)}
@@ -156,13 +157,14 @@ def supervise(
     except _SignalledError as stop:
         _stop_tree(child)
         code = 128 + stop.signum
-        record = markers.ExitRecord(code, time.time(), "terminated", str(stop), *_usage(peak))
+        record = markers.ExitRecord(code, time.time(), "terminated", str(stop), *_usage(peak), started)
         markers.write_exit(submit_dir, seq, record)
         return code
     code = _exit_code(returncode)
     if not reason and oom.was_oom_kill(code, kills_before):
         reason, detail = "memory", oom.OOM_MESSAGE
-    markers.write_exit(submit_dir, seq, markers.ExitRecord(code, time.time(), reason, detail, *_usage(peak)))
+    record = markers.ExitRecord(code, time.time(), reason, detail, *_usage(peak), started)
+    markers.write_exit(submit_dir, seq, record)
     return code
 
 

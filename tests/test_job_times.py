@@ -1,0 +1,87 @@
+"""When a job really started and ended, as the side that runs it records it
+(the bash wrapper, the supervisor, warm runners), and what the store, the
+summary and the runner's view make of it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from synthetic import job, write_store
+
+from desc.gen3_workflow.execution.bridge.submitters import wrapped
+from desc.gen3_workflow.execution.job_io import markers
+from desc.gen3_workflow.execution.worker import supervise
+from desc.gen3_workflow.reporting.history import load_job_history
+from desc.gen3_workflow.reporting.summary import summarize
+from desc.gen3_workflow.store.job_store import JobStateStore
+from desc.gen3_workflow.store.records import AttemptRecord, JobCommand, JobState, JobUpdate
+
+SLEEP = "sleep 0.5"
+
+
+def test_the_bash_wrapper_records_start_and_end(tmp_path: Path) -> None:
+    sleeper = dataclasses.replace(job(1, "isr", tmp_path), command=JobCommand(("/bin/bash", "-c", SLEEP)))
+    (tmp_path / markers.STATUS_DIR).mkdir()
+    before = time.time()
+    done = subprocess.run(
+        ["/bin/bash", "-c", wrapped(sleeper, str(tmp_path))], capture_output=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    started = markers.read_started(str(tmp_path), 1)
+    record = markers.read_exit(str(tmp_path), 1)
+    assert record is not None and record.start == started
+    assert started is not None and before <= started <= record.time - 0.45
+    assert markers.read_pids(str(tmp_path), 1) == []  # nothing for the runner to kill but the job
+
+
+def test_the_supervisor_records_start_and_end(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", supervise.__name__, "--submit-dir", str(tmp_path), "--seq", "2"]
+    before = time.time()
+    done = subprocess.run([*command, "--", SLEEP], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    record = markers.read_exit(str(tmp_path), 2)
+    assert record is not None and record.start == markers.read_started(str(tmp_path), 2)
+    assert record.start is not None and before <= record.start <= record.time - 0.45
+    assert markers.read_pids(str(tmp_path), 2)  # the supervisor's own process
+
+
+def test_markers_written_before_starts_were_kept_are_read(tmp_path: Path) -> None:
+    path = tmp_path / markers.STATUS_DIR / "3.pids"
+    path.parent.mkdir()
+    path.write_text(json.dumps([[123, 4.5]]))
+    assert markers.read_pids(str(tmp_path), 3) == [(123, 4.5)]
+    assert markers.read_started(str(tmp_path), 3) is None
+    (tmp_path / markers.STATUS_DIR / "3.exit").write_text(
+        '{"code": 0, "time": 9.0, "reason": "", "detail": ""}'
+    )
+    record = markers.read_exit(str(tmp_path), 3)
+    assert record is not None and record.start is None
+
+
+def test_the_store_keeps_real_starts_and_ends(tmp_path: Path) -> None:
+    jobs = [job(0, "isr", tmp_path), job(1, "isr", tmp_path)]
+    with write_store(tmp_path, jobs) as store:
+        store.apply([JobUpdate(0, JobState.LAUNCHED, 10.0), JobUpdate(1, JobState.LAUNCHED, 10.0)])
+        # Job 0 seen running at 14 (the runner's poll), started at 12.5 on its node.
+        store.apply([JobUpdate(0, JobState.RUNNING, 14.0, started=12.5)])
+        # It ended at 15 on its node; the runner recorded it at 16.
+        store.apply(
+            [JobUpdate(0, JobState.EXEC_DONE, 15.0, 1, 0, started=12.5)],
+            [AttemptRecord(0, 1, True, 15.0, 0, None, None, 1.0, None, 12.5)],
+        )
+        # Job 1 ran between two polls: only its final update says when it started.
+        store.apply([JobUpdate(1, JobState.EXEC_DONE, 11.2, 1, 0, started=11.0)])
+    with JobStateStore.open(str(tmp_path)) as store:
+        assert [a.start for a in store.attempts_of([0])[0]] == [12.5]
+    history = load_job_history(str(tmp_path))
+    assert list(history.start[:2]) == [12.5, 11.0] and list(history.end[:2]) == [15.0, 11.2]
+    np.testing.assert_allclose(history.wall[:2], [2.5, 0.2])
+    np.testing.assert_allclose(history.queue[:2], [2.5, 1.0])
+    isr = summarize(history)["labels"]["isr"]
+    assert isr["wall_time_total"] == 2.7 and isr["queue_time_mean"] == 1.75
