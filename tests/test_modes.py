@@ -8,6 +8,7 @@ import os
 import psutil
 import pytest
 
+from desc.gen3_workflow.execution.bridge.availability import launch_problem, launcher_description
 from desc.gen3_workflow.execution.bridge.modes import (
     MODES,
     HighThroughputMode,
@@ -128,3 +129,22 @@ def test_what_ping_needs_and_reports() -> None:
     assert _mode(executor="ThreadPool", provider="Slurm").site == "Local"
     assert _mode(executor="HighThroughput", provider="Slurm").site == "Slurm"
     assert _mode(executor="WorkQueue").takes_resource_spec and not _mode().takes_resource_spec
+
+
+def test_srun_blocks_of_the_local_provider_need_an_allocation() -> None:
+    walkthrough = ParslSettings.from_mapping({"executor": "WorkQueue", "nodes_per_block": 10})
+    assert "needs a Slurm allocation" in (launch_problem(walkthrough, environ={}) or "")
+    assert launch_problem(walkthrough, environ={"SLURM_JOB_ID": "42"}) is None  # inside salloc/sbatch
+    assert launcher_description(walkthrough) == "srun starts a worker on each of 10 node(s) of this machine"
+    single = ParslSettings.from_mapping(
+        {"executor": "WorkQueue", "nodes_per_block": 10, "launcher": "Single"}
+    )
+    assert launch_problem(single, environ={}) is None
+    # Slurm's own blocks are allocations; ThreadPool and HighThroughput's relay start no blocks.
+    for section in (
+        {"executor": "HighThroughput", "provider": "Slurm", "nodes_per_block": 3},
+        {"executor": "ThreadPool", "nodes_per_block": 3},
+        {"executor": "HighThroughput", "nodes_per_block": 3},
+    ):
+        assert launch_problem(ParslSettings.from_mapping(section), environ={}) is None
+    assert launcher_description(ParslSettings.from_mapping({"executor": "ThreadPool"})) is None

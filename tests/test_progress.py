@@ -347,6 +347,8 @@ def test_watch_once_and_until_the_end(tmp_path: Path) -> None:
     failed = make_store(tmp_path / "failed", small_run(), state=RunState.FAILED)
     result = CliRunner().invoke(watch_cli.main, [failed])
     assert result.exit_code == 1 and "Run ended: failed" in result.output
+    once = CliRunner().invoke(watch_cli.main, ["--once", failed])
+    assert once.exit_code == 1 and "Progress " in once.output
     done = make_store(
         tmp_path / "done", [_job(1, "isr", JobState.EXEC_DONE, T0, T0 + 5)], state=RunState.SUCCEEDED
     )

@@ -33,8 +33,9 @@ def _assert_complete(submit_dir: str, labels: list[str]) -> None:
 
 
 def test_thread_pool_runs_the_whole_pipeline(demo_repo: str, tmp_path: Path) -> None:
-    bps_file = write_bps_file(tmp_path, demo_repo, {"executor": "ThreadPool", "max_threads": 2})
-    result = run_bps("submit", str(bps_file), cwd=tmp_path)
+    # The bps file shipped for a laptop, as it is.
+    bps_file = Path(__file__).resolve().parents[1] / "config" / "bps_laptop.yaml"
+    result = run_bps("submit", str(bps_file), cwd=tmp_path, env={"GEN3WF_DEMO_REPO": demo_repo})
     assert result.returncode == 0, result.output
     _assert_complete(result.submit_dir, DRP_LABELS)
     # parsl's own log is in the submit directory, not on the terminal.
@@ -133,6 +134,15 @@ def test_failing_final_job_fails_the_run(demo_repo: str, tmp_path: Path) -> None
             {"executor": "WorkQueue", "worker_options": "--memory=4000; touch /tmp/pwned"},
             "parsl_config.worker_options: '--memory=4000; touch /tmp/pwned' is not a list of "
             "work_queue_worker options",
+        ),
+        (
+            {"executor": "WorkQueue", "worker_options": "--memory=4000 --password mine"},
+            "parsl_config.worker_options: leave out --password/-P; every run gives its workers a password",
+        ),
+        (  # the walkthrough's set-up outside an allocation: srun would never start a worker
+            {"executor": "HighThroughput", "execution": "process", "nodes_per_block": 3},
+            "parsl_config.nodes_per_block: 3 with provider Local starts workers with srun, which needs a "
+            "Slurm allocation (SLURM_JOB_ID is not set)",
         ),
     ],
 )

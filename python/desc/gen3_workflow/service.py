@@ -288,9 +288,9 @@ class ParslService(BaseWmsService):
         is_global: bool = False,
         return_exit_codes: bool = False,
     ) -> tuple[list[WmsRunReport], str]:
-        """One run in detail (``--id``), or this user's runs, newest first:
-        the running ones, and with ``hist`` those that ended within that many
-        days.  Exit codes are always filled in (they come from the store)."""
+        """One run in detail (``--id``), or this user's runs (ctrl_bps sorts
+        them by id): the running ones, and with ``hist`` those that ended
+        within that many days.  Exit codes are always filled in (they come from the store)."""
         if wms_workflow_id:
             return detailed_report(wms_workflow_id)
         return summary_reports(user, hist)

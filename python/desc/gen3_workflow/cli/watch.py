@@ -4,7 +4,7 @@ The view ``bps submit`` shows (see `desc.gen3_workflow.reporting.progress`), rea
 the run's job-state store without writing to it.  Redrawn in place on a
 terminal, else printed every ``--interval`` seconds; exits when the run
 ends (status 0 if it succeeded, 1 otherwise).  ``--once`` prints one
-snapshot and exits.
+snapshot and exits: status 1 if the run has ended without succeeding, else 0.
 """
 
 from __future__ import annotations
@@ -46,9 +46,12 @@ def main(submit_dir: str, once: bool, interval: float) -> None:
         sys.exit(2)
     try:
         click.echo(f"Run {run.name} in {run.submit_dir}: {run.state}")
+
         if once:
             reporter.report()
-            return
+            # As its store records it: failed, cancelled or interrupted.
+            ended = run.state not in (RunState.RUNNING, RunState.PREPARED, RunState.SUCCEEDED)
+            sys.exit(1 if ended else 0)
         # A partial run (ParslGraph.run(jobs=...)) ends PREPARED, with an end time.
         while liveness(run) in (Liveness.ALIVE, Liveness.ELSEWHERE) or (
             run.state == RunState.PREPARED and run.end_time is None

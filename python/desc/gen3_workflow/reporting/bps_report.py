@@ -155,7 +155,7 @@ def run_site(run: RunRecord) -> str:
 def summary_reports(
     user: str | None = None, hist: float | None = 0, now: float | None = None
 ) -> tuple[list[WmsRunReport], str]:
-    """One brief report per indexed run, newest first.
+    """One brief report per indexed run (ctrl_bps sorts them by id).
 
     Parameters
     ----------

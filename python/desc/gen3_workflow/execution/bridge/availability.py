@@ -1,17 +1,26 @@
-"""Can this interpreter build the run's executor?  Checked before the
-QuantumGraph is built (`check_executor`) and by ``bps ping``.
+"""Can this machine run the settings' executor and launch its blocks?
+Checked before the QuantumGraph is built (`check_executor`) and by ``bps
+ping`` (`launch_problem`).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import platform
+from collections.abc import Mapping
 
 from ...errors import SubmissionCheckError
 from ...settings.parsl_section import ParslSettings
 from .modes import mode_for
 
-__all__ = ["check_executor", "work_queue_missing", "work_queue_unusable_message"]
+__all__ = [
+    "check_executor",
+    "launch_problem",
+    "launcher_description",
+    "work_queue_missing",
+    "work_queue_unusable_message",
+]
 
 
 def work_queue_missing() -> str | None:
@@ -71,3 +80,34 @@ def check_executor(settings: ParslSettings) -> None:
         reason = work_queue_missing()
         if reason is not None:
             raise SubmissionCheckError(work_queue_unusable_message(reason))
+    if (problem := launch_problem(settings)) is not None:
+        raise SubmissionCheckError(problem)
+
+
+def launcher_description(settings: ParslSettings) -> str | None:
+    """How each block of workers starts its workers, for ``bps ping``;
+    `None` if the settings start no blocks."""
+    if not mode_for(settings).starts_blocks:
+        return None
+    nodes = settings.nodes_per_block
+    where = "this machine" if settings.local_provider else "a Slurm job"
+    if settings.effective_launcher == "Srun":
+        return f"srun starts a worker on each of {nodes} node(s) of {where}"
+    return f"one worker on {where} (SingleNodeLauncher)"
+
+
+def launch_problem(settings: ParslSettings, environ: Mapping[str, str] | None = None) -> str | None:
+    """Why the settings' blocks could not start their workers here: ``srun``
+    across several nodes (``nodes_per_block`` > 1) with the Local provider,
+    outside a Slurm allocation (the NERSC walkthrough's set-up, run where
+    there is none); `None` if they can."""
+    if not mode_for(settings).starts_blocks or not settings.local_provider:
+        return None
+    allocation = (os.environ if environ is None else environ).get("SLURM_JOB_ID")
+    if settings.effective_launcher == "Srun" and not allocation:
+        return (
+            f"parsl_config.nodes_per_block: {settings.nodes_per_block} with provider Local starts workers "
+            "with srun, which needs a Slurm allocation (SLURM_JOB_ID is not set); run bps submit inside "
+            "salloc or an sbatch script of that many nodes, or set nodes_per_block: 1 (launcher: Single)"
+        )
+    return None

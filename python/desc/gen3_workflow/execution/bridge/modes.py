@@ -131,6 +131,11 @@ class ExecutionMode(abc.ABC):
         return False
 
     @property
+    def starts_blocks(self) -> bool:
+        """Whether parsl starts blocks of workers through the provider."""
+        return not self.relays_locally
+
+    @property
     def memory_enforcement(self) -> MemoryEnforcement:
         """What holds each job to its memory request."""
         return MemoryEnforcement.BUDGET if self.settings.enforce_resources else MemoryEnforcement.NONE
@@ -214,6 +219,10 @@ class ThreadPoolMode(ExecutionMode):
     @property
     def site(self) -> str:
         return "Local"
+
+    @property
+    def starts_blocks(self) -> bool:
+        return False
 
     @property
     def warm_runner(self) -> RunnerPlace:

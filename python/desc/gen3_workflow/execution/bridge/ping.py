@@ -26,7 +26,12 @@ from ...host.environment import prepare_environment
 from ...settings.parsl_section import ParslSettings
 from ...store.run_index import index_path
 from ..job_io.run_secrets import WORK_QUEUE_PASSWORD
-from .availability import work_queue_missing, work_queue_unusable_message
+from .availability import (
+    launch_problem,
+    launcher_description,
+    work_queue_missing,
+    work_queue_unusable_message,
+)
 from .modes import ExecutionMode, MemoryEnforcement, RunnerPlace, mode_for
 
 __all__ = ["Check", "ping", "service_ping", "settings_for_ping"]
@@ -132,6 +137,8 @@ def ping(settings: ParslSettings | None = None, origin: str = "defaults") -> tup
     checks.append(check_run_index())
     checks.append(check_memory_requests(mode))
     checks.append(check_authentication(mode))
+    if (launcher := check_launcher(settings)) is not None:
+        checks.append(launcher)
     status = 1 if any(c.required and not c.ok for c in checks) else 0
     provider = f", provider {settings.provider}" if mode.needs() != () else ""
     header = f"gen3_workflow ping for executor {settings.executor}{provider} (settings from {origin}):"
@@ -164,6 +171,16 @@ def check_memory_requests(mode: ExecutionMode) -> Check:
             f"requests fit in {budget} MB; a job the kernel kills for memory is retried with more"
         )
     return Check(name, True, detail, required=False)
+
+
+def check_launcher(settings: ParslSettings) -> Check | None:
+    """How each block starts its workers, and whether it can here (`None`
+    when the settings start no blocks)."""
+    problem = launch_problem(settings)
+    if problem is not None:
+        return Check("Launcher", False, problem)
+    description = launcher_description(settings)
+    return None if description is None else Check("Launcher", True, description)
 
 
 def check_authentication(mode: ExecutionMode) -> Check:

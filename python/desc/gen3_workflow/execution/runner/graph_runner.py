@@ -45,7 +45,7 @@ from .scheduler import MemoryBudget, Scheduler, has_pending_quanta, scheduler_fo
 from .store_batch import StoreBatch
 from .watchdog import CHECK_SECONDS, Watchdog
 
-__all__ = ["GraphRunner"]
+__all__ = ["GraphRunner", "ProgressDisplay"]
 
 _LOG = logging.getLogger(__name__)
 
