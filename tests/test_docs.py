@@ -63,3 +63,24 @@ def test_user_guide_commands_are_exercised() -> None:
         assert (ROOT / directory).is_dir()
     for script in ("gen3wf-watch", "workflow_summary", "plot_jobs_history"):
         assert os.access(ROOT / "bin" / script, os.X_OK), script
+
+
+def test_the_state_table_is_the_code_s() -> None:
+    """The user guide's table of states says what the views show."""
+    from desc.gen3_workflow.reporting.bps_report import JOB_STATES, RUN_STATES
+    from desc.gen3_workflow.reporting.snapshot import PROGRESS_NAMES
+    from desc.gen3_workflow.store.records import JobState, RunState
+
+    text = (ROOT / "doc" / "user_guide.md").read_text()
+    table = text[text.index("| gen3_workflow | progress") :].split("\n\n")[0].splitlines()[2:]
+    rows = {
+        cells[0].strip("`"): cells[1:4]
+        for cells in ([c.strip() for c in r.strip("|").split("|")] for r in table)
+    }
+    assert set(rows) == {state.value for state in JobState}
+    for state in JobState:
+        progress, report, _ = rows[state.value]
+        assert progress == PROGRESS_NAMES[state] and report == JOB_STATES[state].name, state
+    runs = text[text.index("a run is `prepared`") :].split("\n\n")[0].replace("\n", " ")
+    for state in RunState:
+        assert f"`{state.value}` ({RUN_STATES[state].name}" in runs, state

@@ -18,14 +18,23 @@ from ..store.job_store import JobStateStore
 from ..store.records import JobRecord, JobState
 from .text import SLOW_FACTOR, SLOW_MIN_SECONDS, format_duration, format_slow_job
 
-__all__ = ["RATE_WINDOW_SECONDS", "ProgressSnapshot", "format_snapshot", "read_snapshot"]
+__all__ = ["PROGRESS_NAMES", "RATE_WINDOW_SECONDS", "ProgressSnapshot", "format_snapshot", "read_snapshot"]
 
 RATE_WINDOW_SECONDS = 300.0
 """The rate is measured over this much of the recent past."""
 
 _LABEL_WIDTH = 30
 _SLOW_LISTED = 5
-_COLUMNS = ("done", "failed", "dep_fail", "running", "queued", "pending", "total", "/min", "ETA")
+PROGRESS_NAMES: dict[JobState, str] = {
+    JobState.EXEC_DONE: "done",
+    JobState.FAILED: "failed",
+    JobState.DEP_FAIL: "dep_fail",
+    JobState.RUNNING: "running",
+    JobState.LAUNCHED: "queued",
+    JobState.PENDING: "pending",
+}
+"""What the progress table calls each state (the user guide's table of states)."""
+_COLUMNS = (*PROGRESS_NAMES.values(), "total", "/min", "ETA")
 # What a narrow terminal shows.
 _COMPACT_COLUMNS = ("done", "failed", "running", "total", "/min", "ETA")
 
@@ -180,17 +189,14 @@ def format_snapshot(
         labels = [label for label in labels if label in shown]
     for label in labels:
         c = snapshot.counts[label]
-        cells = {
-            "done": c[JobState.EXEC_DONE],
-            "failed": c[JobState.FAILED],
-            "dep_fail": c[JobState.DEP_FAIL],
-            "running": c[JobState.RUNNING],
-            "queued": c[JobState.LAUNCHED],
-            "pending": c[JobState.PENDING],
-            "total": sum(c.values()),
-            "/min": _per_minute(snapshot.rate(label)),
-            "ETA": format_duration(snapshot.eta(label)),
-        }
+        cells: dict[str, object] = {name: c[state] for state, name in PROGRESS_NAMES.items()}
+        cells.update(
+            {
+                "total": sum(c.values()),
+                "/min": _per_minute(snapshot.rate(label)),
+                "ETA": format_duration(snapshot.eta(label)),
+            }
+        )
         text = "".join(f"{cells[name]:>{cell}}" for name in shown_columns)
         lines.append(f"  {label[:width]:<{width}}{text}")
     if hidden:
