@@ -84,6 +84,10 @@ def test_failing_quantum_fails_the_run_and_keeps_the_rest(demo_repo: str, tmp_pa
     assert '"detector":1' in failed_line and '"visit":1' in failed_line
     log_path = failed_line.rsplit("log: ", 1)[1].strip()
     assert "DemoTaskError" in Path(log_path).read_text()
+    # The payload's own error, under the job's line: not only "exit code 1".
+    error_line = result.output.splitlines()[result.output.splitlines().index(failed_line) + 1]
+    assert error_line.startswith("    error: Execution of task 'isr' on quantum"), error_line
+    assert "Exception DemoTaskError: Simulated failure" in error_line
 
     # retries: 2 means three attempts (retryUnlessExit allowing), recorded with the exit code.
     (failed,) = jobs(result.submit_dir, states=[JobState.FAILED])

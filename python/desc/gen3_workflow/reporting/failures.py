@@ -3,11 +3,20 @@ needed more than one attempt (for every report)."""
 
 from __future__ import annotations
 
+import os
+import re
+
 from ..store.job_store import JobStateStore
 from ..store.records import JobKind, JobState
 from .text import MAX_LISTED, format_attempts, format_failed_job
 
-__all__ = ["failure_summary", "final_job_notes", "retried_lines"]
+__all__ = ["failure_summary", "final_job_notes", "first_error", "retried_lines"]
+
+_TAIL_BYTES = 1 << 20
+"""How much of the end of a job's log `first_error` reads."""
+_ATTEMPT_START = re.compile(r"^--> (?:in-process execution|executable) follows <--$", re.MULTILINE)
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Failure): .+$", re.MULTILINE)
+_MOST_CHARACTERS = 400
 
 
 def final_job_notes(store: JobStateStore, states: list[JobState]) -> list[str]:
@@ -32,6 +41,35 @@ def retried_lines(store: JobStateStore) -> list[str]:
     return lines
 
 
+def first_error(log: str) -> str | None:
+    """What went wrong in a job's last attempt, in the payload's words: the
+    first ``ERROR`` line its log has after the attempt's start (the
+    middleware's, e.g. "Execution of task 'isr' on quantum ... failed.
+    Exception ValueError: ..."), else the last exception line of a
+    traceback; `None` if the log says neither (or cannot be read).
+
+    Parameters
+    ----------
+    log : `str`
+        The job's stderr log (every attempt appends to it).
+    """
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(max(os.fstat(fh.fileno()).st_size - _TAIL_BYTES, 0))
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return None
+    starts = list(_ATTEMPT_START.finditer(text))
+    last = text[starts[-1].end() :] if starts else text
+    for line in last.splitlines():
+        if line.startswith("ERROR "):
+            # The LSST log format: "ERROR <time> <logger> (<quantum>)(<file>:<line>) - <message>".
+            message = line.split(" - ", 1)[-1]
+            return message[:_MOST_CHARACTERS]
+    exceptions = _EXCEPTION.findall(last)
+    return exceptions[-1][:_MOST_CHARACTERS] if exceptions else None
+
+
 def failure_summary(submit_dir: str) -> str:
     """Describe the jobs of a run that did not succeed.
 
@@ -44,7 +82,8 @@ def failure_summary(submit_dir: str) -> str:
     -------
     text : `str`
         Counts per label, then each failed job (label, data ID, exit code,
-        log file), at most `MAX_LISTED` of them.
+        log file, and the error its log gives, see `first_error`), at most
+        `MAX_LISTED` of them.
     """
     with JobStateStore.open(submit_dir) as store:
         failed = store.jobs(states=[JobState.FAILED])
@@ -64,6 +103,8 @@ def failure_summary(submit_dir: str) -> str:
             )
     for job in failed[:MAX_LISTED]:
         lines.append("  " + format_failed_job(job.label, job.data_id, job.exit_code, job.message, job.stderr))
+        if (error := first_error(job.stderr)) is not None:
+            lines.append(f"    error: {error}")
     if len(failed) > MAX_LISTED:
         lines.append(f"  ... and {len(failed) - MAX_LISTED} more failed job(s)")
     lines.extend("  " + line for line in finals)
