@@ -168,7 +168,7 @@ def format_summary(summary: dict[str, Any], max_failures: int = 20) -> str:
     width = max([len("task_type"), *(len(label) for label in summary["labels"])])
     head = f"{'task_type':<{width}}" + "".join(f"{s:>10}" for s in [*states, "total"])
     head += "".join(
-        f"{c:>12}"
+        f"{c:>13}"
         for c in ("wall_sum_s", "wall_mean_s", "queue_mean_s", "cpu_sum_s", "cpu_mean_s", "peak_mem_MB")
     )
     lines += ["", head]
@@ -176,7 +176,7 @@ def format_summary(summary: dict[str, Any], max_failures: int = 20) -> str:
         text = f"{label:<{width}}" + "".join(f"{row['counts'][s]:>10}" for s in states)
         text += f"{row['total']:>10}"
         for key in _COLUMNS:
-            text += f"{_seconds(row[key]):>12}"
+            text += f"{_seconds(row[key]):>13}"
         lines.append(text)
     totals = summary["totals"]
     lines.append(
