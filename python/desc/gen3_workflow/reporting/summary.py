@@ -131,7 +131,10 @@ _COLUMNS = (
 
 
 def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+    if value is None:
+        return "-"
+    # Warm quanta take tens of milliseconds: two decimals below a second.
+    return f"{value:.2f}" if abs(value) < 1 else f"{value:.1f}"
 
 
 def format_summary(summary: dict[str, Any], max_failures: int = 20) -> str:
