@@ -354,6 +354,12 @@ class GraphRunner:
         start = None if record is None else record.start
         end = now if start is None or record is None else record.time
         usage = (None, None, start) if record is None else (record.cpu, record.max_rss, start)
+        code = 0 if result.succeeded else result.exit_code
+        self._batch.ended(
+            AttemptRecord(
+                job.seq, attempt.number, result.succeeded, end, code, attempt.memory, message, *usage
+            )
+        )
         if result.succeeded:
             # Its record goes once the store says exec_done: a kill -9 in
             # between must not make a restart run it again.
@@ -364,17 +370,9 @@ class GraphRunner:
             self._batch.record(
                 JobUpdate(job.seq, JobState.EXEC_DONE, end, attempt.number, 0, message, started=start)
             )
-            self._batch.ended(
-                AttemptRecord(job.seq, attempt.number, True, end, 0, attempt.memory, message, *usage)
-            )
             scheduler.succeeded(job.seq)
             return
         markers.clear(self.submit_dir, job.seq)
-        self._batch.ended(
-            AttemptRecord(
-                job.seq, attempt.number, False, end, result.exit_code, attempt.memory, message, *usage
-            )
-        )
         decision = self._retries.failed(job, result.exit_code, result.exceeded)
         if result.retry and decision.retry and not self.interrupted.is_set():
             if decision.memory:
