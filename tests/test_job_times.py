@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from synthetic import job, write_store
 
+from desc.gen3_workflow.constants import STORE_FILENAME
 from desc.gen3_workflow.execution.bridge.submitters import wrapped
 from desc.gen3_workflow.execution.job_io import markers
 from desc.gen3_workflow.execution.worker import supervise
@@ -85,3 +87,24 @@ def test_the_store_keeps_real_starts_and_ends(tmp_path: Path) -> None:
     np.testing.assert_allclose(history.queue[:2], [2.5, 1.0])
     isr = summarize(history)["labels"]["isr"]
     assert isr["wall_time_total"] == 2.7 and isr["queue_time_mean"] == 1.75
+
+
+def test_a_store_from_before_starts_were_kept_is_read(tmp_path: Path) -> None:
+    """A run of the previous version: its attempts have usage, no start;
+    reports read them as they are (read-only) and a restart adds the column."""
+    with write_store(tmp_path, [job(0, "isr", tmp_path)]):
+        pass
+    with sqlite3.connect(tmp_path / STORE_FILENAME) as db:
+        db.executescript(
+            "DROP TABLE attempts; CREATE TABLE attempts (seq INTEGER NOT NULL, number INTEGER NOT NULL, "
+            "succeeded INTEGER NOT NULL, t_end REAL NOT NULL, exit_code INTEGER, memory INTEGER, "
+            "message TEXT, cpu REAL, max_rss INTEGER, PRIMARY KEY (seq, number)); "
+            "INSERT INTO attempts VALUES (0, 1, 1, 5.0, 0, NULL, NULL, 0.5, 100);"
+        )
+    with JobStateStore.open(str(tmp_path)) as store:
+        (old,) = store.attempts_of([0])[0]
+        assert (old.cpu, old.max_rss, old.start) == (0.5, 100, None)
+        assert store.attempt_usage() == [(0, 0.5, 100)]
+    with JobStateStore.open(str(tmp_path), writable=True) as store:
+        store.apply([], [AttemptRecord(0, 2, True, 9.0, 0, None, None, 0.25, 50, 8.0)])
+        assert [a.start for a in store.attempts_of([0])[0]] == [None, 8.0]

@@ -285,7 +285,7 @@ class JobStateStore(ReportQueries):
     def attempt_usage(self) -> list[tuple[int, float | None, int | None]]:
         """Each job whose payload's use was measured: its ``seq``, CPU
         seconds over its attempts and highest peak memory (bytes)."""
-        if "NULL" in self._attempt_columns:
+        if "cpu" not in self._attempt_columns.split(", "):
             return []  # a store from before they were measured
         return self._db.execute(
             "SELECT seq, SUM(cpu), MAX(max_rss) FROM attempts "
