@@ -127,6 +127,11 @@ class Watchdog:
         abandoned = []
         for action in self.check(attempts, now):
             attempt = action.attempt
+            if attempt.future.done():
+                # It came back meanwhile, and its runner (a warm one is the
+                # thread's, not the job's) may already serve the next job:
+                # stopping it now would stop that one.  It is concluded next.
+                continue
             _LOG.warning("%s: %s", attempt.job.name, action.message)
             attempt.note = f"{attempt.note}; {action.message}" if attempt.note else action.message
             attempt.action = action.kind
