@@ -69,3 +69,21 @@ def set_run(submit_dir: Path | str, **columns: object) -> None:
         db.commit()
     finally:
         db.close()
+
+
+_ATTEMPTS_BEFORE = (
+    "seq INTEGER NOT NULL, number INTEGER NOT NULL, succeeded INTEGER NOT NULL, t_end REAL NOT NULL, "
+    "exit_code INTEGER, memory INTEGER, message TEXT"
+)
+"""The ``attempts`` columns of the first stores that kept attempts."""
+
+
+def old_attempts_table(submit_dir: Path | str, extra_columns: str, row: str) -> None:
+    """Give a store the ``attempts`` table of an earlier version (its first
+    columns, then ``extra_columns``), holding one ``row`` (SQL values)."""
+    columns = ", ".join(c for c in (_ATTEMPTS_BEFORE, extra_columns) if c)
+    with sqlite3.connect(Path(submit_dir) / STORE_FILENAME) as db:
+        db.executescript(
+            f"DROP TABLE attempts; CREATE TABLE attempts ({columns}, PRIMARY KEY (seq, number)); "
+            f"INSERT INTO attempts VALUES ({row});"
+        )

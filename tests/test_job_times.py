@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from synthetic import job, write_store
+from synthetic import job, old_attempts_table, write_store
 
-from desc.gen3_workflow.constants import STORE_FILENAME
 from desc.gen3_workflow.execution.bridge.submitters import wrapped
 from desc.gen3_workflow.execution.job_io import markers
 from desc.gen3_workflow.execution.worker import supervise
@@ -94,13 +92,7 @@ def test_a_store_from_before_starts_were_kept_is_read(tmp_path: Path) -> None:
     reports read them as they are (read-only) and a restart adds the column."""
     with write_store(tmp_path, [job(0, "isr", tmp_path)]):
         pass
-    with sqlite3.connect(tmp_path / STORE_FILENAME) as db:
-        db.executescript(
-            "DROP TABLE attempts; CREATE TABLE attempts (seq INTEGER NOT NULL, number INTEGER NOT NULL, "
-            "succeeded INTEGER NOT NULL, t_end REAL NOT NULL, exit_code INTEGER, memory INTEGER, "
-            "message TEXT, cpu REAL, max_rss INTEGER, PRIMARY KEY (seq, number)); "
-            "INSERT INTO attempts VALUES (0, 1, 1, 5.0, 0, NULL, NULL, 0.5, 100);"
-        )
+    old_attempts_table(tmp_path, "cpu REAL, max_rss INTEGER", "0, 1, 1, 5.0, 0, NULL, NULL, 0.5, 100")
     with JobStateStore.open(str(tmp_path)) as store:
         (old,) = store.attempts_of([0])[0]
         assert (old.cpu, old.max_rss, old.start) == (0.5, 100, None)

@@ -5,14 +5,12 @@ keeps of it."""
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
-from synthetic import job, write_store
+from synthetic import job, old_attempts_table, write_store
 
-from desc.gen3_workflow.constants import STORE_FILENAME
 from desc.gen3_workflow.execution.bridge.submitters import wrapped
 from desc.gen3_workflow.execution.job_io import markers
 from desc.gen3_workflow.execution.job_io.job_usage import QuantumUsage, parse_bash_times
@@ -98,13 +96,7 @@ def test_the_store_keeps_each_attempts_use(tmp_path: Path) -> None:
 def test_a_store_from_before_usage_was_kept_is_read_and_written(tmp_path: Path) -> None:
     with write_store(tmp_path, [job(0, "isr", tmp_path)]):
         pass
-    with sqlite3.connect(tmp_path / STORE_FILENAME) as db:
-        db.executescript(
-            "DROP TABLE attempts; CREATE TABLE attempts (seq INTEGER NOT NULL, number INTEGER NOT NULL, "
-            "succeeded INTEGER NOT NULL, t_end REAL NOT NULL, exit_code INTEGER, memory INTEGER, "
-            "message TEXT, PRIMARY KEY (seq, number)); "
-            "INSERT INTO attempts VALUES (0, 1, 0, 5.0, 1, NULL, 'x');"
-        )
+    old_attempts_table(tmp_path, "", "0, 1, 0, 5.0, 1, NULL, 'x'")
     with JobStateStore.open(str(tmp_path)) as store:
         (old,) = store.attempts_of([0])[0]
         assert (old.exit_code, old.message, old.cpu, old.max_rss) == (1, "x", None, None)
