@@ -4,6 +4,7 @@ and how an attempt's end is judged."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from synthetic import job
 from desc.gen3_workflow.execution.job_io import markers
 from desc.gen3_workflow.execution.job_io.processes import kill_job_processes
 from desc.gen3_workflow.execution.runner.attempts import Attempt, outcome
+from desc.gen3_workflow.execution.runner.in_flight import InFlight
 from desc.gen3_workflow.execution.runner.watchdog import Watchdog
 from desc.gen3_workflow.execution.worker import supervise
 
@@ -193,3 +195,32 @@ def test_the_jobs_with_files_left_are_found_in_one_listing(tmp_path: Path) -> No
     markers.prepare_attempt(str(tmp_path), 7)
     markers.prepare_attempt(str(tmp_path), 12)
     assert markers.marked_jobs(str(tmp_path)) == {7}
+
+
+def test_a_job_that_recorded_its_success_is_concluded_before_its_task_returns(tmp_path: Path) -> None:
+    """Work Queue starts a worker's next task before parsl hands back the
+    last one: a job that recorded a success is concluded from its record,
+    then watched until its task comes back; a failure waits for its task."""
+    submit_dir = str(tmp_path)
+    flight = InFlight(submit_dir)
+    futures = [concurrent.futures.Future() for _ in range(3)]
+    attempts = [Attempt(job(seq, "isr"), 1, f, 0.0) for seq, f in enumerate(futures, 1)]  # type: ignore[arg-type]
+    for attempt in attempts:
+        flight.add(attempt)
+        markers.write_started(submit_dir, attempt.job.seq, 1.0, [(1, 1.0)])
+    markers.write_exit(submit_dir, 1, markers.ExitRecord(0, 5.0))
+    markers.write_exit(submit_dir, 2, markers.ExitRecord(1, 5.0))
+    assert markers.ended_jobs(submit_dir) == {1, 2}
+    (ended,) = flight.ended_by_record()
+    assert ended is attempts[0] and ended.ended == 5.0
+    flight.conclude(ended)
+    assert len(flight) == 2 and flight.watched() == [attempts[1], attempts[2], attempts[0]]
+    dog = Watchdog(submit_dir, "WorkQueue", return_grace=10, stuck_factor=0, stuck_min_seconds=0)
+    (late,) = dog.check([ended], 16.0)
+    assert late.kind == "kill"
+    futures[0].set_result(0)
+    futures[1].set_exception(RuntimeError("failed"))
+    # Both came back: the failure is for its caller to conclude, the success to settle.
+    assert list(flight.came_back()) == [attempts[0], attempts[1]]
+    flight.settle(attempts[0])
+    assert flight.returning == set() and flight.watched() == [attempts[1], attempts[2]]

@@ -37,8 +37,9 @@ WORKER = "^(/usr/bin/)?work_queue_worker "
 @requires_work_queue
 def test_hung_resource_monitor_is_killed_and_its_job_counts(demo_repo: str, tmp_path: Path) -> None:
     """Work Queue's resource monitor hangs after one job's payload ended:
-    the task is killed after return_grace, the job counts as done, its
-    payload never runs again, nothing is left running."""
+    the job counts as done at once (what follows it runs meanwhile), its
+    task is killed after return_grace, its payload never runs again, and
+    nothing is left running."""
     workers_before = pids_matching(WORKER)
     parsl_config = {
         "executor": "WorkQueue",
@@ -46,7 +47,12 @@ def test_hung_resource_monitor_is_killed_and_its_job_counts(demo_repo: str, tmp_
         "resource_monitor": "work_queue",
         "return_grace": 5,
     }
-    bps_file = write_bps_file(tmp_path, demo_repo, parsl_config, pipeline="demo_sfp")
+    # Quanta of 2 s on the one slot left: the run outlasts the grace and
+    # the watchdog's next check.
+    sleeps = " ".join(f"-c {label}:sleep=2" for label in SFP_LABELS)
+    bps_file = write_bps_file(
+        tmp_path, demo_repo, parsl_config, pipeline="demo_sfp", extraQgraphOptions=sleeps
+    )
     hang = tmp_path / "hang"
     env = {"CCTOOLS_RESOURCE_MONITOR": str(FAKE_MONITOR), "GEN3WF_TEST_HANG_ONCE": str(hang)}
     result = run_bps("submit", str(bps_file), cwd=tmp_path, env=env, timeout=600)

@@ -40,6 +40,7 @@ __all__ = [
     "STATUS_DIR",
     "ExitRecord",
     "clear",
+    "ended_jobs",
     "kill_requested",
     "marked_jobs",
     "prepare_attempt",
@@ -163,14 +164,24 @@ def clear(submit_dir: str, seq: int) -> None:
             os.remove(_path(submit_dir, seq, suffix))
 
 
-def marked_jobs(submit_dir: str) -> set[int]:
-    """The jobs that have files here (one listing of the directory, which
-    holds the files of the jobs in flight at most)."""
+def _listed(submit_dir: str) -> list[tuple[str, str]]:
+    """``(seq, suffix)`` of each file here: one listing of the directory,
+    which holds the files of the jobs in flight at most."""
     try:
         names = os.listdir(os.path.join(submit_dir, STATUS_DIR))
     except FileNotFoundError:
-        return set()
-    return {int(seq) for seq, _, _ in (name.partition(".") for name in names) if seq.isdigit()}
+        return []
+    return [(seq, suffix) for seq, _, suffix in (name.partition(".") for name in names) if seq.isdigit()]
+
+
+def ended_jobs(submit_dir: str) -> set[int]:
+    """The jobs that recorded their payload's end."""
+    return {int(seq) for seq, suffix in _listed(submit_dir) if suffix == "exit"}
+
+
+def marked_jobs(submit_dir: str) -> set[int]:
+    """The jobs that have files here."""
+    return {int(seq) for seq, _ in _listed(submit_dir)}
 
 
 def prepare_attempt(submit_dir: str, seq: int) -> None:

@@ -53,6 +53,9 @@ class Attempt:
     """When parsl handed it to the executor."""
     running: float | None = None
     """When the job started, as it says (or when it was seen to)."""
+    ended: float | None = None
+    """When its payload ended, if it was concluded from its job's exit
+    record before its task came back (`~.in_flight.InFlight`)."""
     note: str = ""
     """What the watchdog found and did, for the job's message."""
     action: str = ""

@@ -16,15 +16,11 @@ until the next attempt finishes or the next check is due.
 
 from __future__ import annotations
 
-import functools
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
-
-from parsl.dataflow.futures import AppFuture
 
 from ...host.environment import prepare_environment
 from ...settings.parsl_section import ParslSettings
@@ -39,6 +35,7 @@ from ..job_io.oom import oom_kills
 from ..job_io.processes import kill_run_processes
 from ..warm.local_fork import ForkedJob
 from .attempts import Attempt, outcome, seen_running, with_oom_kill
+from .in_flight import InFlight
 from .local_jobs import final_job_held, prepare_forks, run_and_record
 from .retry_rules import RetryBook
 from .scheduler import MemoryBudget, Scheduler, has_pending_quanta, scheduler_for
@@ -106,12 +103,11 @@ class GraphRunner:
         self.submit_dir = submit_dir
         self.selected = selected
         self.interrupted = interrupted or threading.Event()
-        self._finished: queue.SimpleQueue[Attempt] = queue.SimpleQueue()
         self._cancelled = False
         self._forks: dict[int, ForkedJob] = {}
         self._progress: ProgressDisplay | None = None
         self._make_progress = progress
-        self._in_flight: dict[int, Attempt] = {}
+        self._in_flight = InFlight(submit_dir)
         mode = mode_for(settings)
         self._retries = RetryBook(settings.retries, mode.node_memory())
         self._budget = MemoryBudget(mode.memory_budget() if settings.enforce_resources else None)
@@ -232,10 +228,13 @@ class GraphRunner:
             now = time.time()
             self._batch.record(
                 JobUpdate(a.job.seq, JobState.FAILED, now, a.number, message=message)
-                for a in self._in_flight.values()
+                for a in self._in_flight.attempts.values()
             )
-            self._in_flight.clear()
+            self._in_flight.attempts.clear()
             self._batch.flush()
+        for attempt in list(self._in_flight.returning):  # parsl's shutdown stops their tasks
+            self._settle(attempt)
+        self._batch.flush()
 
     def _loop(
         self,
@@ -255,7 +254,7 @@ class GraphRunner:
         while self._in_flight or (scheduler.ready and drain_deadline is None):
             if drain_deadline is None:
                 self._submit_ready(scheduler, submit, capacity)
-            self._wait_for_events(max(min(next_poll, next_flush) - time.monotonic(), 0.0))
+            self._in_flight.wait(max(min(next_poll, next_flush) - time.monotonic(), 0.0))
             now = time.time()
             self._handle_finished(scheduler, watchdog, now)
             if time.monotonic() >= next_poll:
@@ -266,12 +265,16 @@ class GraphRunner:
                     kill_run_processes(self.submit_dir)
                     if time.monotonic() > drain_deadline:
                         break
-                started = seen_running(self._in_flight.values(), now, self.submit_dir)
+                started = seen_running(self._in_flight.attempts.values(), now, self.submit_dir)
                 self._batch.record(JobUpdate(seq, JobState.RUNNING, now, started=t) for seq, t in started)
-                # A worker starts its next job only once its last one came
-                # back: what came back while starts were read is recorded in
-                # the same batch, so that no more jobs show running than run.
+                # A worker starts its next job only once its last one ended:
+                # what ended while starts were read is recorded in the same
+                # batch, so that no more jobs show running than run.  Read
+                # after the starts, so that any job seen starting on a worker
+                # is seen with its predecessor's end.
                 self._handle_finished(scheduler, watchdog, now)
+                for attempt in self._in_flight.ended_by_record():
+                    self._conclude(attempt, None, scheduler, watchdog, now)
                 if self._progress is not None:
                     self._progress.maybe_report()
             if time.monotonic() >= next_check:
@@ -307,31 +310,29 @@ class GraphRunner:
                 if kills_before is None:
                     kills_before = oom_kills()
                 attempt.oom_kills = kills_before
-            attempt.future.add_done_callback(functools.partial(self._finished_callback, attempt))
-            self._in_flight[job.seq] = attempt
+            self._in_flight.add(attempt)
             self._batch.record(JobUpdate(job.seq, JobState.LAUNCHED, now, attempts=number))
 
-    def _finished_callback(self, attempt: Attempt, future: AppFuture) -> None:
-        # In a parsl thread: only enqueue.
-        self._finished.put(attempt)
-
-    def _wait_for_events(self, timeout: float) -> None:
-        """Sleep until an attempt finishes, at most ``timeout`` seconds."""
-        try:
-            self._finished.put(self._finished.get(timeout=timeout))
-        except queue.Empty:
-            pass
-
     def _handle_finished(self, scheduler: Scheduler, watchdog: Watchdog, now: float) -> None:
-        while True:
-            try:
-                attempt = self._finished.get_nowait()
-            except queue.Empty:
-                return
-            if self._in_flight.get(attempt.job.seq) is attempt:
-                # An attempt given up on may not have come back at all.
-                error = attempt.future.exception() if attempt.future.done() else None
-                self._conclude(attempt, error, scheduler, watchdog, now)
+        for attempt in self._in_flight.came_back():
+            if attempt.ended is not None:
+                self._settle(attempt)
+                continue
+            # An attempt given up on may not have come back at all.
+            error = attempt.future.exception() if attempt.future.done() else None
+            self._conclude(attempt, error, scheduler, watchdog, now)
+
+    def _settle(self, attempt: Attempt) -> None:
+        """The task of an attempt concluded from its job's record came back
+        (or was given up on): the job's files go, and what the watchdog did
+        about the task goes with the job."""
+        self._in_flight.settle(attempt)
+        self._batch.succeeded(attempt.job.seq)
+        if attempt.note and attempt.ended is not None:
+            update = JobUpdate(
+                attempt.job.seq, JobState.EXEC_DONE, attempt.ended, attempt.number, 0, attempt.note
+            )
+            self._batch.record(update)
 
     def _conclude(
         self,
@@ -343,7 +344,7 @@ class GraphRunner:
     ) -> None:
         """Record how an attempt ended; release, retry or block what follows."""
         job = attempt.job
-        del self._in_flight[job.seq]
+        self._in_flight.conclude(attempt)
         self._budget.give_back(attempt.memory)
         record = markers.read_exit(self.submit_dir, job.seq)
         result = with_oom_kill(outcome(attempt, error, record, self._cancelled), attempt)
@@ -362,8 +363,10 @@ class GraphRunner:
         )
         if result.succeeded:
             # Its record goes once the store says exec_done: a kill -9 in
-            # between must not make a restart run it again.
-            self._batch.succeeded(job.seq)
+            # between must not make a restart run it again (a returning
+            # task's, once it is back).
+            if attempt.ended is None:
+                self._batch.succeeded(job.seq)
             self._retries.forget(job.seq)
             if start is not None or attempt.running is not None:
                 watchdog.succeeded(job.label, end - (start or attempt.running or end))
@@ -395,8 +398,8 @@ class GraphRunner:
         )
 
     def _watch(self, watchdog: Watchdog, now: float) -> None:
-        for attempt in watchdog.act(list(self._in_flight.values()), now):
-            self._finished.put(attempt)
+        for attempt in watchdog.act(self._in_flight.watched(), now):
+            self._in_flight.give_up(attempt)
         if medians := watchdog.medians():
             self.store.set_typical_durations(medians)
 

@@ -156,7 +156,10 @@ class Watchdog:
                     attempt, "abandon", f"the task had not come back {self.return_grace:.0f} s after that"
                 )
             return None
-        record = markers.read_exit(self.submit_dir, attempt.job.seq)
+        if attempt.ended is not None:  # concluded: only its task is missing
+            record: markers.ExitRecord | None = markers.ExitRecord(0, attempt.ended)
+        else:
+            record = markers.read_exit(self.submit_dir, attempt.job.seq)
         if record is not None:
             if now - record.time > self.return_grace:
                 return Action(
