@@ -24,7 +24,13 @@ from desc.gen3_workflow.cli import summary as summary_cli
 from desc.gen3_workflow.cli import watch as watch_cli
 from desc.gen3_workflow.errors import ParslConfigError
 from desc.gen3_workflow.reporting.history import MEASURED, load_job_history
-from desc.gen3_workflow.reporting.plots import busy_time, plot_history, rate_bin_seconds, running_count
+from desc.gen3_workflow.reporting.plots import (
+    busy_time,
+    plot_history,
+    queue_depth,
+    rate_bin_seconds,
+    running_count,
+)
 from desc.gen3_workflow.reporting.progress import ProgressReporter
 from desc.gen3_workflow.reporting.snapshot import format_snapshot, read_snapshot
 from desc.gen3_workflow.reporting.summary import format_summary, summarize
@@ -306,6 +312,20 @@ def test_busy_time_and_running_count() -> None:
     for t in (10.0, 50.0, 99.0):
         assert counts[np.searchsorted(times, t, side="right") - 1] == np.sum((start <= t) & (end > t))
     assert rate_bin_seconds(30) == 10 and rate_bin_seconds(3600) == 60 and rate_bin_seconds(86400) == 1800
+
+
+def test_queue_depth_counts_jobs_launched_and_not_started(tmp_path: Path) -> None:
+    jobs = [
+        _job(0, "isr", JobState.EXEC_DONE, T0 + 1, T0 + 2),  # launched at T0 + 0.5
+        _job(1, "isr", JobState.EXEC_DONE, T0 + 3, T0 + 4, t_launched=T0),
+        _job(2, "isr", JobState.LAUNCHED, None, None, t_launched=T0 + 2),  # still waiting
+        _job(3, "isr", JobState.PENDING, None, None),  # never launched
+    ]
+    history = load_job_history(make_store(tmp_path / "run", jobs))
+    times, counts = queue_depth(history, now=T0 + 10)
+    at = {t: int(counts[np.searchsorted(times, T0 + t, side="right") - 1]) for t in (0.7, 1.5, 2.5, 3.5, 9)}
+    assert at == {0.7: 2, 1.5: 1, 2.5: 2, 3.5: 1, 9: 1}
+    assert np.allclose(history.queue[:2], [0.5, 3.0]) and np.isnan(history.queue[2:]).all()
 
 
 def test_plot_of_50000_jobs(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ Panels, sharing the time axis:
    shaded by how many of its jobs ran in each time bin; failed jobs are red
    crosses at their end time.
 2. Jobs running at once: stacked per label (bin averages), with the exact
-   total as a line.
+   total as a line; and, dashed, the jobs launched to the executor but not
+   started yet (waiting for a worker), with their mean wait.
 3. Jobs finished per minute, per label; failures as a dashed black line.
 """
 
@@ -27,7 +28,7 @@ from ..store.records import JobState
 from .history import JobHistory
 from .text import format_duration
 
-__all__ = ["busy_time", "plot_history", "rate_bin_seconds", "running_count"]
+__all__ = ["busy_time", "plot_history", "queue_depth", "rate_bin_seconds", "running_count"]
 
 
 def busy_time(start: np.ndarray, end: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -74,6 +75,19 @@ def running_count(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.nd
     steps = np.concatenate([np.ones(start.size, dtype=np.int64), -np.ones(end.size, dtype=np.int64)])
     order = np.argsort(times, kind="stable")
     return times[order], np.cumsum(steps[order])
+
+
+def queue_depth(history: JobHistory, now: float) -> tuple[np.ndarray, np.ndarray]:
+    """The number of jobs waiting at the executor (launched, not started),
+    as a step function (see `running_count`); a job launched but never
+    started waits until ``now`` if it has not ended, else until its end."""
+    if history.launched.size != len(history):  # a history without launch times
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    launched = history.launched
+    until = np.where(np.isfinite(history.start), history.start, history.end)
+    until = np.where(np.isfinite(until), until, now)
+    waited = np.isfinite(launched)
+    return running_count(launched[waited], np.maximum(until[waited], launched[waited]))
 
 
 _NICE_SECONDS = (10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
@@ -219,9 +233,25 @@ def plot_history(history: JobHistory, output: str, bins: int = 200, now: float |
     )
     times, counts = running_count(start[ran], end[ran])
     ax_running.step((times - t0) / unit, counts, where="post", color="black", linewidth=0.7, label="total")
-    ax_running.set_ylabel("jobs running")
+    q_times, q_counts = queue_depth(history, now)
+    if q_counts.any():
+        waits = history.queue[np.isfinite(history.queue)]
+        mean = float(waits.mean()) if waits.size else float("nan")
+        mean_wait = f"{mean:.1f} s" if mean < 60 else format_duration(mean)
+        ax_running.step(
+            (q_times - t0) / unit,
+            q_counts,
+            where="post",
+            color="0.45",
+            linestyle="--",
+            linewidth=0.9,
+            label=f"waiting for a worker (mean wait {mean_wait})",
+        )
+    ax_running.set_ylabel("jobs")
     ax_running.set_ylim(bottom=0)
-    ax_running.set_title("Jobs running at once (stacked by label: bin means; line: exact total)")
+    ax_running.set_title(
+        "Jobs running at once (stacked by label: bin means; line: exact total; dashed: launched, not started)"
+    )
     if len(labels) <= 20:
         ax_running.legend(loc="upper left", fontsize="x-small", ncol=max(1, len(labels) // 10 + 1))
 
