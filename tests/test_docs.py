@@ -1,19 +1,18 @@
 """The documentation against the code: every ``parsl_config`` key is in the
-reference, every example is accepted, every command block of the user guide
-names the test that runs it."""
+reference, every example is accepted, the table of states is the code's, and
+every command block of README.md and doc/user_guide.md is run
+(`test_docs_e2e`) or marked with a reason that fits it.
+"""
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import yaml
+from doc_blocks import ALL_BLOCKS, FENCE, NOT_RUN_REASONS, ROOT, RUN_BLOCKS
 
 from desc.gen3_workflow.settings.parsl_section import ParslSettings
-
-ROOT = Path(__file__).resolve().parents[1]
-_FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+from desc.gen3_workflow.store.records import RunState
 
 
 def test_every_parsl_config_key_is_in_the_reference() -> None:
@@ -26,7 +25,7 @@ def test_every_parsl_config_key_is_in_the_reference() -> None:
 
 
 def test_user_guide_parsl_config_examples_are_accepted() -> None:
-    blocks = [m.group(2) for m in _FENCE.finditer((ROOT / "doc" / "user_guide.md").read_text())]
+    blocks = [m.group(2) for m in FENCE.finditer((ROOT / "doc" / "user_guide.md").read_text())]
     sections = [
         yaml.safe_load(b)["parsl_config"] for b in blocks if b.lstrip().startswith(("parsl_config", "wms"))
     ]
@@ -39,37 +38,11 @@ def test_user_guide_parsl_config_examples_are_accepted() -> None:
     assert ("WorkQueue", "Slurm") in executors
 
 
-def test_user_guide_commands_are_exercised() -> None:
-    """Each command block of the guide names what runs it, and that exists."""
-    text = (ROOT / "doc" / "user_guide.md").read_text()
-    blocks = 0
-    for match in _FENCE.finditer(text):
-        if match.group(1) not in ("", "python", "sh", "bash", "console"):
-            continue  # yaml examples (checked above) and sample output
-        blocks += 1
-        before = text[: match.start()].rstrip().splitlines()[-1]
-        assert before.startswith("<!-- exercised: ") and before.endswith("-->"), match.group(2)
-        for path, name in re.findall(r"(tests/\w+\.py)::(\w+)", before):
-            assert f"def {name}(" in (ROOT / path).read_text(), (path, name)
-        for path in re.findall(r"(tests/\w+\.py)(?!::)", before):
-            assert (ROOT / path).exists(), path
-        if "make demo" in before or "make test" in before:
-            assert re.search(r"^demo: setup$", (ROOT / "Makefile").read_text(), re.MULTILINE)
-    assert blocks >= 12
-    # EUPS: the table puts this checkout's python/ and bin/ first on the paths.
-    table = (ROOT / "ups" / "gen3_workflow.table").read_text()
-    for variable, directory in (("PYTHONPATH", "python"), ("PATH", "bin")):
-        assert f"envPrepend({variable}, ${{PRODUCT_DIR}}/{directory})" in table
-        assert (ROOT / directory).is_dir()
-    for script in ("gen3wf-watch", "workflow_summary", "plot_jobs_history"):
-        assert os.access(ROOT / "bin" / script, os.X_OK), script
-
-
 def test_the_state_table_is_the_code_s() -> None:
     """The user guide's table of states says what the views show."""
     from desc.gen3_workflow.reporting.bps_report import JOB_STATES, RUN_STATES
     from desc.gen3_workflow.reporting.snapshot import PROGRESS_NAMES
-    from desc.gen3_workflow.store.records import JobState, RunState
+    from desc.gen3_workflow.store.records import JobState
 
     text = (ROOT / "doc" / "user_guide.md").read_text()
     table = text[text.index("| gen3_workflow | progress") :].split("\n\n")[0].splitlines()[2:]
@@ -84,3 +57,20 @@ def test_the_state_table_is_the_code_s() -> None:
     runs = text[text.index("a run is `prepared`") :].split("\n\n")[0].replace("\n", " ")
     for state in RunState:
         assert f"`{state.value}` ({RUN_STATES[state].name}" in runs, state
+
+
+def test_every_command_block_is_run_or_marked() -> None:
+    """The rule of the module's docstring, and its closed list of reasons."""
+    assert len(ALL_BLOCKS) >= 18 and len(RUN_BLOCKS) >= 12, [b.id for b in ALL_BLOCKS]
+    for block in ALL_BLOCKS:
+        marker = block.marker or ""
+        if marker.startswith("<!--") and block.not_run_reason is None:
+            # One rule: a comment before a command block is a not-run marker.
+            raise AssertionError(f"{block.id}: {marker!r} is not <!-- not run here: REASON -->")
+        reason = block.not_run_reason
+        if reason is not None:
+            assert reason in NOT_RUN_REASONS, f"{block.id}: {reason!r} is not one of {list(NOT_RUN_REASONS)}"
+            problem = NOT_RUN_REASONS[reason](block.text)
+            assert problem is None, f"{block.id} is marked {reason!r}, but {problem}:\n{block.text}"
+        if block.language == "console":
+            assert any(line.startswith("$ ") for line in block.text.splitlines()), block.id
