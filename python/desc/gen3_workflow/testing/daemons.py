@@ -7,7 +7,8 @@ stop it.  Each is a context manager, and each has the same command line::
     python -m desc.gen3_workflow.testing.<module> start|stop --dir DIR
 
 ``start`` leaves the server running and prints the ``export`` lines its
-clients need; ``stop`` stops what the directory's record names.
+clients need (on stdout, and what else it made on stderr); ``stop`` stops
+what the directory's record names.
 """
 
 from __future__ import annotations
@@ -91,6 +92,10 @@ class PrivateServer:
         """The server ``start`` makes, from its options."""
         return cls(directory)
 
+    def describe(self) -> list[str]:
+        """Lines that tell a person what ``start`` made (beyond `env`), e.g. addresses."""
+        return []
+
     @classmethod
     def main(cls, argv: list[str] | None = None, description: str = "") -> int:
         """The command line: start or stop the server in ``--dir``; return the exit status.
@@ -119,6 +124,9 @@ class PrivateServer:
         # The server must outlive this command.
         atexit.unregister(server.stop)
         print(f"started in {server.start_seconds:.1f} s: {server!r}", file=sys.stderr)
+        # On stderr, so that stdout stays fit for the shell's eval.
+        for line in server.describe():
+            print(line, file=sys.stderr)
         for name, value in server.env.items():
             print(f"export {name}={value}")
         return 0

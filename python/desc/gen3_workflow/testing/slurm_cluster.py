@@ -1,16 +1,18 @@
-"""A throw-away one-machine Slurm cluster for tests and benchmarks.
+"""A throw-away Slurm cluster on this one machine, for tests and benchmarks.
 
 Everything (slurm.conf, state, spool, logs, a private munged socket) lives in one
 directory, the daemons use free ports and are stopped by pid, so a system Slurm or
-munge is never touched. Needs root, ``slurm-wlm`` and ``munge``. Manual runs:
-``python -m desc.gen3_workflow.testing.slurm_cluster start|stop --dir DIR``.
+munge is never touched. Needs root, ``slurm-wlm`` and ``munge``. By default the one
+compute node is this machine; with ``nodes=N`` (N >= 2) each node is a slurmd with
+its own host name, network namespace and address (see `.node_network`), as on a
+real cluster. Manual runs:
+``python -m desc.gen3_workflow.testing.slurm_cluster start|stop --dir DIR [--nodes N]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
-import contextlib
 import os
 import shutil
 import socket
@@ -19,115 +21,47 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 from ..execution.job_io.processes import descendants, is_alive, kill_processes, process_name
 from .daemons import PrivateServer
+from .node_network import NodeNetwork, NodeNetworkError
+from .slurm_conf import render_slurm_conf
+from .slurm_host import (
+    SlurmClusterError,
+    available_memory_mb,
+    free_ports,
+    munged_command,
+    slurm_unavailable_reason,
+    which,
+)
 
 __all__ = ["SlurmCluster", "SlurmClusterError", "slurm_unavailable_reason"]
 
-MUNGE_KEY = Path("/etc/munge/munge.key")
-_BINARIES = ("slurmctld", "slurmd", "sbatch", "squeue", "scancel", "sinfo", "munged")
-# Daemons live in /usr/sbin, which is not on every PATH.
-_SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-
-_CONF_TEMPLATE = """\
-ClusterName=gen3wf
-# 127.0.0.1 so nothing depends on how the host name resolves.
-SlurmctldHost={node}(127.0.0.1)
-SlurmctldPort={ctld_port}
-SlurmdPort={node_port}
-SlurmUser=root
-AuthType=auth/munge
-CredType=cred/munge
-# A private munged: a system one is never used or disturbed.
-AuthInfo=socket={dir}/munge/munge.socket
-StateSaveLocation={dir}/state
-SlurmdSpoolDir={dir}/spool
-SlurmctldPidFile={dir}/slurmctld.pid
-SlurmdPidFile={dir}/slurmd.pid
-SlurmctldLogFile={dir}/log/slurmctld.log
-SlurmdLogFile={dir}/log/slurmd.log
-PlugStackConfig={dir}/plugstack.conf
-# No cgroups: containers and sandboxes often do not delegate them.
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
-MpiDefault=none
-MailProg=/bin/true
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-# Without a default a job with no --mem gets all the node's memory, so nothing runs beside it.
-DefMemPerCPU={mem_per_cpu}
-ReturnToService=2
-# Reject at sbatch time, rather than leave pending forever, jobs larger than the node.
-EnforcePartLimits=ALL
-# Short waits so that cancelling and shutting down are quick.
-KillWait=2
-# Shorter than parsl's 60 s status poll: without accounting (no sacct) a
-# block that ended is gone from squeue before parsl asks, which the plug-in
-# must cope with (providers.squeue_tolerating_ended_jobs).
-MinJobAge=30
-SlurmdTimeout=30
-SlurmctldTimeout=30
-InactiveLimit=0
-Waittime=0
-NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem} State=UNKNOWN
-PartitionName={partition} Nodes={node} Default=YES MaxTime=INFINITE State=UP
-"""
-
-
-class SlurmClusterError(RuntimeError):
-    """The cluster could not be started or used."""
-
-
-def _which(name: str) -> str:
-    if (path := shutil.which(name, path=_SEARCH_PATH)) is None:
-        raise SlurmClusterError(f"{name} not found (install slurm-wlm and munge)")
-    return path
-
-
-def slurm_unavailable_reason() -> str | None:
-    """Say why a `SlurmCluster` cannot run here, or return `None` if it can."""
-    missing = [name for name in _BINARIES if shutil.which(name, path=_SEARCH_PATH) is None]
-    if missing:
-        return f"Slurm/munge binaries missing: {', '.join(missing)}"
-    if os.geteuid() != 0:
-        return "a private Slurm cluster needs root (SlurmUser=root)"
-    return None
-
-
-def _free_ports(count: int) -> list[int]:
-    # Hold every socket open until all ports are chosen, so that the ports differ.
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("", 0))
-        return [sock.getsockname()[1] for sock in socks]
-
-
-def _available_memory_mb() -> int:
-    meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
-    return int(meminfo["MemAvailable"].split()[0]) // 1024  # the value is in kB
-
 
 class SlurmCluster(PrivateServer):
-    """A private Slurm controller, one compute node and munged on this machine.
+    """A private Slurm controller, its compute node(s) and munged on this machine.
 
     Parameters
     ----------
     directory : `str` or `~pathlib.Path`, optional
         Directory for config, state, logs and pids. A temporary one is made (and
         removed by `stop`) if not given; a given one is kept.
+    nodes : `int`, optional
+        How many compute nodes. With 1 the node is this machine (named after it,
+        at 127.0.0.1). With more, nodes ``n1``, ``n2``... are each a slurmd in
+        network and UTS namespaces of their own, on a private bridge (`.node_network`).
     partition : `str`, optional
-        Name of the single (default) partition.
+        Name of the single (default) partition, which has every node.
     mem_headroom_mb : `int`, optional
-        Memory (MB) left out of the node's ``RealMemory`` for everything else.
+        Memory (MB) left out of the nodes' ``RealMemory`` for everything else;
+        the nodes share the rest evenly.
+    slurmd_timeout : `int`, optional
+        Seconds a node may not answer before Slurm marks it DOWN (``SlurmdTimeout``).
     start_timeout : `float`, optional
-        Seconds `start` waits for the node to become idle.
+        Seconds `start` waits for the nodes to become idle.
 
     Attributes
     ----------
@@ -137,14 +71,21 @@ class SlurmCluster(PrivateServer):
         The cluster's ``slurm.conf``.
     env : `dict` [`str`, `str`]
         Variables (``SLURM_CONF``) to add to the environment of Slurm clients.
-    partition, node_name : `str`
-        Partition and node names.
+    partition : `str`
+        The partition's name.
+    node_names : `list` [`str`]
+        The nodes' names, which are also their host names.
+    node_name : `str`
+        The first node's name (the only one's, with one node).
+    network : `.node_network.NodeNetwork` or `None`
+        The nodes' private network while it exists (several nodes only).
     cpus, real_memory_mb : `int`
-        Node size as declared to Slurm.
+        Each node's size as declared to Slurm (every node has all the CPUs).
     pids : `dict` [`str`, `int`]
-        Pids of the running daemons (``munged``, ``slurmctld``, ``slurmd``).
+        Pids of the running daemons: ``munged``, ``slurmctld`` and ``slurmd``,
+        or ``slurmd@n1``, ``slurmd@n2``... with several nodes.
     start_seconds : `float`
-        How long `start` took, until the node was idle.
+        How long `start` took, until the nodes were idle.
     """
 
     RECORD = "pids.json"
@@ -154,44 +95,67 @@ class SlurmCluster(PrivateServer):
         self,
         directory: str | Path | None = None,
         *,
+        nodes: int = 1,
         partition: str = "debug",
         mem_headroom_mb: int = 2048,
+        slurmd_timeout: int = 30,
         start_timeout: float = 30.0,
     ) -> None:
+        if nodes < 1:
+            raise SlurmClusterError(f"a cluster needs at least one node, not {nodes}")
         super().__init__(directory)
         if any(c.isspace() for c in str(self.directory)):
             raise SlurmClusterError(f"slurm.conf paths cannot hold blanks: {self.directory}")
         self.conf_path = self.directory / "slurm.conf"
         self.env = {"SLURM_CONF": str(self.conf_path)}
         self.partition = partition
-        self.node_name = socket.gethostname().split(".")[0]
+        self._host_name = socket.gethostname().split(".")[0]
+        self.node_names = [self._host_name] if nodes == 1 else [f"n{i}" for i in range(1, nodes + 1)]
+        self.node_name = self.node_names[0]
+        self.network: NodeNetwork | None = None
         self.cpus = len(os.sched_getaffinity(0))  # like nproc
-        self.real_memory_mb = max(_available_memory_mb() - mem_headroom_mb, 512)
+        self.real_memory_mb = max((available_memory_mb() - mem_headroom_mb) // nodes, 512)
+        self.slurmd_timeout = slurmd_timeout
         self.start_timeout = start_timeout
         self.pids: dict[str, int] = {}
         self.start_seconds = 0.0
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
+    @property
+    def host_address(self) -> str | None:
+        """Where the nodes reach this machine (slurmctld, a test's server): the
+        bridge's address; `None` with one node, or before `start`."""
+        return None if self.network is None else self.network.host_address
+
     def start(self) -> SlurmCluster:
-        """Start munged, slurmctld and slurmd; return ``self`` once the node is idle.
+        """Make the nodes' network, start munged, slurmctld and the slurmd's; return
+        ``self`` once every node is idle.
 
         Raises
         ------
         SlurmClusterError
-            If a daemon dies or the node is not idle in time; the message holds
-            the tail of the daemon logs. Anything started is stopped again.
+            If the network cannot be made, a daemon dies or a node is not idle in
+            time; the message holds the tail of the daemon logs. Anything started
+            or made is stopped or removed again.
         """
         if self.pids:
             return self
         begin = time.monotonic()
         atexit.register(self.stop)
         try:
+            if len(self.node_names) > 1:
+                try:
+                    self.network = NodeNetwork.create(self.node_names)
+                except NodeNetworkError as exc:
+                    raise SlurmClusterError(f"cannot make the nodes' network: {exc}") from exc
+                self._save_record(self._record())  # for `attach`, before anything else can fail
             self._write_config()
             self._start_munged()
             # -c: never recover jobs from an earlier run in a reused directory.
-            self._spawn("slurmctld", [_which("slurmctld"), "-D", "-c", "-f", str(self.conf_path)])
-            self._spawn("slurmd", [_which("slurmd"), "-D", "-f", str(self.conf_path), "-N", self.node_name])
-            self._wait_for(self._node_idle, f"node {self.node_name} idle", self.start_timeout)
+            self._spawn("slurmctld", [which("slurmctld"), "-D", "-c", "-f", str(self.conf_path)])
+            for name in self.node_names:
+                self._spawn(self._slurmd_key(name), self._slurmd_argv(name))
+            self._wait_for(self._nodes_idle, f"nodes {','.join(self.node_names)} idle", self.start_timeout)
             self.start_seconds = time.monotonic() - begin
         except BaseException:
             self.stop()
@@ -199,17 +163,21 @@ class SlurmCluster(PrivateServer):
         return self
 
     def stop(self) -> None:
-        """Cancel all jobs, stop every process this cluster started; idempotent (see `attach`)."""
+        """Cancel all jobs, stop every process this cluster started, remove its
+        network; idempotent (see `attach`)."""
         atexit.unregister(self.stop)
         if self.pids:
             if is_alive(self.pids.get("slurmctld", -1)):
                 self._cancel_all_jobs()
             stepds = self._job_processes()
-            for name in ("slurmd", "slurmctld"):
+            for name in [key for key in self.pids if key.startswith("slurmd")] + ["slurmctld"]:
                 self._stop_daemon(name)
             # Anything still in a job (linuxproc cannot track daemonized children).
             kill_processes(stepds | self._job_processes())
             self._stop_daemon("munged")
+        if self.network is not None:
+            self.network.remove()  # also kills whatever is still on the nodes
+            self.network = None
         self._forget()
 
     def run(
@@ -229,6 +197,45 @@ class SlurmCluster(PrivateServer):
         env = {**os.environ, **self.env}
         return subprocess.run(args, env=env, capture_output=True, text=True, check=check, timeout=timeout)
 
+    def run_on_node(
+        self, name: str, args: list[str], check: bool = True, timeout: float = 30.0
+    ) -> subprocess.CompletedProcess[str]:
+        """Like `run`, on node ``name``: in its network namespace, with its host
+        name (outside Slurm: no job, no allocation). With one node, just `run`."""
+        self.node_address(name)  # a known node?
+        return self.run(args if self.network is None else self.network.command(name, args), check, timeout)
+
+    def node_address(self, name: str) -> str:
+        """The address of node ``name``, where its slurmd listens."""
+        if name not in self.node_names:
+            raise SlurmClusterError(f"no node {name!r} (nodes: {', '.join(self.node_names)})")
+        return "127.0.0.1" if self.network is None else self.network.address(name)
+
+    def kill_node(self, name: str, disconnect: bool = False) -> None:
+        """Lose node ``name``: SIGKILL its slurmd and every process in its network
+        namespace, jobs included; the other nodes run on. Slurm marks it DOWN
+        once it has not answered for ``slurmd_timeout`` seconds.
+
+        Parameters
+        ----------
+        name : `str`
+            The node.
+        disconnect : `bool`, optional
+            First pull its cable (veth down), as when a machine dies: its peers
+            see no connection close, and its address no longer answers.
+        """
+        if self.network is None:
+            raise SlurmClusterError("kill_node needs a started cluster of several nodes")
+        self.node_address(name)
+        if disconnect:
+            self.network.set_link(name, up=False)
+        self.network.kill_processes(name)
+        key = self._slurmd_key(name)
+        if (proc := self._procs.pop(key, None)) is not None:
+            proc.wait(timeout=10)  # reap it: no zombie
+        self.pids.pop(key, None)
+        self._save_record(self._record())
+
     def job_ids(self) -> list[str]:
         """Return the ids of the jobs ``squeue`` lists (pending, running, completing)."""
         return self.run(["squeue", "--noheader", "--format=%i"]).stdout.split()
@@ -236,60 +243,69 @@ class SlurmCluster(PrivateServer):
     @classmethod
     def attach(cls, directory: str | Path) -> SlurmCluster:
         # Docstring inherited.
-        cluster = cls(directory)
-        info = cluster._read_record()
+        info = cls(directory)._read_record()
+        network = info.get("network")
+        cluster = cls(directory, nodes=len(network["node_names"]) if network else 1)
         cluster.partition = info.get("partition", cluster.partition)
+        cluster.network = NodeNetwork.from_record(network) if network else None
         # Only trust a recorded pid while it still runs the program recorded.
         recorded: dict[str, int] = info.get("pids", {})
-        cluster.pids = {n: pid for n, pid in recorded.items() if process_name(pid) == n}
+        cluster.pids = {key: pid for key, pid in recorded.items() if process_name(pid) == key.split("@")[0]}
         return cluster
 
     @classmethod
     def add_options(cls, parser: argparse.ArgumentParser) -> None:
         # Docstring inherited.
         parser.add_argument("--partition", default="debug")
+        parser.add_argument("--nodes", type=int, default=1, help="compute nodes (default 1: this machine)")
 
     @classmethod
     def from_options(cls, directory: Path, options: argparse.Namespace) -> SlurmCluster:
         # Docstring inherited.
-        return cls(directory, partition=options.partition)
+        return cls(directory, partition=options.partition, nodes=options.nodes)
+
+    def describe(self) -> list[str]:
+        # Docstring inherited.
+        lines = [f"node {name} at {self.node_address(name)}" for name in self.node_names]
+        if self.host_address is not None:
+            lines.append(f"host {self._host_name} at {self.host_address} (slurmctld; nodes reach it there)")
+        return lines
 
     def __repr__(self) -> str:
-        return f"SlurmCluster({str(self.directory)!r}, partition={self.partition!r}, pids={self.pids})"
+        nodes = f", nodes={len(self.node_names)}" if len(self.node_names) > 1 else ""
+        return f"SlurmCluster({str(self.directory)!r}, partition={self.partition!r}{nodes}, pids={self.pids})"
+
+    def _record(self) -> dict[str, Any]:
+        network = None if self.network is None else self.network.record()
+        return dict(partition=self.partition, conf=str(self.conf_path), pids=self.pids, network=network)
+
+    def _slurmd_key(self, name: str) -> str:
+        return "slurmd" if self.network is None else f"slurmd@{name}"
+
+    def _slurmd_argv(self, name: str) -> list[str]:
+        argv = [which("slurmd"), "-D", "-f", str(self.conf_path), "-N", name]
+        return argv if self.network is None else self.network.command(name, argv)
 
     def _write_config(self) -> None:
         for sub in ("state", "spool"):
             # A reused directory must not hand old job state to the new daemons.
             shutil.rmtree(self.directory / sub, ignore_errors=True)
             (self.directory / sub).mkdir(parents=True)
+        for name in self.node_names if self.network else []:
+            (self.directory / "spool" / name).mkdir()  # SlurmdSpoolDir=.../spool/%n
         (self.directory / "log").mkdir(exist_ok=True)
         (self.directory / "plugstack.conf").write_text("")  # not /etc/slurm/plugstack.conf
-        ctld_port, node_port = _free_ports(2)
+        nodes = {name: self.node_address(name) for name in self.node_names}
         self.conf_path.write_text(
-            _CONF_TEMPLATE.format(
-                dir=self.directory, node=self.node_name, ctld_port=ctld_port, node_port=node_port,
-                cpus=self.cpus, mem=self.real_memory_mb, mem_per_cpu=self.real_memory_mb // self.cpus,
-                partition=self.partition,
+            render_slurm_conf(
+                self.directory, ctld_host=self._host_name, ctld_address=self.host_address or "127.0.0.1",
+                ports=free_ports(2), nodes=nodes, cpus=self.cpus, memory_mb=self.real_memory_mb,
+                partition=self.partition, slurmd_timeout=self.slurmd_timeout,
             )
         )  # fmt: skip
 
     def _start_munged(self) -> None:
-        if not MUNGE_KEY.exists():
-            subprocess.run([_which("mungekey"), "--create", "--keyfile", str(MUNGE_KEY)], check=True)
-            shutil.chown(MUNGE_KEY, "munge", "munge")
-            MUNGE_KEY.chmod(0o600)
-        # munged runs as user munge and insists its directories are writable only by it,
-        # yet searchable by all so clients can reach the socket.
-        self.directory.chmod(0o755)
-        if closed := [p for p in self.directory.parents if not p.stat().st_mode & 0o001]:
-            raise SlurmClusterError(f"user munge cannot get through {closed[0]} (not o+x)")
-        mdir = self.directory / "munge"
-        mdir.mkdir(exist_ok=True)
-        shutil.chown(mdir, "munge", "munge")
-        mdir.chmod(0o755)
-        socket_path = mdir / "munge.socket"
-        args = [_which("munged"), "--foreground", f"--socket={socket_path}", f"--key-file={MUNGE_KEY}"]
-        args += [f"--{kind}-file={mdir}/munged.{kind}" for kind in ("pid", "log", "seed")]
+        args, socket_path = munged_command(self.directory)
         self._spawn("munged", args, user="munge")
         self._wait_for(lambda: socket_path.exists(), "munged socket", 10.0)
 
@@ -305,11 +321,12 @@ class SlurmCluster(PrivateServer):
             )  # fmt: skip
         self._procs[name] = proc
         self.pids[name] = proc.pid
-        self._save_record({"partition": self.partition, "conf": str(self.conf_path), "pids": self.pids})
+        self._save_record(self._record())
 
-    def _node_idle(self) -> bool:
-        sinfo = ["sinfo", "--noheader", "--Node", "--format=%T", "--nodes", self.node_name]
-        return self.run(sinfo, check=False).stdout.strip() == "idle"
+    def _nodes_idle(self) -> bool:
+        sinfo = ["sinfo", "--noheader", "--Node", "--format=%N %T", "--nodes", ",".join(self.node_names)]
+        states = dict(line.split()[:2] for line in self.run(sinfo, check=False).stdout.splitlines())
+        return all(states.get(name) == "idle" for name in self.node_names)
 
     def _wait_for(self, ready: Callable[[], bool], what: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
