@@ -163,6 +163,7 @@ def run_bps(
     timeout: float = 600,
     log_tty: bool = False,
     cgroup: str | None = None,
+    launcher: tuple[str, ...] = (),
 ) -> BpsResult:
     """Run the real ``bps`` CLI and wait for it.
 
@@ -181,6 +182,8 @@ def run_bps(
         say everything through it); ``--no-log-tty`` otherwise.
     cgroup : `str`, optional
         A cgroup directory to run bps (and all it starts) in.
+    launcher : `tuple` [`str`], optional
+        A command that runs bps (e.g. ``("salloc", "-N", "3")``).
     """
     options = [] if log_tty else ["--no-log-tty"]
 
@@ -189,7 +192,7 @@ def run_bps(
             Path(cgroup, "cgroup.procs").write_text(str(os.getpid()))
 
     proc = subprocess.run(
-        [BPS, *options, *args],
+        [*launcher, BPS, *options, *args],
         cwd=cwd,
         env=_bps_env(cwd, env),
         stdout=subprocess.PIPE,
@@ -213,14 +216,22 @@ class BackgroundBps:
         The bps file to submit.
     env : `dict`, optional
         Variables added to this process's environment.
+    launcher : `tuple` [`str`], optional
+        A command that runs bps (e.g. ``("salloc", "-N", "3")``).
     """
 
-    def __init__(self, cwd: Path, bps_file: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        cwd: Path,
+        bps_file: Path,
+        env: dict[str, str] | None = None,
+        launcher: tuple[str, ...] = (),
+    ) -> None:
         self.cwd = cwd
         self.log = cwd / "submit.log"
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen(
-                [BPS, "--no-log-tty", "submit", str(bps_file)],
+                [*launcher, BPS, "--no-log-tty", "submit", str(bps_file)],
                 cwd=cwd,
                 env=_bps_env(cwd, env),
                 stdout=log,

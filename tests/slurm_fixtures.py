@@ -1,5 +1,5 @@
 """Pytest fixtures for private Slurm clusters on this machine: one node
-(`slurm_cluster`), or three nodes with their own network namespaces
+(`slurm_cluster`), or four nodes with their own network namespaces
 (`slurm_nodes`).
 
 Loaded for every test module through ``pytest_plugins`` in ``conftest.py``.
@@ -38,9 +38,9 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
 
 @pytest.fixture(scope="session")
 def slurm_nodes() -> Iterator[SlurmCluster]:
-    """Yield a started 3-node `SlurmCluster` (partition ``debug``), stopped at session end.
+    """Yield a started 4-node `SlurmCluster` (partition ``debug``), stopped at session end.
 
-    Nodes ``n1``, ``n2``, ``n3`` are each a slurmd with its own host name, network
+    Nodes ``n1`` to ``n4`` are each a slurmd with its own host name, network
     namespace and address (`SlurmCluster.node_address`) on a private bridge, where
     the host is `SlurmCluster.host_address`. The whole session shares it: do not
     `SlurmCluster.kill_node` its nodes, start a cluster of your own for that. Skips
@@ -50,7 +50,7 @@ def slurm_nodes() -> Iterator[SlurmCluster]:
     reason = slurm_unavailable_reason() or node_network_unavailable_reason()
     if reason is not None:
         pytest.skip(f"no private multi-node Slurm cluster: {reason}")
-    cluster = SlurmCluster(nodes=3).start()
+    cluster = SlurmCluster(nodes=4).start()
     try:
         yield cluster
     finally:

@@ -21,10 +21,19 @@ from desc.gen3_workflow.execution.bridge import ping
 from desc.gen3_workflow.execution.bridge.availability import work_queue_unusable_message
 from desc.gen3_workflow.execution.bridge.modes import mode_for
 from desc.gen3_workflow.reporting import bps_report
+from desc.gen3_workflow.reporting.failures import failure_summary
 from desc.gen3_workflow.settings.parsl_section import ParslSettings
 from desc.gen3_workflow.store import run_index
 from desc.gen3_workflow.store.job_store import JobStateStore
-from desc.gen3_workflow.store.records import JobRecord, JobState, JobUpdate, RunInfo, RunRecord, RunState
+from desc.gen3_workflow.store.records import (
+    AttemptRecord,
+    JobRecord,
+    JobState,
+    JobUpdate,
+    RunInfo,
+    RunRecord,
+    RunState,
+)
 
 try:  # ctrl_bps 30.2026.4300 and newer: with a SITE column
     from lsst.ctrl.bps.bps_reports import DISPLAY_SUMMARY_FIELDS as SUMMARY_FIELDS
@@ -152,6 +161,29 @@ def test_detailed_report_of_a_failed_run(tmp_path: Path) -> None:
     assert '"detector":1' in failed_line and failed_line.endswith(f"log: {submit_dir}/logs/isr/isr_2.stderr")
     assert f"bps restart --id {submit_dir}" in text
     store.close()
+
+
+def test_reports_name_the_host_each_attempt_ran_on(tmp_path: Path) -> None:
+    """``bps report --id`` and the failure summary of ``bps submit``: the
+    failed job's last host, and every attempt's host for a job tried again."""
+    submit_dir, store = failed_run(tmp_path)
+    store.apply(
+        [JobUpdate(2, JobState.FAILED, time.time(), attempts=2, exit_code=1, message="boom")],
+        [
+            AttemptRecord(2, 1, False, 1.0, 137, 2048, "exit code 137", host="n1"),
+            AttemptRecord(2, 2, False, 2.0, 1, 4096, "boom", host="n2"),
+        ],
+    )
+    store.close()
+    [report], _ = bps_report.detailed_report(submit_dir)
+    out = io.StringIO()
+    display_report([report], [], is_detailed=True, return_exit_codes=True, file=out)
+    summary = failure_summary(submit_dir)
+    for text in (out.getvalue(), summary):
+        failed_line = next(line for line in text.splitlines() if "FAILED isr" in line)
+        assert "exit code 1 (boom), on host n2; log: " in failed_line, failed_line
+        retried = next(line for line in text.splitlines() if "RETRIED isr" in line)
+        assert "after 2 attempts (#1 exit 137 on n1, 2048 MB; #2 exit 1 on n2, 4096 MB)" in retried, retried
 
 
 def test_running_run_lists_running_jobs_and_percent_done(tmp_path: Path) -> None:

@@ -1,12 +1,14 @@
-"""What operators see of when jobs run is true, on every executor: at no
-moment does the store show more quanta running than the executor has
+"""What operators see of when and where jobs run is true, on every executor:
+at no moment does the store show more quanta running than the executor has
 workers, whether read during the run (what the progress table, gen3wf-watch,
 ``bps report`` and ``ParslGraph.status()`` show) or afterwards from each
 job's start and end (what wall times and the history plot are made of);
-and a quantum's wall time is its own, not the time it queued."""
+a quantum's wall time is its own, not the time it queued; and each attempt
+names the host that ran it (this one: the run is on one node)."""
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from harness import (
     write_bps_file,
 )
 
+from desc.gen3_workflow.parsl_graph import ParslGraph
 from desc.gen3_workflow.reporting.history import load_job_history
 from desc.gen3_workflow.reporting.summary import summarize
 from desc.gen3_workflow.store.job_store import UNREADABLE
@@ -95,3 +98,7 @@ def test_never_more_jobs_shown_running_than_workers(demo_repo: str, tmp_path: Pa
     isr = summarize(load_job_history(submit_dir))["labels"]["isr"]
     print(name, "isr wall mean", isr["wall_time_mean"], "queue mean", isr["queue_time_mean"])
     assert SLEEP <= isr["wall_time_mean"] < (SLEEP + 8.0 if "process" in name else SLEEP + 0.5), isr
+    # Where each attempt ran, as the job (wrapper, supervisor, warm runner) recorded it.
+    graph = ParslGraph.restore(submit_dir)
+    hosts = {attempt.host for quantum in quanta for attempt in graph.attempts(quantum.name)}
+    assert hosts == {socket.gethostname()}, hosts

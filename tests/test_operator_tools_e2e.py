@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -214,6 +215,9 @@ def test_summary_matches_store_and_butler(runs: Runs, which: str) -> None:
     walls = [job["wall_time"] for job in summary["slowest"]]
     assert len(walls) == 5 and walls == sorted(walls, reverse=True)
     assert summary["resources"] == MEASURED
+    # Every job that ran, ran here: the quanta, and the jobs bps submit runs itself.
+    ran = summary["totals"]["exec_done"] + summary["totals"]["failed"]
+    assert summary["hosts"] == {socket.gethostname(): ran}, summary["hosts"]
     # The jobs bps submit runs itself are measured too (CPU time at least).
     for label in ("pipetaskInit", "finalJob"):
         assert summary["labels"][label]["cpu_time_total"] > 0, label
@@ -226,19 +230,21 @@ def test_summary_matches_store_and_butler(runs: Runs, which: str) -> None:
         assert [int(w) for w in row.split()[1:8]] == [*states[label].values(), QUANTA[label]]
     assert "Slowest jobs (5):" in text.stdout
     assert f"CPU time and peak memory: {MEASURED}" in text.stdout
+    assert f"Hosts (jobs run): {socket.gethostname()} {ran}\n" in text.stdout
 
 
 def test_summary_lists_the_failure(runs: Runs) -> None:
     summary = json.loads(tool("workflow_summary", "--json", runs.failed.submit_dir).stdout)
     (failure,) = summary["failures"]
     assert failure["label"] == "isr" and failure["exit_code"] == 1 and failure["attempts"] == 1
+    assert failure["host"] == socket.gethostname()
     assert '"detector":1' in failure["data_id"] and '"visit":1' in failure["data_id"]
     assert "DemoTaskError" in Path(failure["log"]).read_text()
     text = tool("workflow_summary", runs.failed.submit_dir).stdout
     assert "Failed jobs (1):" in text
     # Exit code 1 is in ctrl_bps's retryUnlessExit: one attempt, and it says why.
     assert "exit code 1; not tried again: exit code 1 is not retried (retryUnlessExit)" in text
-    assert f", attempts 1; log: {failure['log']}" in text
+    assert f"(retryUnlessExit), on host {socket.gethostname()}, attempts 1; log: {failure['log']}" in text
     ok = tool("workflow_summary", runs.ok.submit_dir).stdout
     assert "Failed jobs: none" in ok
 

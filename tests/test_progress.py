@@ -298,6 +298,37 @@ def test_summary_takes_the_plug_ins_own_figures_over_monitoring(tmp_path: Path) 
     assert f"CPU time and peak memory: {MEASURED}" in format_summary(summary)
 
 
+def test_summary_counts_jobs_by_the_host_of_their_last_attempt(tmp_path: Path) -> None:
+    jobs = small_run()
+    submit_dir = make_store(tmp_path / "run", jobs, state=RunState.FAILED)
+    isr = [j.seq for j in jobs if j.label == "isr"]
+    with JobStateStore.open(submit_dir, writable=True) as store:
+        store.apply(
+            [],
+            [
+                AttemptRecord(jobs[0].seq, 1, True, T0, 0, host="submit"),
+                # Retried on another node: counted where it last ran.
+                AttemptRecord(isr[0], 1, False, T0, 137, host="n1"),
+                AttemptRecord(isr[0], 2, True, T0, 0, host="n10"),
+                AttemptRecord(isr[1], 1, True, T0, 0, host="n2"),
+                AttemptRecord(isr[2], 1, True, T0, 0, host="n10"),
+                AttemptRecord(isr[3], 1, False, T0, 1, host="n2"),
+            ],
+        )
+    summary = summarize(load_job_history(submit_dir))
+    # Natural order; jobs that never ran (or ran before hosts were kept) are not counted.
+    assert list(summary["hosts"].items()) == [("n2", 2), ("n10", 2), ("submit", 1)]
+    (failure,) = summary["failures"]
+    assert failure["host"] == "n2"
+    text = format_summary(summary)
+    assert "\nHosts (jobs run): n2 2, n10 2, submit 1\n" in text
+    assert f"FAILED isr {jobs[4].data_id} exit code 1, on host n2, attempts 1; log: {jobs[4].stderr}" in text
+    # Many nodes: the first 20 named, the rest counted.
+    many = format_summary({**summary, "hosts": {f"n{i}": 1 for i in range(1, 26)}})
+    line = next(line for line in many.splitlines() if line.startswith("Hosts"))
+    assert line.startswith("Hosts (jobs run): n1 1, n2 1,") and ", n20 1, ... and 5 more hosts" in line
+
+
 def test_busy_time_and_running_count() -> None:
     rng = np.random.default_rng(3)
     start = rng.uniform(0, 100, 200)
@@ -311,7 +342,12 @@ def test_busy_time_and_running_count() -> None:
     times, counts = running_count(start, end)
     for t in (10.0, 50.0, 99.0):
         assert counts[np.searchsorted(times, t, side="right") - 1] == np.sum((start <= t) & (end > t))
-    assert rate_bin_seconds(30) == 10 and rate_bin_seconds(3600) == 60 and rate_bin_seconds(86400) == 1800
+    assert (
+        rate_bin_seconds(9) == 1
+        and rate_bin_seconds(300) == 5
+        and rate_bin_seconds(3600) == 60
+        and rate_bin_seconds(86400) == 1800
+    )
 
 
 def test_queue_depth_counts_jobs_launched_and_not_started(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import sys
 import time
 from pathlib import Path
@@ -39,6 +40,8 @@ class Runs:
         self.failed_dir = ""
         self.ok_dir = ""
         self.while_running: dict[str, BpsResult] = {}
+        self.failed_output = ""
+        """What the failing run's ``bps submit`` printed."""
         self.seconds: dict[str, float] = {}
 
     def bps(self, service: str, *args: str, env: dict[str, str] | None = None) -> BpsResult:
@@ -113,6 +116,7 @@ def runs(demo_repo_template: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         )
         hold.unlink()
         assert submit.wait(timeout=300) == 1, submit.output
+        result.failed_output = submit.output
     result.seconds["failing submit"] = time.monotonic() - start
 
     start = time.monotonic()
@@ -179,11 +183,22 @@ def test_detailed_report_of_the_failed_run(runs: Runs, service: str) -> None:
     log_line = next(line for line in result.output.splitlines() if "/logs/isr/" in line)
     assert "isr" in log_line.split("/logs/")[0]
     assert re.search(r"detector\W+1\b", log_line) and re.search(r"visit\W+1\b", log_line), log_line
+    assert f", on host {socket.gethostname()}; log: " in log_line, log_line  # where it ran
     log = re.search(r"(/\S+/logs/isr/\S+\.stderr)", log_line)
     assert log and "DemoTaskError" in Path(log.group(1)).read_text()
     # Exit codes: isr's pipetask exited 1, a payload error.
     exit_row = next(line for line in result.output.splitlines() if line.startswith("isr ") and "None" in line)
     assert exit_row.split()[1:3] == ["1", "1"], exit_row
+
+
+def test_the_failure_summary_of_bps_submit(runs: Runs) -> None:
+    """What ``bps submit`` prints at the end of a failed run: the failed job,
+    where it ran, and its error."""
+    lines = runs.failed_output.splitlines()
+    failed = next(line for line in lines if "FAILED isr" in line)
+    assert re.search(r"detector\W+1\b", failed) and re.search(r"visit\W+1\b", failed), failed
+    assert f", on host {socket.gethostname()}; log: " in failed, failed
+    assert "DemoTaskError" in lines[lines.index(failed) + 1]  # "error: ..." from its log
 
 
 @pytest.mark.parametrize("service", SERVICES)

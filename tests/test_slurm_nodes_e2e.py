@@ -25,7 +25,7 @@ from desc.gen3_workflow.testing import slurm_cluster as slurm_cluster_module
 from desc.gen3_workflow.testing.node_network import NodeNetwork, node_network_unavailable_reason
 from desc.gen3_workflow.testing.slurm_cluster import SlurmCluster, SlurmClusterError, slurm_unavailable_reason
 
-NODES = ["n1", "n2", "n3"]
+NODES = ["n1", "n2", "n3", "n4"]  # the session's cluster (`slurm_nodes`)
 # A node reaches the host's server and tells it its host name.
 _CONNECT = (
     "import socket, sys\n"
@@ -76,22 +76,22 @@ def _expand(cluster: SlurmCluster, nodelist: str) -> list[str]:
 
 
 def test_nodes_are_up(slurm_nodes: SlurmCluster) -> None:
-    """Three idle nodes, each at its own address of the host's bridge subnet."""
-    print(f"SlurmCluster(nodes=3).start() took {slurm_nodes.start_seconds:.2f} s")
+    """Idle nodes, each at its own address of the host's bridge subnet."""
+    print(f"SlurmCluster(nodes={len(NODES)}).start() took {slurm_nodes.start_seconds:.2f} s")
     assert slurm_nodes.node_names == NODES
     states = slurm_nodes.run(["sinfo", "--noheader", "--Node", "--format=%N %P %T %c"]).stdout.split("\n")
     assert sorted(filter(None, states)) == [f"{name} debug* idle {slurm_nodes.cpus}" for name in NODES]
     addresses = [slurm_nodes.node_address(name) for name in NODES]
     assert slurm_nodes.host_address is not None
-    assert len({slurm_nodes.host_address, *addresses}) == 4
+    assert len({slurm_nodes.host_address, *addresses}) == len(NODES) + 1
     subnet = slurm_nodes.host_address.rsplit(".", 1)[0]
     assert all(address.startswith(f"{subnet}.") for address in addresses)
 
 
 def test_srun_runs_one_task_on_each_node_with_its_own_address(slurm_nodes: SlurmCluster) -> None:
-    """``srun -N 3``: one task per node at once, each with its node's host name and address."""
+    """``srun -N 4``: one task per node at once, each with its node's host name and address."""
     script = 'echo "$(hostname) $(hostname -I)"'
-    out = slurm_nodes.run(["srun", "-N", "3", "--ntasks-per-node=1", "sh", "-c", script]).stdout
+    out = slurm_nodes.run(["srun", "-N", str(len(NODES)), "--ntasks-per-node=1", "sh", "-c", script]).stdout
     seen = dict(line.split() for line in out.splitlines())
     assert seen == {name: slurm_nodes.node_address(name) for name in NODES}
 
@@ -226,8 +226,9 @@ def test_command_line_start_and_stop(scratch_dir: Path) -> None:
     try:
         assert started.returncode == 0, started.stderr
         assert f"export SLURM_CONF={directory / 'slurm.conf'}" in started.stdout.splitlines()
-        for name in NODES:
+        for name in ("n1", "n2", "n3"):
             assert f"node {name} at " in started.stderr
+        assert "node n4 at " not in started.stderr
         env = {**os.environ, "SLURM_CONF": str(directory / "slurm.conf")}
         sinfo = subprocess.run(
             ["sinfo", "--noheader", "--format=%D %T"], env=env, capture_output=True, text=True

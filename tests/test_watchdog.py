@@ -7,6 +7,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from synthetic import job
 
 from desc.gen3_workflow.execution.job_io import markers
 from desc.gen3_workflow.execution.job_io.processes import kill_job_processes
-from desc.gen3_workflow.execution.runner.attempts import Attempt, outcome
+from desc.gen3_workflow.execution.runner.attempts import Attempt, attempt_host, outcome
 from desc.gen3_workflow.execution.runner.in_flight import InFlight
 from desc.gen3_workflow.execution.runner.watchdog import Watchdog
 from desc.gen3_workflow.execution.worker import supervise
@@ -183,6 +184,19 @@ def test_outcome_trusts_the_jobs_own_record() -> None:
     assert outcome(attempt, lost, None, cancelled=True).message == "cancelled"
 
 
+def test_the_host_an_attempt_ran_on(tmp_path: Path) -> None:
+    """From the job's exit record; for a task lost before its payload
+    ended, from its started record; none if it never said."""
+    submit_dir = str(tmp_path)
+    markers.write_started(submit_dir, 1, 1.0, [], host="n1")
+    assert attempt_host(markers.ExitRecord(0, 2.0, host="n2"), submit_dir, 1) == "n2"
+    assert attempt_host(None, submit_dir, 1) == "n1"  # lost with its node after it started
+    assert attempt_host(markers.ExitRecord(0, 2.0), submit_dir, 1) == "n1"  # a record from before hosts
+    assert attempt_host(None, submit_dir, 2) is None  # never started
+    markers.write_started(submit_dir, 3, 1.0)  # on this host, by default
+    assert attempt_host(None, submit_dir, 3) == socket.gethostname()
+
+
 def test_the_jobs_with_files_left_are_found_in_one_listing(tmp_path: Path) -> None:
     """A restart clears earlier attempts' files only for the jobs that have
     some (a success record among them stays, so that job is not run again)."""
@@ -224,3 +238,18 @@ def test_a_job_that_recorded_its_success_is_concluded_before_its_task_returns(tm
     assert list(flight.came_back()) == [attempts[0], attempts[1]]
     flight.settle(attempts[0])
     assert flight.returning == set() and flight.watched() == [attempts[1], attempts[2]]
+
+
+def test_a_job_run_again_on_another_host_keeps_its_first_host(tmp_path: Path) -> None:
+    """Work Queue runs a task whose worker was lost again elsewhere, in the
+    same attempt: its started record keeps the host it started on first."""
+    submit_dir = str(tmp_path)
+    markers.write_started(submit_dir, 5, 1.0, host="n3")
+    markers.write_started(submit_dir, 5, 2.0, host="n3")  # the same host again: not a move
+    assert markers.read_start_and_first_host(submit_dir, 5) == (2.0, "n3")
+    markers.write_started(submit_dir, 5, 3.0, host="n1")
+    assert markers.read_start_and_first_host(submit_dir, 5) == (3.0, "n3")
+    assert markers.started_host(submit_dir, 5) == "n1"
+    markers.prepare_attempt(submit_dir, 5)  # a retry of the runner's own starts afresh
+    markers.write_started(submit_dir, 5, 4.0, host="n2")
+    assert markers.read_start_and_first_host(submit_dir, 5) == (4.0, "n2")

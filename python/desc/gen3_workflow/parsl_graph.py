@@ -147,7 +147,7 @@ class ParslGraph:
 
     def attempts(self, job_name: str) -> list[AttemptRecord]:
         """How each attempt of the job called ``job_name`` ended (exit
-        code, memory request, message), oldest first."""
+        code, memory request, message, the host that ran it), oldest first."""
         with JobStateStore.open(self.submit_dir) as store:
             job = store.job(job_name)
             if job is None:

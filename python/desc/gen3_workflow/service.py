@@ -39,9 +39,10 @@ from .host.environment import prepare_environment
 from .parsl_graph import ParslGraph
 from .plan.workflow import run_info, stream_plan
 from .reporting.bps_report import active_runs, detailed_report, quick_status, summary_reports
-from .reporting.failures import failure_summary
+from .reporting.failures import failure_summary, noted_lines, retried_lines
 from .settings.parsl_section import ParslSettings
 from .settings.submission_checks import check_submission, check_workflow_nodes
+from .store.job_store import JobStateStore
 from .store.plan_process import PlanWriterProcess
 from .store.records import RunState
 from .store.run_index import register_run
@@ -346,3 +347,8 @@ def _finish(graph: ParslGraph, state: RunState | None) -> None:
     if state != RunState.SUCCEEDED:
         raise WorkflowFailedError(failure_summary(submit_dir))
     print(f"All jobs succeeded; logs are in {os.path.join(submit_dir, 'logs')}")
+    # What went wrong on the way, even so: jobs tried again, hosts lost.
+    with JobStateStore.open(submit_dir) as store:
+        notes = retried_lines(store) + noted_lines(store)
+    for line in notes:
+        print(f"  {line}")

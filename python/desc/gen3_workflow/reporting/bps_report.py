@@ -21,7 +21,7 @@ from ..store.job_store import UNREADABLE, JobStateStore
 from ..store.liveness import Liveness, liveness
 from ..store.records import JobKind, JobRecord, JobState, RunRecord, RunState
 from ..store.run_index import index_path, last_write, resolve_run, run_owner, submitted_runs
-from .failures import final_job_notes, retried_lines
+from .failures import final_job_notes, last_hosts, noted_lines, retried_lines
 from .text import (
     MAX_LISTED,
     SLOW_FACTOR,
@@ -240,8 +240,9 @@ def detailed_report(wms_id: str) -> tuple[list[WmsRunReport], str]:
             failed = store.jobs(states=[JobState.FAILED])
             running = store.jobs(states=[JobState.RUNNING])
             slow_jobs = store.slow_jobs(time.time(), SLOW_FACTOR, SLOW_MIN_SECONDS)
-            retried = retried_lines(store)
+            retried = retried_lines(store) + noted_lines(store)
             final_notes = final_job_notes(store, [JobState.FAILED, JobState.DEP_FAIL])
+            hosts = last_hosts(store, [job.seq for job in failed[:MAX_LISTED]])
         slow = {job.seq: median for job, median in slow_jobs}
     except UNREADABLE as exc:
         return [], f"Cannot read the job-state store of {submit_dir}: {exc}"
@@ -258,7 +259,7 @@ def detailed_report(wms_id: str) -> tuple[list[WmsRunReport], str]:
             exit_codes[job.label].append(job.exit_code)
     report.exit_code_summary = exit_codes
     report.specific_info = _specific_info(
-        submit_dir, run, state, note, failed, running, slow, final_notes + retried
+        submit_dir, run, state, note, failed, running, slow, final_notes + retried, hosts
     )
     return [report], ""
 
@@ -272,8 +273,10 @@ def _specific_info(
     running: list[JobRecord],
     slow: dict[int, float],
     more: list[str],
+    hosts: dict[int, str],
 ) -> WmsSpecificInfo:
-    """What ctrl_bps prints between the run's line and its table."""
+    """What ctrl_bps prints between the run's line and its table (``hosts``:
+    where the failed jobs' last attempts ran)."""
     info = WmsSpecificInfo()
     parsl = run.info.parsl_config
     recorded = run.state.value
@@ -303,7 +306,8 @@ def _specific_info(
             info.add_message(f"{{{kind}_count}} job(s) {kind}:", {f"{kind}_count": len(jobs)})
         for i, job in enumerate(jobs[:MAX_LISTED], 1):
             if kind == "failed":
-                line = format_failed_job(job.label, job.data_id, job.exit_code, job.message, job.stderr)
+                words = (job.label, job.data_id, job.exit_code, job.message, job.stderr)
+                line = format_failed_job(*words, host=hosts.get(job.seq))
             elif job.seq in slow:
                 line = format_slow_job(job, slow[job.seq], now)
             else:

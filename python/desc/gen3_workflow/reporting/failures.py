@@ -10,7 +10,7 @@ from ..store.job_store import JobStateStore
 from ..store.records import JobKind, JobState
 from .text import MAX_LISTED, format_attempts, format_failed_job
 
-__all__ = ["failure_summary", "final_job_notes", "first_error", "retried_lines"]
+__all__ = ["failure_summary", "final_job_notes", "first_error", "last_hosts", "noted_lines", "retried_lines"]
 
 _TAIL_BYTES = 1 << 20
 """How much of the end of a job's log `first_error` reads."""
@@ -29,15 +29,34 @@ def final_job_notes(store: JobStateStore, states: list[JobState]) -> list[str]:
     ]
 
 
+def last_hosts(store: JobStateStore, seqs: list[int]) -> dict[int, str]:
+    """The host the last attempt of each of these jobs ran on, for those
+    whose last attempt recorded one (the jobs a report lists: a read in
+    proportion to them)."""
+    found = store.attempts_of(seqs)
+    return {seq: tries[-1].host for seq, tries in found.items() if tries and tries[-1].host}
+
+
 def retried_lines(store: JobStateStore) -> list[str]:
     """One line per job that took more than one attempt (at most
     `MAX_LISTED`, then a count): each attempt's exit code and memory
-    request."""
+    request, and the host it ran on."""
     retried, count = store.retried_jobs(MAX_LISTED)
     attempts = store.attempts_of([job.seq for job in retried])
     lines = [format_attempts(job, attempts.get(job.seq, [])) for job in retried]
     if count > len(retried):
         lines.append(f"... and {count - len(retried)} more job(s) tried more than once")
+    return lines
+
+
+def noted_lines(store: JobStateStore) -> list[str]:
+    """One line per job that succeeded with a note (at most `MAX_LISTED`,
+    then a count): its first host lost under it and the job run again
+    elsewhere, or its task killed by the watchdog after its payload ended."""
+    noted, count = store.noted_jobs(MAX_LISTED)
+    lines = [f"NOTE {job.label} {job.data_id} succeeded: {job.message}; log: {job.stderr}" for job in noted]
+    if count > len(noted):
+        lines.append(f"... and {count - len(noted)} more job(s) that succeeded with a note")
     return lines
 
 
@@ -82,15 +101,16 @@ def failure_summary(submit_dir: str) -> str:
     -------
     text : `str`
         Counts per label, then each failed job (label, data ID, exit code,
-        log file, and the error its log gives, see `first_error`), at most
-        `MAX_LISTED` of them.
+        the host it last ran on, log file, and the error its log gives, see
+        `first_error`), at most `MAX_LISTED` of them.
     """
     with JobStateStore.open(submit_dir) as store:
         failed = store.jobs(states=[JobState.FAILED])
         not_run = store.jobs(states=[JobState.DEP_FAIL, JobState.PENDING])
         counts = store.counts()
-        retried = retried_lines(store)
+        retried = retried_lines(store) + noted_lines(store)
         finals = final_job_notes(store, [JobState.DEP_FAIL])  # a failed one is listed with the failures
+        hosts = last_hosts(store, [job.seq for job in failed[:MAX_LISTED]])
     lines = [
         f"Run in {submit_dir} did not succeed: {len(failed)} job(s) failed, {len(not_run)} could not run."
     ]
@@ -102,7 +122,10 @@ def failure_summary(submit_dir: str) -> str:
                 f"{by_state[JobState.DEP_FAIL] + by_state[JobState.PENDING]} not run"
             )
     for job in failed[:MAX_LISTED]:
-        lines.append("  " + format_failed_job(job.label, job.data_id, job.exit_code, job.message, job.stderr))
+        line = format_failed_job(
+            job.label, job.data_id, job.exit_code, job.message, job.stderr, host=hosts.get(job.seq)
+        )
+        lines.append("  " + line)
         if (error := first_error(job.stderr)) is not None:
             lines.append(f"    error: {error}")
     if len(failed) > MAX_LISTED:

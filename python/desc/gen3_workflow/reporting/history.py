@@ -13,7 +13,8 @@ except behind the bash-builtin wrapper).  For a run from before, they come
 from parsl's monitoring database (``monitoring.db`` in the submit
 directory) when the run had parsl monitoring with resource monitoring: its
 ``resource`` table holds psutil figures of each try, which are matched to
-jobs by their stderr file.
+jobs by their stderr file.  The host each job's last attempt ran on comes
+from the store, where the job recorded it (runs from before have none).
 """
 
 from __future__ import annotations
@@ -77,6 +78,11 @@ class JobHistory:
     """Whether CPU and memory figures were found for any job."""
     resource_sources: tuple[str, ...] = ()
     """Where they were found: `MEASURED` (the store), `MONITORING_FILENAME`."""
+    hosts: list[str] = dataclasses.field(default_factory=list)
+    """The hosts jobs ran on, in the order first seen."""
+    host: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """Index into `hosts` of the host each job's last attempt ran on, -1
+    where none was recorded (it never ran, or ran before hosts were kept)."""
 
     def __len__(self) -> int:
         return len(self.name)
@@ -92,6 +98,11 @@ class JobHistory:
         (seconds), NaN where unknown."""
         waited = self.start - self.launched
         return np.where(np.isfinite(waited), np.maximum(waited, 0.0), np.nan)
+
+    def host_counts(self) -> dict[str, int]:
+        """Host -> number of jobs whose last attempt ran there."""
+        counts = np.bincount(self.host[self.host >= 0], minlength=len(self.hosts))
+        return {host: int(n) for host, n in zip(self.hosts, counts, strict=True)}
 
     def state_code(self, state: JobState) -> int:
         """The code of ``state`` in `state`."""
@@ -146,6 +157,7 @@ def load_job_history(submit_dir: str, monitoring: bool = True) -> JobHistory:
         rows = store.history_rows()
         seqs = np.frombuffer(store.seqs(), dtype=np.int64) if rows else np.zeros(0, dtype=np.int64)
         usage = store.attempt_usage()
+        last_hosts = store.last_hosts()
     index = {label: i for i, label in enumerate(labels)}
     codes = {state.value: i for i, state in enumerate(STATES)}
     columns = list(zip(*rows, strict=True)) if rows else [()] * 11
@@ -168,6 +180,13 @@ def load_job_history(submit_dir: str, monitoring: bool = True) -> JobHistory:
         cpu=np.full(n, np.nan),
         rss=np.full(n, np.nan),
     )
+    # Hosts as codes: 10^6 jobs on a few hundred nodes need not hold 10^6 names.
+    host_codes: dict[str, int] = {}
+    history.host = np.full(n, -1, dtype=np.int64)
+    if last_hosts:
+        where = np.searchsorted(seqs, [seq for seq, _ in last_hosts])
+        history.host[where] = [host_codes.setdefault(host, len(host_codes)) for _, host in last_hosts]
+    history.hosts = list(host_codes)
     # A job that never started (or whose start went unseen) has no wall time.
     history.start[np.isnan(history.end) & (history.state != history.state_code(JobState.RUNNING))] = np.nan
     sources = []

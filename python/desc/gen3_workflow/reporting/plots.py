@@ -90,11 +90,11 @@ def queue_depth(history: JobHistory, now: float) -> tuple[np.ndarray, np.ndarray
     return running_count(launched[waited], np.maximum(until[waited], launched[waited]))
 
 
-_NICE_SECONDS = (10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+_NICE_SECONDS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 
 
 def rate_bin_seconds(span: float, target: int = 60) -> float:
-    """A round bin width (10 s or more) giving about ``target`` bins over
+    """A round bin width (a second or more) giving about ``target`` bins over
     ``span`` seconds."""
     wanted = span / target
     return float(next((w for w in _NICE_SECONDS if w >= wanted), 86400 * np.ceil(wanted / 86400)))
@@ -255,7 +255,7 @@ def plot_history(history: JobHistory, output: str, bins: int = 200, now: float |
     if len(labels) <= 20:
         ax_running.legend(loc="upper left", fontsize="x-small", ncol=max(1, len(labels) // 10 + 1))
 
-    # 3. Finished per minute, in round bins of 10 s or more.
+    # 3. Finished per minute, in round bins of a second or more.
     rate_width = rate_bin_seconds(span)
     rate_edges = t0 + rate_width * np.arange(int(np.ceil(span / rate_width)) + 1)
     rate_x = (rate_edges - t0) / unit

@@ -1,5 +1,6 @@
 """What a run did, per task label: job counts by state, wall time, CPU time
-and peak memory where known, its slowest jobs and its failures.
+and peak memory where known, the hosts jobs ran on, its slowest jobs and its
+failures.
 
 `summarize` turns a `JobHistory` into a plain dictionary (what ``--json``
 prints); `format_summary` renders that dictionary as text.
@@ -8,6 +9,7 @@ prints); `format_summary` renders that dictionary as text.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -17,9 +19,11 @@ from ..store.records import JobState
 from .history import STATES, JobHistory
 from .text import format_clock, format_duration, format_failed_job
 
-__all__ = ["format_summary", "summarize"]
+__all__ = ["MAX_HOSTS", "format_summary", "summarize"]
 
 _MB = 1024.0 * 1024.0
+MAX_HOSTS = 20
+"""Hosts the text names; the rest are counted."""
 
 
 def _number(value: float) -> float | None:
@@ -37,6 +41,7 @@ def _sum_mean(values: np.ndarray, mask: np.ndarray) -> tuple[float | None, float
 
 def _job(history: JobHistory, i: int) -> dict[str, Any]:
     exit_code = history.exit_code[i]
+    host = int(history.host[i]) if len(history.host) else -1
     return {
         "name": history.name[i],
         "label": history.labels[history.label[i]],
@@ -48,8 +53,14 @@ def _job(history: JobHistory, i: int) -> dict[str, Any]:
         "attempts": int(history.attempts[i]),
         "exit_code": None if not math.isfinite(exit_code) else int(exit_code),
         "message": history.message[i],
+        "host": history.hosts[host] if host >= 0 else None,
         "log": history.stderr[i],
     }
+
+
+def _natural(host: str) -> list[Any]:
+    """Sort key that puts ``n2`` before ``n10``."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", host)]
 
 
 def summarize(history: JobHistory, slowest: int = 5) -> dict[str, Any]:
@@ -71,9 +82,11 @@ def summarize(history: JobHistory, slowest: int = 5) -> dict[str, Any]:
         ``wall_time_total``, ``wall_time_mean`` (from each payload's start
         to its end), ``queue_time_mean`` (from launch to start), ``cpu_time_total``,
         ``cpu_time_mean``, ``peak_memory_mb``; seconds, `None` where
-        unknown), ``totals`` (counts by state), ``slowest`` and ``failures``
-        (jobs with label, data ID, state, times, exit code, message and log
-        file).
+        unknown), ``totals`` (counts by state), ``hosts`` (host -> number
+        of jobs whose last attempt ran there, hosts in natural order; jobs
+        that never ran, or ran before hosts were kept, are not counted),
+        ``slowest`` and ``failures`` (jobs with label, data ID, state, times,
+        exit code, message, the host of their last attempt and log file).
     """
     counts = history.counts()
     wall = history.wall
@@ -115,6 +128,7 @@ def summarize(history: JobHistory, slowest: int = 5) -> dict[str, Any]:
         "labels": labels,
         "totals": {state.value: int(counts[:, j].sum()) for j, state in enumerate(STATES)},
         "total": len(history),
+        "hosts": dict(sorted(history.host_counts().items(), key=lambda item: _natural(item[0]))),
         "slowest": [_job(history, int(i)) for i in top],
         "failures": [_job(history, int(i)) for i in failed],
     }
@@ -150,7 +164,8 @@ def format_summary(summary: dict[str, Any], max_failures: int = 20) -> str:
     Returns
     -------
     text : `str`
-        A header, the per-label table, the slowest jobs and the failures.
+        A header, the per-label table, the hosts, the slowest jobs and the
+        failures.
     """
     run = summary["run"]
     start, end = run.get("start_time"), run.get("end_time")
@@ -185,6 +200,7 @@ def format_summary(summary: dict[str, Any], max_failures: int = 20) -> str:
     lines.append(
         f"{'TOTAL':<{width}}" + "".join(f"{totals[s]:>10}" for s in states) + f"{summary['total']:>10}"
     )
+    lines += ["", _hosts_line(summary["hosts"])]
     if summary["slowest"]:
         lines += ["", f"Slowest jobs ({len(summary['slowest'])}):"]
         for job in summary["slowest"]:
@@ -197,12 +213,18 @@ def format_summary(summary: dict[str, Any], max_failures: int = 20) -> str:
     failures = summary["failures"]
     lines += ["", f"Failed jobs ({len(failures)}):" if failures else "Failed jobs: none"]
     for job in failures[:max_failures]:
-        lines.append(
-            "  "
-            + format_failed_job(
-                job["label"], job["data_id"], job["exit_code"], job["message"], job["log"], job["attempts"]
-            )
-        )
+        words = (job["label"], job["data_id"], job["exit_code"], job["message"], job["log"], job["attempts"])
+        lines.append("  " + format_failed_job(*words, host=job["host"]))
     if len(failures) > max_failures:
         lines.append(f"  ... and {len(failures) - max_failures} more (all of them with --json)")
     return "\n".join(lines)
+
+
+def _hosts_line(hosts: dict[str, int], most: int = MAX_HOSTS) -> str:
+    """``Hosts (jobs run): n1 12, n2 11, ...``: the first ``most`` hosts,
+    then how many more."""
+    if not hosts:
+        return "Hosts (jobs run): not recorded (a run from before gen3_workflow kept them)"
+    shown = ", ".join(f"{host} {n}" for host, n in list(hosts.items())[:most])
+    more = f", ... and {len(hosts) - most} more hosts (all of them with --json)" if len(hosts) > most else ""
+    return f"Hosts (jobs run): {shown}{more}"

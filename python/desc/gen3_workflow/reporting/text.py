@@ -71,14 +71,16 @@ def format_failed_job(
     message: str | None,
     log: str,
     attempts: int | None = None,
+    host: str | None = None,
 ) -> str:
     """One line for a failed job, the same in every report.
 
     Returns
     -------
     line : `str`
-        ``FAILED label data_id exit code N (why)[, attempts K]; log: path``;
-        the cause is left out when the message only repeats the exit code.
+        ``FAILED label data_id exit code N (why)[, on host H][, attempts K];
+        log: path``, ``H`` the host its last attempt ran on; the cause is
+        left out when the message only repeats the exit code.
     """
     outcome = "no exit code" if exit_code is None else f"exit code {exit_code}"
     if message and message != outcome:
@@ -86,12 +88,14 @@ def format_failed_job(
         says_it = message.startswith(outcome) and message[len(outcome) : len(outcome) + 1] in (" ", ";")
         outcome = message if says_it else f"{outcome} ({message})"
     tries = "" if attempts is None else f", attempts {attempts}"
-    return f"FAILED {label} {data_id} {outcome}{tries}; log: {log}"
+    where = f", on host {host}" if host else ""
+    return f"FAILED {label} {data_id} {outcome}{where}{tries}; log: {log}"
 
 
 def format_attempts(job: JobRecord, attempts: list[AttemptRecord]) -> str:
-    """One line for a job tried more than once: each attempt's exit code
-    and memory request, the same in every report."""
+    """One line for a job tried more than once: each attempt's exit code,
+    host and memory request, the same in every report (``#1 exit 137 on
+    n2, 1000 MB; #2 ok on n3, 2000 MB``)."""
     tries = []
     for attempt in attempts:
         how = (
@@ -101,8 +105,9 @@ def format_attempts(job: JobRecord, attempts: list[AttemptRecord]) -> str:
             if attempt.exit_code is None
             else f"exit {attempt.exit_code}"
         )
+        where = f" on {attempt.host}" if attempt.host else ""
         memory = f", {attempt.memory} MB" if attempt.memory else ""
-        tries.append(f"#{attempt.number} {how}{memory}")
+        tries.append(f"#{attempt.number} {how}{where}{memory}")
     return (
         f"RETRIED {job.label} {job.data_id} {job.state.value} after {job.attempts} attempts "
         f"({'; '.join(tries) or 'not recorded'}); log: {job.stderr}"

@@ -160,8 +160,10 @@ class ParslSettings:
     """HighThroughput: cores each worker claims."""
 
     address: str | None = None
-    """HighThroughput: address workers use to reach the submitting host.
-    Default: 127.0.0.1 with the Local provider, the host name otherwise."""
+    """Work Queue and HighThroughput: the address workers reach ``bps submit``
+    at.  Default: 127.0.0.1 when every worker runs on this host, else this
+    host's address on the route to the compute nodes
+    (`~desc.gen3_workflow.execution.bridge.worker_address`)."""
 
     partition: str | None = None
     """Slurm partition."""

@@ -146,14 +146,15 @@ class JobStateStore(ReportQueries):
             for u in updates
         ]
         ended = [
-            (a.seq, a.number, a.succeeded, a.end, a.exit_code, a.memory, a.message, a.cpu, a.max_rss, a.start)
+            (a.seq, a.number, a.succeeded, a.end, a.exit_code, a.memory, a.message)
+            + (a.cpu, a.max_rss, a.start, a.host)
             for a in attempts
         ]
         if not rows and not ended:
             return
         with self._transaction() as db:
             db.executemany(
-                f"INSERT OR REPLACE INTO attempts ({self._attempt_columns}) VALUES ({', '.join('?' * 10)})",
+                f"INSERT OR REPLACE INTO attempts ({self._attempt_columns}) VALUES ({', '.join('?' * 11)})",
                 ended,
             )
             db.executemany(
@@ -264,6 +265,14 @@ class JobStateStore(ReportQueries):
         """Up to ``limit`` jobs that took more than one attempt (first in
         ``seq`` order), and how many there are."""
         where = "FROM jobs j WHERE j.attempts > 1"
+        (count,) = self._db.execute(f"SELECT COUNT(*) {where}").fetchone()
+        rows = self._db.execute(f"SELECT {self._rows.fields} {where} ORDER BY j.seq LIMIT ?", (limit,))
+        return [self._rows.record(row) for row in rows], count
+
+    def noted_jobs(self, limit: int) -> tuple[list[JobRecord], int]:
+        """Up to ``limit`` jobs that succeeded with a note (first in ``seq``
+        order), and how many there are."""
+        where = "FROM jobs j WHERE j.state = 'exec_done' AND j.message IS NOT NULL"
         (count,) = self._db.execute(f"SELECT COUNT(*) {where}").fetchone()
         rows = self._db.execute(f"SELECT {self._rows.fields} {where} ORDER BY j.seq LIMIT ?", (limit,))
         return [self._rows.record(row) for row in rows], count

@@ -230,6 +230,9 @@ class AttemptRecord:
     """Its payload's peak resident memory (bytes), if measured."""
     start: float | None = None
     """When its payload started, on the node that ran it, if it said so."""
+    host: str | None = None
+    """The host that ran it (its node's name), if it said so: none for an
+    attempt lost before it started, or recorded before hosts were kept."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """What reports read of a store in aggregate: labels in pipeline order,
 counts per label and state (kept by triggers, so a poll costs what changed),
-recent ends, frequent messages, every job's times for summaries and plots.
+recent ends, frequent messages, every job's times and host for summaries and
+plots.
 
 `ReportQueries` is a part of `~.job_store.JobStateStore` (its base), kept
 here so that the store's class stays one screenful of each concern.
@@ -25,6 +26,7 @@ class ReportQueries:
 
     _db: sqlite3.Connection
     _rows: JobRows
+    _attempt_columns: str
 
     def labels(self, kind: JobKind | None = JobKind.QUANTUM) -> list[str]:
         """Task labels in pipeline (topological) order, of one kind of job
@@ -118,3 +120,15 @@ class ReportQueries:
         )
         stderr_of = self._rows.stderr_of
         return [(*row[:8], stderr_of(row[8], row[9]), row[10], row[11]) for row in rows]
+
+    def last_hosts(self) -> list[tuple[int, str]]:
+        """Each job whose last attempt recorded the host that ran it: its
+        ``seq`` and that host, in ``seq`` order (for summaries: one pass
+        over the attempts, as `history_rows` is over the jobs)."""
+        if "host" not in self._attempt_columns.split(", "):
+            return []  # a store from before hosts were kept, read-only
+        # SQLite takes a bare column beside MAX() from the row with the maximum.
+        return self._db.execute(
+            "SELECT seq, host FROM (SELECT seq, host, MAX(number) FROM attempts GROUP BY seq) "
+            "WHERE host IS NOT NULL ORDER BY seq"
+        ).fetchall()

@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS edge_blocks (
 );
 CREATE TABLE IF NOT EXISTS attempts (
     seq INTEGER NOT NULL, number INTEGER NOT NULL, succeeded INTEGER NOT NULL, t_end REAL NOT NULL,
-    exit_code INTEGER, memory INTEGER, message TEXT, cpu REAL, max_rss INTEGER, t_start REAL,
+    exit_code INTEGER, memory INTEGER, message TEXT, cpu REAL, max_rss INTEGER, t_start REAL, host TEXT,
     PRIMARY KEY (seq, number)
 );
 CREATE TABLE IF NOT EXISTS typical (label TEXT PRIMARY KEY, median REAL NOT NULL);
@@ -92,6 +92,10 @@ PLAN_INDEXES = {
     # NOT NULL, so SQLite still uses it for "ended since").
     "jobs_t_end": "CREATE INDEX IF NOT EXISTS jobs_t_end ON jobs (t_end) WHERE t_end IS NOT NULL",
     "jobs_retried": "CREATE INDEX IF NOT EXISTS jobs_retried ON jobs (seq) WHERE attempts > 1",
+    # Succeeded jobs with something to say (a host lost under them, a task
+    # the watchdog killed): a handful among 10^6.
+    "jobs_noted": "CREATE INDEX IF NOT EXISTS jobs_noted ON jobs (seq) "
+    "WHERE state = 'exec_done' AND message IS NOT NULL",
 }
 """The indexes of the plan's tables, by name.  The plan writer drops them,
 writes the plan and builds them again: built from the whole table at once,
@@ -104,9 +108,9 @@ edges); ``edges`` holds the (parent, child) rows of stores written before."""
 PLAN_COLUMNS = "seq, name, label, kind, data_id, template, words"
 """The columns `write_plan` fills (`~.templates.PlanRow`); the rest start at their defaults."""
 _STATE_COLUMNS = "j.state, j.attempts, j.exit_code, j.t_launched, j.t_running, j.t_end, j.message"
-ATTEMPT_USAGE = ("cpu REAL", "max_rss INTEGER", "t_start REAL")
+ATTEMPT_USAGE = ("cpu REAL", "max_rss INTEGER", "t_start REAL", "host TEXT")
 """The columns of ``attempts`` that stores written before lack (what each
-attempt's payload used, when it started)."""
+attempt's payload used, when it started, the host that ran it)."""
 RUN_COLUMNS = "name, submit_dir, info, state, pid, host, start_time, end_time, submissions"
 
 
@@ -307,9 +311,9 @@ def ensure_counts(db: sqlite3.Connection, writable: bool) -> None:
 
 def attempt_columns(db: sqlite3.Connection, writable: bool) -> str:
     """The columns to select from ``attempts`` (``seq, number, succeeded,
-    t_end, exit_code, memory, message, cpu, max_rss, t_start``); a store written
-    before what attempts used was kept gets the columns when writable, else
-    NULL in their place."""
+    t_end, exit_code, memory, message, cpu, max_rss, t_start, host``); a
+    store written before what attempts used (or their start, or host) was
+    kept gets the columns when writable, else NULL in their place."""
     have = {row[1] for row in db.execute("PRAGMA table_info(attempts)")}
     missing = [column for column in ATTEMPT_USAGE if column.split()[0] not in have]
     if missing and writable and have:

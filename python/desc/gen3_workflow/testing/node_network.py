@@ -37,8 +37,11 @@ _FIRST_NODE_HOST = 11
 """Node ``i`` (1-based) gets host number ``_FIRST_NODE_HOST + i - 1`` of the subnet."""
 _SUBNET_POOL = ipaddress.IPv4Network("10.128.0.0/9")
 """Where a free /24 is looked for: a private range, away from the usual 10.0.x.y."""
-# Runs a command as `sh -c SCRIPT node-init NAME ARGV...`: no value is parsed by the shell.
-_SET_HOSTNAME_AND_EXEC = 'hostname "$1" && shift && exec "$@"'
+# Runs a command as `sh -c SCRIPT node-init NAME HOSTS ARGV...`: no value is parsed by
+# the shell.  The node's /etc/hosts (bind-mounted in a mount namespace of its own) names
+# every node and the host, as a cluster's does: Work Queue's worker sends its manager
+# garbage for its host name when that name does not resolve.
+_SET_HOSTNAME_AND_EXEC = 'hostname "$1" && mount --bind "$2" /etc/hosts && shift 2 && exec "$@"'
 _IP_TIMEOUT = 10.0
 
 
@@ -55,7 +58,9 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def node_network_unavailable_reason() -> str | None:
     """Say in one line why a `NodeNetwork` cannot be made here, or return `None`."""
-    missing = [name for name in ("ip", "nsenter", "unshare", "hostname") if shutil.which(name) is None]
+    missing = [
+        name for name in ("ip", "nsenter", "unshare", "hostname", "mount") if shutil.which(name) is None
+    ]
     if missing:
         return f"missing {', '.join(missing)} (iproute2, util-linux)"
     probe = f"{NAME_PREFIX}-probe-{os.getpid()}"
@@ -178,17 +183,23 @@ class NodeNetwork:
         """Every host interface this network has (bridge and veths)."""
         return [self.bridge, *(self.host_veth(name) for name in self.node_names)]
 
+    @property
+    def hosts_file(self) -> Path:
+        """The nodes' ``/etc/hosts``: every node's name and address, and the host's."""
+        return NETNS_DIR.parent / f"{NAME_PREFIX}-{self.tag}.hosts"
+
     def command(self, name: str, argv: list[str]) -> list[str]:
         """The argv that runs ``argv`` on node ``name``: in its network namespace,
-        in a UTS namespace of its own whose host name is ``name``.
+        in UTS and mount namespaces of its own whose host name is ``name`` and
+        whose ``/etc/hosts`` is `hosts_file`.
 
         Each program execs the next, so the pid of the process started with
         this argv ends up being that of ``argv[0]``.
         """
         return [
             "nsenter", f"--net={self.namespace_path(name)}", "--",
-            "unshare", "--uts", "--",
-            "sh", "-c", _SET_HOSTNAME_AND_EXEC, "node-init", name, *argv,
+            "unshare", "--uts", "--mount", "--propagation", "private", "--",
+            "sh", "-c", _SET_HOSTNAME_AND_EXEC, "node-init", name, str(self.hosts_file), *argv,
         ]  # fmt: skip
 
     def processes(self, name: str) -> set[int]:
@@ -249,11 +260,17 @@ class NodeNetwork:
                 errors += self._try("netns", "delete", self.namespace(name))
         if self.bridge in links:
             errors += self._try("link", "delete", self.bridge)
+        with contextlib.suppress(FileNotFoundError):
+            self.hosts_file.unlink()
         if errors:
             raise NodeNetworkError("; ".join(errors))
 
     def _make(self) -> None:
         prefix = ipaddress.ip_network(self.subnet).prefixlen
+        host_name = os.uname().nodename
+        entries = ["127.0.0.1 localhost", f"{self.host_address} {host_name} {host_name.split('.')[0]}"]
+        entries += [f"{self.address(name)} {name}" for name in self.node_names]
+        self.hosts_file.write_text("\n".join(entries) + "\n")
         _ip("link", "add", self.bridge, "type", "bridge")
         _ip("addr", "add", f"{self.host_address}/{prefix}", "dev", self.bridge)
         _ip("link", "set", self.bridge, "up")

@@ -275,11 +275,11 @@ class HighThroughputMode(ExecutionMode):
         return ("high_throughput",) if self.settings.local_provider else ("high_throughput", "slurm")
 
     def make_executor(self, submit_dir: str) -> ParslExecutor:
-        from parsl.addresses import address_by_hostname
         from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor
 
         from . import executors
         from .providers import make_provider
+        from .worker_address import worker_address
 
         settings = self.settings
         run_dir = os.path.join(submit_dir, PARSL_RUN_DIR)
@@ -287,12 +287,11 @@ class HighThroughputMode(ExecutionMode):
             return ThreadPoolExecutor(
                 label="htex_local", max_threads=self.worker_slots(), working_dir=run_dir
             )
-        # Remote workers need an IP address they can reach; parsl refuses a bare host name.
-        address = settings.address or ("127.0.0.1" if settings.local_provider else address_by_hostname())
         return HighThroughputExecutor(
             label="htex",
             provider=make_provider(settings),
-            address=address,
+            # One address the managers can reach, not parsl's probe of all of this host's.
+            address=worker_address(settings).address,
             max_workers_per_node=settings.max_workers,
             cores_per_worker=settings.cores_per_worker,
             working_dir=run_dir,
@@ -358,11 +357,14 @@ class WorkQueueMode(ExecutionMode):
         parsl gives every worker it starts ``--password``."""
         from . import executors
         from .providers import make_provider
+        from .worker_address import worker_address
 
         settings = self.settings
         executor = executors.PasswordWorkQueueExecutor(
             label="work_queue",
             provider=make_provider(settings),
+            # Not parsl's default, this host's name, which compute nodes may not resolve.
+            address=worker_address(settings).address,
             working_dir=os.path.join(submit_dir, PARSL_RUN_DIR, "work_queue"),
             project_password_file=run_secrets.secret_path(submit_dir, run_secrets.WORK_QUEUE_PASSWORD),
             port=settings.port,

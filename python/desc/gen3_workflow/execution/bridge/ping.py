@@ -33,6 +33,7 @@ from .availability import (
     work_queue_unusable_message,
 )
 from .modes import ExecutionMode, MemoryEnforcement, RunnerPlace, mode_for
+from .worker_address import worker_address
 
 __all__ = ["Check", "ping", "service_ping", "settings_for_ping"]
 
@@ -139,6 +140,8 @@ def ping(settings: ParslSettings | None = None, origin: str = "defaults") -> tup
     checks.append(check_authentication(mode))
     if (launcher := check_launcher(settings)) is not None:
         checks.append(launcher)
+    if mode.remote and not mode.relays_locally:
+        checks.append(Check("Worker address", True, worker_address(settings).line()))
     status = 1 if any(c.required and not c.ok for c in checks) else 0
     provider = f", provider {settings.provider}" if mode.needs() != () else ""
     header = f"gen3_workflow ping for executor {settings.executor}{provider} (settings from {origin}):"

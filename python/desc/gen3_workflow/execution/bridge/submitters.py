@@ -54,16 +54,20 @@ def wq_resource_spec(resources: dict[str, Any], memory: int | None = None) -> di
 
 
 # Builtins only; $EPOCHREALTIME is bash 5 (date on older ones), with a
-# decimal point whatever the locale.
+# decimal point whatever the locale.  The host is the kernel's name for this
+# node ($HOSTNAME may be inherited from the submitting host), with anything
+# but [A-Za-z0-9._-] made a '?' so that it cannot break the JSON.
 _WRAPPER = r"""{prefix}export {job_variable}={seq}
 if {{ read -r done < {status}; }} 2>/dev/null && [[ $done == *'"code": 0,'*'"reason": ""'* ]]; then
   echo "gen3_workflow: the payload of this job already succeeded; not run again" >&2; exit 0; fi
 gen3wf_start=${{EPOCHREALTIME:-$(date +%s)}}; gen3wf_start=${{gen3wf_start/,/.}}
-printf '{{"start": %s, "pids": []}}\n' "$gen3wf_start" > {started}
+{{ read -r gen3wf_host < /proc/sys/kernel/hostname; }} 2>/dev/null || gen3wf_host=$(uname -n)
+gen3wf_host=${{gen3wf_host//[^A-Za-z0-9._-]/?}}
+printf '{{"start": %s, "pids": [], "host": "%s"}}\n' "$gen3wf_start" "$gen3wf_host" > {started}
 {command}
 rc=$?; now=${{EPOCHREALTIME:-$(date +%s)}}
-{{ printf '{{"code": %d, "time": %s, "start": %s, "reason": "", "detail": ""}}\n' \
-    "$rc" "${{now/,/.}}" "$gen3wf_start"; times; }} > {status}
+{{ printf '{{"code": %d, "time": %s, "start": %s, "reason": "", "detail": "", "host": "%s"}}\n' \
+    "$rc" "${{now/,/.}}" "$gen3wf_start" "$gen3wf_host"; times; }} > {status}
 exit $rc"""
 
 
@@ -71,8 +75,8 @@ def wrapped(job: JobRecord, submit_dir: str) -> str:
     """The bash lines that run a job's command and record how it ended,
     starting no process besides the payload.
 
-    As the supervisor does, it records when the payload starts (the
-    ``pids`` marker, with no process to kill) and how it ended (a
+    As the supervisor does, it records when and on which host the payload
+    starts (the ``pids`` marker, with no process to kill) and how it ended (a
     `markers.ExitRecord`, as JSON, with the payload's CPU time as bash's
     ``times`` after it), and a job whose record says it succeeded exits 0
     at once.

@@ -7,8 +7,9 @@ worker lost after the payload succeeded):
 ``<seq>.exit``
     Written by the job (its supervisor, or the in-process worker) when the
     payload ends: one JSON line with the exit status, the time, and why it
-    was stopped if it was (``memory``, ``walltime``, ``killed``), and what
-    the payload used (`~.job_usage`); the bash-builtin wrapper writes its
+    was stopped if it was (``memory``, ``walltime``, ``killed``), what
+    the payload used (`~.job_usage`) and the host that ran it; the
+    bash-builtin wrapper writes its
     CPU time as bash's ``times`` on the lines after.  Written atomically (a
     temporary file renamed), so a reader never sees half of it.
 ``<seq>.kill``
@@ -16,7 +17,8 @@ worker lost after the payload succeeded):
     over its time); the supervisor looks for it while the payload runs.
 ``<seq>.pids``
     Written by the job when it starts, on the node that runs it: when it
-    started (the runner shows it running from then on) and the processes
+    started (the runner shows it running from then on), on which host, and
+    the processes
     that stand between the executor and the payload (the job's supervisor;
     Work Queue's resource monitor and parsl's task wrapper), so that the
     runner can kill a task whose processes are left hanging after the
@@ -32,6 +34,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import socket
 import time
 
 from .job_usage import parse_bash_times
@@ -46,8 +49,11 @@ __all__ = [
     "prepare_attempt",
     "read_exit",
     "read_pids",
+    "read_start_and_first_host",
     "read_started",
     "request_kill",
+    "started_host",
+    "this_host",
     "write_exit",
     "write_started",
 ]
@@ -76,6 +82,16 @@ class ExitRecord:
     start: float | None = None
     """When the payload started, on the node that ran it (records written
     before it was kept have none)."""
+    host: str = ""
+    """The host that ran the payload (empty in records written before it
+    was kept)."""
+
+
+def this_host() -> str:
+    """This node's host name, as the kernel has it (a job's own: each node
+    of a cluster has its own, where an inherited ``$HOSTNAME`` may be the
+    submitting host's)."""
+    return socket.gethostname()
 
 
 def _path(submit_dir: str, seq: int, suffix: str) -> str:
@@ -123,28 +139,48 @@ def kill_requested(submit_dir: str, seq: int) -> str | None:
 
 
 def write_started(
-    submit_dir: str, seq: int, start: float, processes: list[tuple[int, float]] | tuple[()] = ()
+    submit_dir: str,
+    seq: int,
+    start: float,
+    processes: list[tuple[int, float]] | tuple[()] = (),
+    host: str | None = None,
 ) -> None:
     """Record that job ``seq`` started at ``start``, and its processes (pid
-    and start time of each)."""
+    and start time of each), on ``host`` (default: this one).
+
+    A record left by the same attempt on another host means the executor
+    ran the job again after losing that host (Work Queue does, for a lost
+    worker): the hosts it started on before are kept, for the runner to
+    say so (one small read per start, on the node).
+    """
     path = _path(submit_dir, seq, "pids")
     os.makedirs(os.path.dirname(path), exist_ok=True)
+    host = this_host() if host is None else host
+    _, _, before, earlier = _read_started(submit_dir, seq)
+    if before and before != host:
+        earlier = [*earlier, before]
+    record: dict[str, object] = {"start": start, "pids": list(processes), "host": host}
+    if earlier:
+        record["earlier_hosts"] = earlier
     with open(path, "w") as fh:
-        json.dump({"start": start, "pids": list(processes)}, fh)
+        json.dump(record, fh)
 
 
-def _read_started(submit_dir: str, seq: int) -> tuple[float | None, list[tuple[int, float]]]:
+def _read_started(submit_dir: str, seq: int) -> tuple[float | None, list[tuple[int, float]], str, list[str]]:
     try:
         with open(_path(submit_dir, seq, "pids")) as fh:
             found = json.load(fh)
         if isinstance(found, list):  # written before the start was kept
-            return None, [(int(pid), float(started)) for pid, started in found]
+            return None, [(int(pid), float(started)) for pid, started in found], "", []
         start = found.get("start")
-        return (None if start is None else float(start)), [
-            (int(pid), float(started)) for pid, started in found.get("pids", ())
-        ]
+        return (
+            None if start is None else float(start),
+            [(int(pid), float(started)) for pid, started in found.get("pids", ())],
+            str(found.get("host") or ""),  # none before hosts were kept
+            [str(h) for h in found.get("earlier_hosts", ())],
+        )
     except (OSError, ValueError, TypeError, AttributeError):
-        return None, []
+        return None, [], "", []
 
 
 def read_started(submit_dir: str, seq: int) -> float | None:
@@ -152,9 +188,21 @@ def read_started(submit_dir: str, seq: int) -> float | None:
     return _read_started(submit_dir, seq)[0]
 
 
+def read_start_and_first_host(submit_dir: str, seq: int) -> tuple[float | None, str]:
+    """When job ``seq`` started, if it has said so, and the first host it
+    started on (another than its last if the executor ran it again)."""
+    start, _, host, earlier = _read_started(submit_dir, seq)
+    return start, (earlier[0] if earlier else host)
+
+
 def read_pids(submit_dir: str, seq: int) -> list[tuple[int, float]]:
     """The processes job ``seq`` recorded (pid, start time)."""
     return _read_started(submit_dir, seq)[1]
+
+
+def started_host(submit_dir: str, seq: int) -> str:
+    """The host job ``seq`` said it started on; empty if it has not said."""
+    return _read_started(submit_dir, seq)[2]
 
 
 def clear(submit_dir: str, seq: int) -> None:

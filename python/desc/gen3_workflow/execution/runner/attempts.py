@@ -21,15 +21,17 @@ from parsl.dataflow.states import States
 
 from ...constants import CANCELLED_EXIT_CODE
 from ...store.records import JobRecord
-from ..job_io.markers import ExitRecord, read_started
+from ..job_io.markers import ExitRecord, read_start_and_first_host, started_host
 from ..job_io.oom import OOM_MESSAGE, was_oom_kill
 
 __all__ = [
     "WQ_EXHAUSTION",
     "Attempt",
     "Outcome",
+    "attempt_host",
     "exit_message",
     "log_written_since",
+    "moved_note",
     "note_in_log",
     "outcome",
     "seen_running",
@@ -53,6 +55,9 @@ class Attempt:
     """When parsl handed it to the executor."""
     running: float | None = None
     """When the job started, as it says (or when it was seen to)."""
+    first_host: str = ""
+    """The host it was first seen running on (Work Queue runs a task whose
+    worker was lost again elsewhere, within the same attempt)."""
     ended: float | None = None
     """When its payload ended, if it was concluded from its job's exit
     record before its task came back (`~.in_flight.InFlight`)."""
@@ -147,6 +152,26 @@ def outcome(
     return Outcome(False, None, text + note, retry=True, exceeded=exceeded)
 
 
+def attempt_host(record: ExitRecord | None, submit_dir: str, seq: int) -> str | None:
+    """The host that ran an attempt of job ``seq``: as its exit record says,
+    else (a task lost before its payload ended) as its started record says;
+    `None` if neither does (it never started, or wrote them before hosts
+    were kept).  A file read for an attempt that ended without its record,
+    none otherwise."""
+    if record is not None and record.host:
+        return record.host
+    return started_host(submit_dir, seq) or None
+
+
+def moved_note(attempt: Attempt, host: str | None) -> str | None:
+    """What to say of an attempt that ended on another host than the one
+    it was seen starting on: its first host was lost (with its worker) and
+    the executor ran the job again elsewhere; `None` if it did not move."""
+    if not attempt.first_host or not host or host == attempt.first_host:
+        return None
+    return f"its first host, {attempt.first_host}, was lost; run again on {host}"
+
+
 def with_oom_kill(result: Outcome, attempt: Attempt) -> Outcome:
     """A SIGKILL of an unsupervised job on the runner's host while the OOM
     killer's count rose is a memory failure (supervised jobs record that
@@ -192,7 +217,7 @@ def seen_running(attempts: Iterable[Attempt], now: float, submit_dir: str) -> li
             if attempt.future.task_record.get("status") not in (States.launched, States.running):
                 continue
             attempt.launched = now
-        started = read_started(submit_dir, attempt.job.seq)
+        started, attempt.first_host = read_start_and_first_host(submit_dir, attempt.job.seq)
         if started is None and log_written_since(attempt.job.stderr, attempt.launched):
             started = now
         if started is not None:

@@ -34,7 +34,7 @@ from ..job_io.cancel import take_cancel_request
 from ..job_io.oom import oom_kills
 from ..job_io.processes import kill_run_processes
 from ..warm.local_fork import ForkedJob
-from .attempts import Attempt, outcome, seen_running, with_oom_kill
+from .attempts import Attempt, attempt_host, moved_note, outcome, seen_running, with_oom_kill
 from .in_flight import InFlight
 from .local_jobs import final_job_held, prepare_forks, run_and_record
 from .retry_rules import RetryBook
@@ -355,10 +355,13 @@ class GraphRunner:
         start = None if record is None else record.start
         end = now if start is None or record is None else record.time
         usage = (None, None, start) if record is None else (record.cpu, record.max_rss, start)
+        host = attempt_host(record, self.submit_dir, job.seq)
+        if moved := moved_note(attempt, host):
+            message = f"{message}; {moved}" if message else moved
         code = 0 if result.succeeded else result.exit_code
         self._batch.ended(
             AttemptRecord(
-                job.seq, attempt.number, result.succeeded, end, code, attempt.memory, message, *usage
+                job.seq, attempt.number, result.succeeded, end, code, attempt.memory, message, *usage, host
             )
         )
         if result.succeeded:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from ...constants import SERVICE_VARIABLE
 from ...store.job_store import JobStateStore
 from ...store.records import AttemptRecord, JobKind, JobRecord, JobState, JobUpdate
+from ..job_io.markers import this_host
 from ..warm.local_fork import Child, ForkedJob, can_fork, runs_in_fork
 from .attempts import exit_message
 
@@ -89,9 +90,8 @@ def run_and_record(
     # A fork's resident memory counts the pages it shares with this process
     # (the GenericWorkflow's gigabytes at 10^6 jobs): its CPU time only.
     max_rss = None if process is fork else process.max_rss
-    attempt = AttemptRecord(
-        job.seq, job.attempts + 1, exit_code == 0, end, exit_code, None, message, process.cpu, max_rss, start
-    )
+    usage = (process.cpu, max_rss, start, this_host())  # it ran here, on the submitting host
+    attempt = AttemptRecord(job.seq, job.attempts + 1, exit_code == 0, end, exit_code, None, message, *usage)
     store.apply([JobUpdate(job.seq, state, end, exit_code=exit_code, message=message)], [attempt])
     return exit_code == 0
 

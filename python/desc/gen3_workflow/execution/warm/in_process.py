@@ -280,7 +280,7 @@ def run_quantum_job(
         status = int(reply["status"])
         code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
         reason = detail = ""
-    # The payload's own start and end, where the runner measured them.
+    # The payload's own start and end, and host, where the runner measured them.
     record = markers.ExitRecord(
         code,
         reply.get("end") or time.time(),
@@ -289,6 +289,7 @@ def run_quantum_job(
         reply.get("cpu"),
         reply.get("max_rss"),
         reply.get("start"),
+        reply.get("host") or markers.this_host(),
     )
     markers.write_exit(run_dir, seq, record)
     if code != 0:

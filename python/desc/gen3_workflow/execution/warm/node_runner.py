@@ -304,7 +304,7 @@ class _NodeRunner:
     ) -> None:
         """Answer the job's task: its wait status, why it was stopped, its
         executor's start and end of the payload (else when it was handed
-        over), what it used."""
+        over), what it used, and the host that ran it."""
         code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
         if not job.reason and oom.was_oom_kill(code, job.oom_before):
             job.reason, job.detail = "memory", oom.OOM_MESSAGE
@@ -319,6 +319,7 @@ class _NodeRunner:
             "end": time.time(),
             "cpu": cpu,
             "max_rss": max_rss,
+            "host": socket.gethostname(),
         }
         with contextlib.suppress(OSError):
             job.conn.sendall((json.dumps(reply) + "\n").encode())

@@ -6,7 +6,7 @@ its child, on the worker node, and:
 
 - records how the payload ended in ``D/status/N.exit`` (see `markers`): the
   record the runner trusts, whatever the executor reports afterwards, with
-  the payload's CPU time and peak memory (`job_usage`);
+  the payload's CPU time and peak memory (`job_usage`) and this host;
 - does not run a payload that already succeeded (an earlier attempt whose
   task never came back): it exits 0 at once;
 - holds the payload to its memory request: the resident memory of its whole
@@ -132,7 +132,8 @@ def supervise(
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, _raise_stop)
     started = time.time()
-    markers.write_started(submit_dir, seq, started, task_processes())
+    host = markers.this_host()
+    markers.write_started(submit_dir, seq, started, task_processes(), host)
     start = time.monotonic()
     kills_before = oom.oom_kills()
     env = {**os.environ, JOB_VARIABLE: str(seq)}
@@ -157,13 +158,13 @@ def supervise(
     except _SignalledError as stop:
         _stop_tree(child)
         code = 128 + stop.signum
-        record = markers.ExitRecord(code, time.time(), "terminated", str(stop), *_usage(peak), started)
+        record = markers.ExitRecord(code, time.time(), "terminated", str(stop), *_usage(peak), started, host)
         markers.write_exit(submit_dir, seq, record)
         return code
     code = _exit_code(returncode)
     if not reason and oom.was_oom_kill(code, kills_before):
         reason, detail = "memory", oom.OOM_MESSAGE
-    record = markers.ExitRecord(code, time.time(), reason, detail, *_usage(peak), started)
+    record = markers.ExitRecord(code, time.time(), reason, detail, *_usage(peak), started, host)
     markers.write_exit(submit_dir, seq, record)
     return code
 
