@@ -118,8 +118,18 @@ def _slurm(block: str) -> str | None:
     return None if re.search(r"\b(salloc|srun|sbatch)\b", block) else "the block uses no Slurm allocation"
 
 
+def _namespaces(block: str) -> str | None:
+    if not re.search(r"slurm_cluster start .*--nodes", block):
+        return "the block starts no multi-node test cluster"
+    test = (ROOT / "tests" / "test_multinode_e2e.py").read_text()
+    if '"salloc", "-N"' not in test:
+        return "tests/test_multinode_e2e.py runs no bps submit inside salloc"
+    return None
+
+
 NOT_RUN_REASONS: dict[str, Callable[[str], str | None]] = {
     "needs a Slurm allocation at NERSC": _slurm,
+    "needs root for network namespaces (tests/test_multinode_e2e.py runs this set-up)": _namespaces,
     "needs CVMFS/EUPS": _eups,
     "needs network (git clone / pip)": _network,
     "is make (apt-get and pip set-up; make test runs this suite)": _make_targets,

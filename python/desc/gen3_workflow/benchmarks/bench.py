@@ -23,7 +23,9 @@ lsst-ctrl-bps-parsl, and the walkthrough's Work Queue set-up in both
 (``wq_process``, ``wq_in_process``).  With ``--floors`` it also measures
 the floors of `bench_floors`: the same quanta run by the middleware alone
 in one warm process (its per-quantum cost, and ours over it), and an empty
-Work Queue task of parsl.
+Work Queue task of parsl.  Then the multi-node line (`bench_nodes`, unless
+``--no-nodes``): the walkthrough's Work Queue set-up on 1 node against 3
+nodes of a private Slurm cluster on this machine, same job slots.
 
 and prints medians across runs and same-run ratios.  Then it times planning
 (GenericWorkflow -> store rows -> SQLite) of synthetic workflows
@@ -38,20 +40,19 @@ import argparse
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..testing.null_run import kill_session
 from .bench_floors import LABELS, middleware_floor, quantum_times, work_queue_task_floors
+from .bench_nodes import nodes_figures, nodes_unavailable_reason, print_nodes_line
 from .bench_plan import plan_figures
+from .bps_runs import submit
 
-__all__ = ["MODES", "bps_file", "main", "overheads", "run_modes", "submit"]
+__all__ = ["MODES", "bps_file", "main", "overheads", "run_modes"]
 
 MODES = ("process", "in_process", "ctrl_bps_parsl", "wq_process", "wq_in_process")
 """HighThroughput in each execution mode, lsst-ctrl-bps-parsl, Work Queue in each mode."""
@@ -96,35 +97,6 @@ def bps_file(workdir: Path, repo: Path, mode: str, run: int, cores: int, sleep: 
     path = workdir / f"bps_{mode}_{run}.yaml"
     path.write_text(yaml.safe_dump(content, sort_keys=False))
     return path
-
-
-def submit(path: Path, workdir: Path, venv: str = sys.prefix) -> tuple[int, float, float, str]:
-    """Run ``bps submit`` of ``venv``; exit status, wall seconds, peak RSS (MB), output."""
-    bin_dir = os.path.join(venv, "bin")
-    env = {**os.environ, "PWD": str(workdir)}
-    if venv != sys.prefix:
-        # Another installation: its own pipetask and butler commands.
-        env.update(PATH=f"{bin_dir}:{env['PATH']}", CTRL_MPEXEC_DIR=venv, DAF_BUTLER_DIR=venv)
-    start = time.perf_counter()
-    with open(workdir / (path.stem + ".log"), "w+") as log:
-        # A session of its own, killed whole on the way out: a benchmark
-        # stopped mid-run must not leave a plug-in's workers or interchange.
-        proc = subprocess.Popen(
-            [os.path.join(bin_dir, "bps"), "--no-log-tty", "submit", str(path)],
-            cwd=workdir,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            kill_session(proc.pid)
-        wall = time.perf_counter() - start
-        log.seek(0)
-        output = log.read()
-    return os.waitstatus_to_exitcode(status), wall, usage.ru_maxrss / 1024, output
 
 
 def overheads(times: dict[tuple[str, Any, Any], tuple[float, float]], cores: int) -> list[float]:
@@ -229,6 +201,12 @@ def run_modes(args: argparse.Namespace) -> None:
             )
     if args.floors:
         _print_floors(args, workdir, repo, medians)
+    if args.nodes:
+        print("\nMulti-node line (bench_nodes): the walkthrough's Work Queue set-up on 1 node against 3")
+        if (reason := nodes_unavailable_reason()) is not None:
+            print(f"  skipped: {reason}")
+        else:
+            print_nodes_line(nodes_figures(repo, workdir, args.runs, nodes=3, slots=3, sleep=args.sleep), 3)
 
 
 def _print_floors(
@@ -286,6 +264,12 @@ def main() -> None:
         "older than this plug-in's; `make bench` builds .venv-official)",
     )
     parser.add_argument("--skip-runs", action="store_true", help="only the planning figures")
+    parser.add_argument(
+        "--no-nodes",
+        dest="nodes",
+        action="store_false",
+        help="skip the multi-node line (1 node against 3 of a private Slurm cluster; needs root)",
+    )
     parser.add_argument(
         "--floors", action="store_true", help="also the middleware's and Work Queue's floors (bench_floors)"
     )
