@@ -30,8 +30,8 @@ __all__ = [
 ]
 
 EXECUTORS = ("ThreadPool", "WorkQueue", "HighThroughput")
-PROVIDERS = ("Local", "Slurm")
-LAUNCHERS = ("Single", "Srun")
+PROVIDERS = ("Local", "Slurm", "Torque")
+LAUNCHERS = ("Single", "Srun", "MpiRun")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 EXECUTIONS = ("process", "in_process")
 RESOURCE_MONITORS = ("supervisor", "work_queue")
@@ -39,6 +39,9 @@ RESOURCE_MONITORS = ("supervisor", "work_queue")
 _WALLTIME = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
 _WORKER_OPTIONS = re.compile(r"^[\w\s.,:=/+@%-]*$")
 _PASSWORD_OPTION = re.compile(r"(^|\s)(--password(=|\s|$)|-P)")
+# parsl's TorqueProvider puts the queue and account on qsub's command line,
+# which it runs through a shell: keep them to characters no shell reads.
+_QSUB_WORD = re.compile(r"^[\w.@+-]+$")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -52,11 +55,14 @@ class ParslSettings:
     """Parsl executor: ThreadPool, WorkQueue or HighThroughput."""
 
     provider: str = "Local"
-    """Where workers run, for WorkQueue and HighThroughput: Local or Slurm."""
+    """Where workers run, for WorkQueue and HighThroughput: Local, Slurm or
+    Torque (PBS/Torque batch jobs, parsl's TorqueProvider)."""
 
     launcher: str | None = None
-    """How a block starts its workers: Single (one node) or Srun (inside an
-    allocation).  Default: Single when ``nodes_per_block`` is 1, else Srun."""
+    """How a block starts its workers: Single (one node), Srun (inside a
+    Slurm allocation) or MpiRun (``mpirun``, one worker pool per node of a
+    PBS/Torque job).  Default: Single when ``nodes_per_block`` is 1, else
+    MpiRun with the Torque provider and Srun with the others."""
 
     retries: int | None = None
     """How many times a failed job is tried again, for every job, replacing
@@ -169,7 +175,10 @@ class ParslSettings:
     """Slurm partition."""
 
     account: str | None = None
-    """Slurm account."""
+    """Slurm account (Torque: ``qsub -A``)."""
+
+    queue: str | None = None
+    """Torque: queue the blocks are submitted to (``qsub -q``)."""
 
     qos: str | None = None
     """Slurm quality of service."""
@@ -179,19 +188,20 @@ class ParslSettings:
 
     cores_per_node: int | None = None
     """Slurm: cores requested per node (``--cpus-per-task``); without it
-    Slurm grants one core however many workers run."""
+    Slurm grants one core however many workers run.  Torque: processors per
+    node (``#PBS -l nodes=N:ppn=cores_per_node``, default 1)."""
 
     mem_per_node: int | None = None
     """Slurm: memory requested per node, in GB (``--mem``)."""
 
     walltime: str = "01:00:00"
-    """Slurm: wall time of each block, ``[D-]HH:MM:SS``."""
+    """Slurm and Torque: wall time of each block, ``[D-]HH:MM:SS``."""
 
     time_min: str | None = None
     """Slurm: minimum wall time (``--time-min``) for backfill."""
 
     scheduler_options: str = ""
-    """Slurm: extra ``#SBATCH`` lines."""
+    """Slurm: extra ``#SBATCH`` lines (Torque: ``#PBS`` lines)."""
 
     exclusive: bool = True
     """Slurm: request whole nodes."""
@@ -256,15 +266,28 @@ class ParslSettings:
     def from_bps_config(cls, config: Any) -> ParslSettings:
         """Validate the ``parsl_config`` section of a bps configuration.
 
+        A ctrl_bps_parsl site (``computeSite`` and ``site.<computeSite>.class``)
+        is translated first (`~.ctrl_bps_parsl_sites`); the keys of
+        ``parsl_config`` then replace the translation's, key by key.
+
         Parameters
         ----------
         config : `lsst.ctrl.bps.BpsConfig`
             The run's configuration.
         """
+        from .ctrl_bps_parsl_reading import merged_parsl_config, relabel_error, site_translation
+
         found, section = config.search("parsl_config", opt={"default": None})
         if found and section is not None and not hasattr(section, "items"):
             raise ParslConfigError(f"parsl_config: expected a mapping of settings, got {section!r}")
-        return cls.from_mapping(section.toDict() if hasattr(section, "toDict") else section)
+        own = section.toDict() if hasattr(section, "toDict") else section
+        translation = site_translation(config)
+        if translation is None:
+            return cls.from_mapping(own)
+        try:
+            return cls.from_mapping(merged_parsl_config(translation, own))
+        except ParslConfigError as exc:
+            raise relabel_error(exc, translation, own) from None
 
     def _check_ranges(self) -> None:
         _one_of("executor", self.executor, EXECUTORS)
@@ -315,6 +338,14 @@ class ParslSettings:
                 f"parsl_config.worker_options: {self.worker_options!r} is not a list of work_queue_worker "
                 "options (letters, digits, spaces and -_.,:=/+@% only), e.g. '--memory=90000 --cores=32'"
             )
+        if self.provider == "Torque":
+            for key in ("queue", "account"):
+                value = getattr(self, key)
+                if value is not None and not _QSUB_WORD.match(value):
+                    raise ParslConfigError(
+                        f"parsl_config.{key}: {value!r} is not a Torque {key} name "
+                        "(letters, digits and _.@+- only)"
+                    )
         if _PASSWORD_OPTION.search(self.worker_options):
             raise ParslConfigError(
                 "parsl_config.worker_options: leave out --password/-P; every run gives its workers a "
@@ -335,7 +366,12 @@ class ParslSettings:
     @property
     def effective_launcher(self) -> str:
         """The launcher used when none is configured."""
-        return self.launcher or ("Single" if self.nodes_per_block == 1 else "Srun")
+        if self.launcher is not None:
+            return self.launcher
+        if self.nodes_per_block == 1:
+            return "Single"
+        # srun does not exist inside a PBS job; mpirun is how its nodes are reached.
+        return "MpiRun" if self.provider == "Torque" else "Srun"
 
 
 def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -88,7 +88,8 @@ def settings_for_ping(config: Any, pass_thru: str | None) -> tuple[ParslSettings
         from lsst.ctrl.bps import BpsConfig
 
         path = os.path.expanduser(pass_thru)
-        return ParslSettings.from_bps_config(BpsConfig(path)), path
+        bps_config = BpsConfig(path)
+        return ParslSettings.from_bps_config(bps_config), _origin(path, bps_config)
     if pass_thru:
         section: dict[str, Any] = {}
         for word in shlex.split(pass_thru):
@@ -101,8 +102,20 @@ def settings_for_ping(config: Any, pass_thru: str | None) -> tuple[ParslSettings
             section[key] = yaml.safe_load(value) if value else ""
         return ParslSettings.from_mapping(section), "--pass-thru"
     if hasattr(config, "search"):
-        return ParslSettings.from_bps_config(config), "the bps configuration"
+        return ParslSettings.from_bps_config(config), _origin("the bps configuration", config)
     return ParslSettings(), "defaults (give a bps file or key=value settings with --pass-thru)"
+
+
+def _origin(where: str, config: Any) -> str:
+    """``where``, and the ctrl_bps_parsl site the settings were translated
+    from, if any (e.g. ``bps.yaml, site.hpc (lsst.ctrl.bps.parsl.sites.Slurm)``)."""
+    from ...settings.ctrl_bps_parsl_reading import origin_line, site_translation
+
+    translation = site_translation(config)
+    if translation is None:
+        return where
+    _, own = config.search("parsl_config", opt={"default": None})
+    return f"{where}, {origin_line(translation, own)}"
 
 
 def ping(settings: ParslSettings | None = None, origin: str = "defaults") -> tuple[int, str]:
@@ -129,8 +142,11 @@ def ping(settings: ParslSettings | None = None, origin: str = "defaults") -> tup
     needs = {
         check_work_queue: "work_queue" in mode.needs(),
         check_high_throughput: "high_throughput" in mode.needs(),
-        check_slurm: "slurm" in mode.needs(),
+        # modes.needs() says "slurm" for every batch provider; Torque's are its own.
+        check_slurm: "slurm" in mode.needs() and settings.provider != "Torque",
     }
+    if settings.provider == "Torque" and mode.needs():
+        needs[check_torque] = True
     checks = [check_parsl()]
     for check, needed in needs.items():
         result = check(needed)
@@ -182,6 +198,16 @@ def check_launcher(settings: ParslSettings) -> Check | None:
     problem = launch_problem(settings)
     if problem is not None:
         return Check("Launcher", False, problem)
+    if settings.provider == "Torque" and mode_for(settings).starts_blocks:
+        # launcher_description knows Local and Slurm blocks only.
+        if settings.effective_launcher == "MpiRun":
+            nodes = settings.nodes_per_block
+            return Check(
+                "Launcher", True, f"mpirun starts a worker pool on each of {nodes} node(s) of a Torque job"
+            )
+        return Check(
+            "Launcher", True, f"one worker pool in a Torque job (launcher {settings.effective_launcher})"
+        )
     description = launcher_description(settings)
     return None if description is None else Check("Launcher", True, description)
 
@@ -308,6 +334,14 @@ def check_slurm(required: bool) -> Check:
         return Check("Slurm", False, f"the controller does not answer squeue: {output}", required)
     jobs = len(output.split()) if output else 0
     return Check("Slurm", True, f"{version}; controller answers ({jobs} job(s) of yours queued)", required)
+
+
+def check_torque(required: bool) -> Check:
+    """PBS/Torque's clients (``qsub``, ``qstat``), which parsl's TorqueProvider runs."""
+    missing = [command for command in ("qsub", "qstat", "qdel") if shutil.which(command) is None]
+    if missing:
+        return Check("Torque", False, f"not on PATH: {', '.join(missing)}", required)
+    return Check("Torque", True, "qsub, qstat and qdel on PATH", required)
 
 
 def check_run_index() -> Check:

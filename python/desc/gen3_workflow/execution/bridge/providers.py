@@ -9,10 +9,11 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Callable
+from typing import Any
 
-from parsl.launchers import SingleNodeLauncher, SrunLauncher
+from parsl.launchers import MpiRunLauncher, SingleNodeLauncher, SrunLauncher
 from parsl.launchers.base import Launcher
-from parsl.providers import LocalProvider, SlurmProvider
+from parsl.providers import LocalProvider, SlurmProvider, TorqueProvider
 from parsl.providers.base import ExecutionProvider
 from parsl.providers.slurm.slurm import squeue_translate_table
 
@@ -39,9 +40,18 @@ def default_worker_init() -> str:
     return line
 
 
+MPIRUN_ONE_POOL_PER_NODE = "--map-by ppr:1:node"
+"""mpirun (Open MPI) options that start one worker pool on each node of a
+block: parsl asks for one launch per node, and mpirun's default would fill
+the first node's slots instead."""
+
+
 def _launcher(settings: ParslSettings) -> Launcher:
-    if settings.effective_launcher == "Srun":
+    launcher = settings.effective_launcher
+    if launcher == "Srun":
         return SrunLauncher()
+    if launcher == "MpiRun":
+        return MpiRunLauncher(overrides=MPIRUN_ONE_POOL_PER_NODE)
     return SingleNodeLauncher()
 
 
@@ -91,6 +101,51 @@ def slurm_provider(settings: ParslSettings) -> ExecutionProvider:
     return provider
 
 
+class PpnTorqueProvider(TorqueProvider):
+    """parsl's TorqueProvider, asking each node for ``ppn`` processors.
+
+    Executors submit a block with one task per node (one worker pool, which
+    runs the node's workers); parsl's template uses that count for
+    ``#PBS -l nodes=N:ppn=...`` as well, so a block would ask for one
+    processor per node.  The launcher still gets one task per node; only
+    the resource request takes ``ppn``.
+
+    Parameters
+    ----------
+    ppn : `int`
+        Processors per node to request.
+    **kwargs : `~typing.Any`
+        `parsl.providers.TorqueProvider`'s arguments.
+    """
+
+    def __init__(self, ppn: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ppn = ppn
+
+    def _write_submit_script(
+        self, template: str, script_filename: str, job_name: str, configs: dict[str, Any]
+    ) -> bool:
+        configs = {**configs, "tasks_per_node": self.ppn}
+        return super()._write_submit_script(template, script_filename, job_name, configs)
+
+
+def torque_provider(settings: ParslSettings) -> ExecutionProvider:
+    """Workers in PBS/Torque batch jobs, one job per block (``qsub``)."""
+    return PpnTorqueProvider(
+        ppn=settings.cores_per_node or 1,
+        queue=settings.queue,
+        account=settings.account,
+        nodes_per_block=settings.nodes_per_block,
+        init_blocks=settings.init_blocks,
+        min_blocks=settings.min_blocks,
+        max_blocks=settings.max_blocks,
+        walltime=settings.walltime,
+        scheduler_options=settings.scheduler_options,
+        worker_init=_worker_init(settings),
+        launcher=_launcher(settings),
+    )
+
+
 def squeue_tolerating_ended_jobs(command: str) -> str:
     """Wrap parsl's ``squeue --job IDS`` status command (used where sacct is
     unavailable) so that jobs Slurm has forgotten read as ended.
@@ -112,6 +167,7 @@ def squeue_tolerating_ended_jobs(command: str) -> str:
 PROVIDER_FACTORIES: dict[str, Callable[[ParslSettings], ExecutionProvider]] = {
     "Local": local_provider,
     "Slurm": slurm_provider,
+    "Torque": torque_provider,
 }
 
 
