@@ -90,9 +90,11 @@ def launcher_description(settings: ParslSettings) -> str | None:
     if not mode_for(settings).starts_blocks:
         return None
     nodes = settings.nodes_per_block
-    where = "this machine" if settings.local_provider else "a Slurm job"
+    where = "this machine" if settings.local_provider else f"a {settings.provider} job"
     if settings.effective_launcher == "Srun":
         return f"srun starts a worker on each of {nodes} node(s) of {where}"
+    if settings.effective_launcher == "MpiRun":
+        return f"mpirun starts a worker on each of {nodes} node(s) of {where}"
     return f"one worker on {where} (SingleNodeLauncher)"
 
 

@@ -189,8 +189,13 @@ class ExecutionMode(abc.ABC):
 
     def needs(self) -> tuple[str, ...]:
         """What ``bps ping`` must find working: ``work_queue``,
-        ``high_throughput``, ``slurm``."""
+        ``high_throughput``, and the batch system of the provider
+        (``slurm``, ``torque``)."""
         return ()
+
+    def batch_system(self) -> tuple[str, ...]:
+        """The batch system blocks are submitted to (none for Local)."""
+        return () if self.settings.local_provider else (self.settings.provider.lower(),)
 
     def node_runner_memory(self) -> bool:
         """Whether node runners hold in-process jobs to their memory request."""
@@ -272,7 +277,7 @@ class HighThroughputMode(ExecutionMode):
         return settings.max_workers or max(int(self.cores_per_node() / settings.cores_per_worker), 1)
 
     def needs(self) -> tuple[str, ...]:
-        return ("high_throughput",) if self.settings.local_provider else ("high_throughput", "slurm")
+        return ("high_throughput", *self.batch_system())
 
     def make_executor(self, submit_dir: str) -> ParslExecutor:
         from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor
@@ -392,7 +397,7 @@ class WorkQueueMode(ExecutionMode):
         return executor
 
     def needs(self) -> tuple[str, ...]:
-        return ("work_queue",) if self.settings.local_provider else ("work_queue", "slurm")
+        return ("work_queue", *self.batch_system())
 
 
 MODES: dict[str, type[ExecutionMode]] = {

@@ -142,10 +142,9 @@ def ping(settings: ParslSettings | None = None, origin: str = "defaults") -> tup
     needs = {
         check_work_queue: "work_queue" in mode.needs(),
         check_high_throughput: "high_throughput" in mode.needs(),
-        # modes.needs() says "slurm" for every batch provider; Torque's are its own.
-        check_slurm: "slurm" in mode.needs() and settings.provider != "Torque",
+        check_slurm: "slurm" in mode.needs(),
     }
-    if settings.provider == "Torque" and mode.needs():
+    if "torque" in mode.needs():
         needs[check_torque] = True
     checks = [check_parsl()]
     for check, needed in needs.items():
@@ -198,16 +197,6 @@ def check_launcher(settings: ParslSettings) -> Check | None:
     problem = launch_problem(settings)
     if problem is not None:
         return Check("Launcher", False, problem)
-    if settings.provider == "Torque" and mode_for(settings).starts_blocks:
-        # launcher_description knows Local and Slurm blocks only.
-        if settings.effective_launcher == "MpiRun":
-            nodes = settings.nodes_per_block
-            return Check(
-                "Launcher", True, f"mpirun starts a worker pool on each of {nodes} node(s) of a Torque job"
-            )
-        return Check(
-            "Launcher", True, f"one worker pool in a Torque job (launcher {settings.effective_launcher})"
-        )
     description = launcher_description(settings)
     return None if description is None else Check("Launcher", True, description)
 
