@@ -9,6 +9,14 @@ submitting process per run, for each executor (``--executors``) and size
 across runs of:
 
 - ``jobs/s``: jobs over the wall time of ``prepare`` plus the run;
+- against parsl alone (`~.parsl_alone`: the same workflow as parsl bash
+  apps with their parents' futures as inputs, the same executor settings,
+  a process of its own, run after each of ours so that noise hits both):
+  ours over the quanta's run only (first handed to parsl to last end),
+  parsl's over its first submit to its last result, and their ratio, per
+  pair of runs (sizes up to ``--parsl-alone-up-to``; with
+  ``--parsl-alone-wrapped`` parsl's jobs run behind the plug-in's
+  bash-builtin wrapper too, so that only the submitting side differs);
 - ``peak MB``: peak RSS of the submitting process; ``KB/job``: that peak
   minus the peak before ``prepare`` (the GenericWorkflow is ctrl_bps's, not
   ours), per job; ``run RSS MB``: its RSS once planned and the most seen
@@ -55,17 +63,16 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..testing import null_run as null_run_module
 from ..testing.null_run import kill_session
-from .scale_probes import Poller, final_job_seconds, growth, quanta_span, rss_mb
-from .scale_tables import fmt, print_ratios, print_restarts, print_run, print_table, summary
+from . import parsl_alone
+from .scale_pipeline import pipeline_run
+from .scale_probes import Poller, final_job_seconds, growth, rss_mb, run_only
+from .scale_tables import fmt, print_ratios, print_restarts, print_run, print_table, print_vs_parsl, summary
 
 __all__ = ["main"]
 
 EXECUTORS = ("ThreadPool", "HighThroughput")
-PIPELINE = Path(__file__).resolve().parents[1] / "config" / "pipelines" / "demo_drp.yaml"
 
 
 def _null_run_command(
@@ -167,6 +174,7 @@ def null_run(
             (result["peak_rss_mb"] - result["rss_before_prepare_mb"]) * 1024 / result["jobs"]
         )
         figures["final_job_seconds"] = final_job_seconds(submit_dir)
+        figures.update(run_only(submit_dir))
     figures["growth"] = growth(submit_dir)
     figures["submit_dir"] = submit_dir
     return figures
@@ -215,85 +223,6 @@ def half_done_restart(
     return figures
 
 
-def pipeline_run(
-    workdir: Path, executor: str, quanta: int, detectors: int, report_every: float
-) -> dict[str, Any]:
-    """The demo DRP pipeline of about ``quanta`` quanta with real ``bps
-    submit``, the default execution mode; its figures."""
-    from ..demo.repo import make_demo_repo
-    from ..store.job_store import JobStateStore
-
-    visits = max(1, round((quanta - 1) / (3 * detectors + 1)))
-    repo = workdir / f"repo_{visits}x{detectors}"
-    if not repo.exists():
-        print(f"  building a demo repository of {visits} visits x {detectors} detectors ...", flush=True)
-        make_demo_repo(str(repo), n_visits=visits, n_detectors=detectors)
-    cwd = workdir / f"pipeline_{executor}_{time.strftime('%H%M%S')}"
-    cwd.mkdir()
-    content = {
-        "wmsServiceClass": "desc.gen3_workflow.ParslService",
-        "pipelineYaml": str(PIPELINE),
-        "operator": "bench",
-        "payload": {
-            "payloadName": f"scale_{executor}",
-            "butlerConfig": str(repo),
-            "inCollection": "DemoCam/defaults",
-            "dataQuery": "instrument = 'DemoCam'",
-        },
-        "parsl_config": {"executor": executor, "progress": False},
-    }
-    bps_file = cwd / "bps.yaml"
-    bps_file.write_text(yaml.safe_dump(content, sort_keys=False))
-    env = {**os.environ, "PWD": str(cwd), "GEN3WF_RUN_INDEX": str(workdir / "runs.txt")}
-    command = [os.path.join(sys.prefix, "bin", "bps"), "--no-log-tty", "submit", str(bps_file)]
-    log = cwd / "submit.log"
-    start = time.monotonic()
-    pollers: list[Poller] = []
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(
-            command, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        while proc.poll() is None and not pollers:
-            stores = sorted(cwd.glob("submit/**/gen3_workflow.sqlite3"))
-            if stores:
-                pollers.append(Poller(str(stores[0].parent), report_every, proc.pid).__enter__())
-            time.sleep(0.5)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    finally:
-        for poller in pollers:
-            poller.__exit__()
-        kill_session(proc.pid)
-        proc.wait()
-    wall = time.monotonic() - start
-    stores = sorted(cwd.glob("submit/**/gen3_workflow.sqlite3"))
-    if proc.returncode != 0 or not stores:
-        raise RuntimeError(f"bps submit failed ({proc.returncode}):\n{log.read_text()[-2000:]}")
-    submit_dir = str(stores[0].parent)
-    with JobStateStore.open(submit_dir) as store:
-        run = store.run()
-        jobs = store.jobs()
-    assert run.start_time is not None and run.end_time is not None
-    seconds = run.end_time - run.start_time
-    poller = pollers[0] if pollers else Poller(submit_dir, 0)
-    return {
-        "jobs": len(jobs),
-        "seconds": seconds,
-        "submit_seconds": wall,
-        "jobs_per_second": len(jobs) / seconds,
-        "peak_rss_mb": usage.ru_maxrss / 1024,
-        "status_seconds": poller.status_seconds,
-        "report_seconds": poller.report_seconds,
-        "max_markers": poller.max_markers,
-        "final_job_seconds": final_job_seconds(submit_dir),
-        **quanta_span(jobs, os.cpu_count() or 1),
-        "states": {s: sum(1 for j in jobs if j.state.value == s) for s in {j.state.value for j in jobs}},
-        "growth": growth(submit_dir),
-        "submit_dir": submit_dir,
-    }
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(
@@ -319,6 +248,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a parsl_config key of every null run"
     )
+    parser.add_argument(
+        "--parsl-alone-up-to",
+        type=int,
+        default=200_000,
+        help="largest size also run by parsl alone (0: none)",
+    )
+    parser.add_argument(
+        "--parsl-alone-wrapped",
+        action="store_true",
+        help="parsl alone runs jobs behind the plug-in's wrapper",
+    )
     args = parser.parse_args(argv)
     # SIGTERM (a pkill) unwinds like Ctrl-C, so that each run's session is killed.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -337,10 +277,17 @@ def main(argv: list[str] | None = None) -> None:
                 for run in range(args.runs):
                     figures = null_run(workdir, executor, jobs, args.report_every, None, args.set)
                     figures.update(executor=executor, kind="null")
-                    runs.append(figures)
-                    everything.append(figures)
                     print_run(executor, run, figures)
                     cleanup(figures["submit_dir"])
+                    if jobs <= args.parsl_alone_up_to:
+                        alone = parsl_alone.measure(
+                            str(workdir), executor, jobs, args.set, args.parsl_alone_wrapped
+                        )
+                        figures.update(parsl_jobs_per_second=alone["jobs_per_second"])
+                        wrapper = " (jobs behind the plug-in's wrapper)" if args.parsl_alone_wrapped else ""
+                        print(f"    parsl alone{wrapper}: {alone['jobs_per_second']:.1f} jobs/s", flush=True)
+                    runs.append(figures)
+                    everything.append(figures)
                 if runs:  # --runs 0: only the restarts
                     rows[(executor, jobs)] = summary(runs)
                 if args.kill_restart:
@@ -389,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
             _remove(str(workdir))
     if rows:
         print_table("Null jobs (medians across runs):", rows)
+        print_vs_parsl(rows)
     if len(rows) > 1:
         print_ratios(rows)
     if restarts:

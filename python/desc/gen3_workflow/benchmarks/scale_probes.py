@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Poller", "final_job_seconds", "growth", "quanta_span", "rss_mb"]
+__all__ = ["Poller", "final_job_seconds", "growth", "quanta_span", "rss_mb", "run_only"]
 
 
 class Poller:
@@ -124,6 +124,28 @@ def final_job_seconds(submit_dir: str) -> float | None:
         finals = store.jobs(kind=JobKind.FINAL)
     times = [j.t_end - (j.t_launched or j.t_running or j.t_end) for j in finals if j.t_end]
     return max(times) if times else None
+
+
+def run_only(submit_dir: str) -> dict[str, float | None]:
+    """The quantum jobs' run alone, from the store: seconds from the first
+    one handed to parsl to the last one's end, and quanta per second over
+    that (what `~.parsl_alone` times: first submit to last result; not
+    planning, parsl's start and shutdown, the init and final jobs)."""
+    import sqlite3
+
+    from ..constants import STORE_FILENAME
+    from ..store.records import JobKind
+
+    db = sqlite3.connect(f"file:{os.path.join(submit_dir, STORE_FILENAME)}?mode=ro", uri=True)
+    try:
+        count, first, last = db.execute(
+            "SELECT COUNT(*), MIN(t_launched), MAX(t_end) FROM jobs WHERE kind = ?", (JobKind.QUANTUM.value,)
+        ).fetchone()
+    finally:
+        db.close()
+    if not count or first is None or last is None or last <= first:
+        return {"run_seconds": None, "run_jobs_per_second": None}
+    return {"run_seconds": last - first, "run_jobs_per_second": count / (last - first)}
 
 
 def quanta_span(jobs: list[Any], cores: int) -> dict[str, float | None]:

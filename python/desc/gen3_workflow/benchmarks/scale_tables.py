@@ -6,7 +6,17 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-__all__ = ["fmt", "median", "p95", "print_ratios", "print_restarts", "print_run", "print_table", "summary"]
+__all__ = [
+    "fmt",
+    "median",
+    "p95",
+    "print_ratios",
+    "print_restarts",
+    "print_run",
+    "print_table",
+    "print_vs_parsl",
+    "summary",
+]
 
 
 def p95(values: list[float]) -> float:
@@ -35,9 +45,17 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
     status, report = pooled("status_seconds"), pooled("report_seconds")
     last = runs[-1]
+    # Each run's against the parsl-alone run right after it (the same noise).
+    versus = [
+        r["run_jobs_per_second"] / r["parsl_jobs_per_second"] for r in runs if r.get("parsl_jobs_per_second")
+    ]
     return {
         "jobs": last["jobs"],
         "jobs_per_second": med("jobs_per_second"),
+        "run_jobs_per_second": med("run_jobs_per_second"),
+        "parsl_jobs_per_second": med("parsl_jobs_per_second"),
+        "vs_parsl": median(versus),
+        "vs_parsl_range": (min(versus), max(versus)) if versus else None,
         "plan_seconds": med("plan_seconds"),
         "rss_before_mb": med("rss_before_prepare_mb"),
         "peak_rss_mb": med("peak_rss_mb"),
@@ -88,6 +106,26 @@ def print_table(title: str, rows: dict[tuple[str, int], dict[str, Any]]) -> None
         )
 
 
+def print_vs_parsl(rows: dict[tuple[str, int], dict[str, Any]]) -> None:
+    """Ours against parsl alone: run only (first job handed to parsl to the
+    last end) against parsl's first submit to last result; the ratio's
+    median (and range) over pairs of runs made one after the other."""
+    if not any(s.get("parsl_jobs_per_second") for s in rows.values()):
+        return
+    print("\nvs parsl alone (medians across runs; ratio per pair of runs, median and range):")
+    print(
+        f"{'executor':<15}{'jobs':>8}{'ours jobs/s':>12}{'run only':>10}{'parsl jobs/s':>13}"
+        f"{'ratio':>7}  range"
+    )
+    for (executor, _), s in rows.items():
+        spread = s["vs_parsl_range"]
+        print(
+            f"{executor:<15}{s['jobs']:>8}{fmt(s['jobs_per_second'], '.1f'):>12}"
+            f"{fmt(s['run_jobs_per_second'], '.1f'):>10}{fmt(s['parsl_jobs_per_second'], '.1f'):>13}"
+            f"{fmt(s['vs_parsl'], '.2f'):>7}  {f'{spread[0]:.2f}-{spread[1]:.2f}' if spread else '-'}"
+        )
+
+
 def print_ratios(rows: dict[tuple[str, int], dict[str, Any]]) -> None:
     print("\nRatios to the smallest size (same executor):")
     by_executor: dict[str, list[dict[str, Any]]] = {}
@@ -127,8 +165,10 @@ def print_restarts(restarts: dict[tuple[str, int], dict[str, Any]]) -> None:
 
 def print_run(executor: str, run: int, f: dict[str, Any]) -> None:
     status = f.get("status_seconds") or [0.0]
+    run_only = f.get("run_jobs_per_second")
     print(
-        f"  {executor} {f['jobs']} jobs run {run}: {f['jobs_per_second']:.1f} jobs/s, peak RSS "
+        f"  {executor} {f['jobs']} jobs run {run}: {f['jobs_per_second']:.1f} jobs/s "
+        f"(run only {fmt(run_only, '.1f')}), peak RSS "
         f"{f['peak_rss_mb']:.0f} MB, status median {1000 * statistics.median(status):.0f} ms, "
         f"states {f['states']}",
         flush=True,

@@ -33,7 +33,7 @@ from ..worker import supervise
 from ..worker.bash_app import bash_line
 from .modes import ExecutionMode, RunnerPlace
 
-__all__ = ["Submitter", "supervised", "wq_resource_spec", "wrapped"]
+__all__ = ["Submitter", "supervised", "wq_resource_spec", "wrapped", "wrapped_command"]
 
 # Work Queue insists on cores, memory and disk together; ctrl_bps's default
 # memory request is 2048 MB, disk is often left unset.  A job's sandbox
@@ -81,13 +81,18 @@ def wrapped(job: JobRecord, submit_dir: str) -> str:
     ``times`` after it), and a job whose record says it succeeded exits 0
     at once.
     """
+    return wrapped_command(job.command.shell(), submit_dir, job.seq)
+
+
+def wrapped_command(command: str, submit_dir: str, seq: int) -> str:
+    """`wrapped` for a shell command line and a job's ``seq``."""
     return _WRAPPER.format(
         prefix=job_prefix(submit_dir),
         job_variable=JOB_VARIABLE,
-        seq=job.seq,
-        status=shlex.quote(os.path.join(submit_dir, markers.STATUS_DIR, f"{job.seq}.exit")),
-        started=shlex.quote(os.path.join(submit_dir, markers.STATUS_DIR, f"{job.seq}.pids")),
-        command=job.command.shell(),
+        seq=seq,
+        status=shlex.quote(os.path.join(submit_dir, markers.STATUS_DIR, f"{seq}.exit")),
+        started=shlex.quote(os.path.join(submit_dir, markers.STATUS_DIR, f"{seq}.pids")),
+        command=command,
     )
 
 

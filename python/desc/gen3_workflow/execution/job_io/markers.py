@@ -36,6 +36,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Collection
 
 from .job_usage import parse_bash_times
 
@@ -43,6 +44,7 @@ __all__ = [
     "STATUS_DIR",
     "ExitRecord",
     "clear",
+    "clear_jobs",
     "ended_jobs",
     "kill_requested",
     "marked_jobs",
@@ -210,6 +212,19 @@ def clear(submit_dir: str, seq: int) -> None:
     for suffix in ("exit", "kill", "pids"):
         with contextlib.suppress(FileNotFoundError):
             os.remove(_path(submit_dir, seq, suffix))
+
+
+def clear_jobs(submit_dir: str, seqs: Collection[int]) -> None:
+    """Forget the files of the jobs ``seqs`` (they are recorded): one
+    listing of the directory, and a removal per file there, not one per
+    file a job might have (`clear`: three per job, most of them misses)."""
+    if not seqs:
+        return
+    wanted = {str(seq) for seq in seqs}
+    for seq, suffix in _listed(submit_dir):
+        if seq in wanted and suffix in ("exit", "kill", "pids"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(submit_dir, STATUS_DIR, f"{seq}.{suffix}"))
 
 
 def _listed(submit_dir: str) -> list[tuple[str, str]]:

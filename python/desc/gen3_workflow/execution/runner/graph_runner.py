@@ -31,9 +31,10 @@ from ..bridge.parsl_session import ParslSession
 from ..bridge.submitters import Submitter
 from ..job_io import markers
 from ..job_io.cancel import take_cancel_request
-from ..job_io.oom import oom_kills
+from ..job_io.oom import RecentOomKills
 from ..job_io.processes import kill_run_processes
 from ..warm.local_fork import ForkedJob
+from .admission import Admission
 from .attempts import Attempt, attempt_host, moved_note, outcome, seen_running, with_oom_kill
 from .in_flight import InFlight
 from .local_jobs import final_job_held, prepare_forks, run_and_record
@@ -114,6 +115,7 @@ class GraphRunner:
         self._batch = StoreBatch(store, submit_dir)
         self._marked: set[int] = set()
         """Jobs with files of an earlier submission (see `_submit_ready`)."""
+        self._oom_kills = RecentOomKills(FLUSH_SECONDS)
 
     def run(self) -> RunState:
         """Run every job that has not succeeded yet, then the final job.
@@ -251,9 +253,10 @@ class GraphRunner:
         next_poll = next_check = time.monotonic()
         next_flush = next_poll + FLUSH_SECONDS
         drain_deadline: float | None = None
+        admission = Admission(self.store, scheduler, self._budget, self._retries.memory)
         while self._in_flight or (scheduler.ready and drain_deadline is None):
             if drain_deadline is None:
-                self._submit_ready(scheduler, submit, capacity)
+                self._submit_ready(admission, submit, capacity)
             self._in_flight.wait(max(min(next_poll, next_flush) - time.monotonic(), 0.0))
             now = time.time()
             self._handle_finished(scheduler, watchdog, now)
@@ -285,20 +288,9 @@ class GraphRunner:
                 self._batch.flush()
         self._batch.flush()
 
-    def _submit_ready(self, scheduler: Scheduler, submit: Submitter, capacity: int) -> None:
-        free = capacity - len(self._in_flight)
-        if free <= 0 or not scheduler.ready or self._budget.full:
-            return
+    def _submit_ready(self, admission: Admission, submit: Submitter, capacity: int) -> None:
         now = time.time()
-        jobs = self.store.jobs_by_seq(scheduler.take(free))
-        kills_before: int | None = None  # the OOM count, read once for the batch
-        for i, job in enumerate(jobs):
-            memory = self._retries.memory(job)
-            if not self._budget.take(memory):
-                # Held back until a job in flight gives its memory back.
-                for held in jobs[i:]:
-                    scheduler.put_back(held.seq)
-                return
+        for job, memory in admission.take(capacity - len(self._in_flight)):
             number = self._retries.started(job)
             # Only a retry, or a job an earlier submission left files of,
             # has any to clear: not 10^6 misses on the file system.
@@ -307,9 +299,7 @@ class GraphRunner:
             supervised = submit.supervises(job)
             attempt = Attempt(job, number, submit(job, memory), now, memory=memory, supervised=supervised)
             if not supervised and not submit.mode.remote:
-                if kills_before is None:
-                    kills_before = oom_kills()
-                attempt.oom_kills = kills_before
+                attempt.oom_kills = self._oom_kills()
             self._in_flight.add(attempt)
             self._batch.record(JobUpdate(job.seq, JobState.LAUNCHED, now, attempts=number))
 

@@ -58,6 +58,5 @@ class StoreBatch:
             self.store.apply(sorted(self._updates, key=lambda u: u.state.is_final), self._ended)
             self._updates = []
             self._ended = []
-        for seq in self._succeeded:
-            markers.clear(self.submit_dir, seq)
+        markers.clear_jobs(self.submit_dir, self._succeeded)
         self._succeeded = []
