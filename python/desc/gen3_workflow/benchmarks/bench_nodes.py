@@ -56,7 +56,9 @@ def _bps_file(workdir: Path, repo: Path, name: str, nodes: int, cores: int, slee
             "executor": "WorkQueue",
             "provider": "Local",
             "nodes_per_block": nodes,
-            "worker_options": f"--cores={cores} --memory=4000",
+            # Memory in proportion to cores: Work Queue packs tasks by their
+            # requests (2048 MB each), so equal slots need equal memory per slot.
+            "worker_options": f"--cores={cores} --memory={4096 * cores}",
             "progress": False,
         },
     }
