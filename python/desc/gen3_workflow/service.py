@@ -39,7 +39,7 @@ from .host.environment import prepare_environment
 from .parsl_graph import ParslGraph
 from .plan.workflow import run_info, stream_plan
 from .reporting.bps_report import active_runs, detailed_report, quick_status, summary_reports
-from .reporting.failures import failure_summary, noted_lines, retried_lines
+from .reporting.failures import failure_summary, tried_again_lines
 from .settings.parsl_section import ParslSettings
 from .settings.submission_checks import check_submission, check_workflow_nodes
 from .store.job_store import JobStateStore
@@ -349,6 +349,6 @@ def _finish(graph: ParslGraph, state: RunState | None) -> None:
     print(f"All jobs succeeded; logs are in {os.path.join(submit_dir, 'logs')}")
     # What went wrong on the way, even so: jobs tried again, hosts lost.
     with JobStateStore.open(submit_dir) as store:
-        notes = retried_lines(store) + noted_lines(store)
+        notes = tried_again_lines(store)
     for line in notes:
         print(f"  {line}")

@@ -21,7 +21,7 @@ from ..store.job_store import UNREADABLE, JobStateStore
 from ..store.liveness import Liveness, liveness
 from ..store.records import JobKind, JobRecord, JobState, RunRecord, RunState
 from ..store.run_index import index_path, last_write, resolve_run, run_owner, submitted_runs
-from .failures import final_job_notes, last_hosts, noted_lines, retried_lines
+from .failures import final_job_notes, last_hosts, tried_again_lines
 from .text import (
     MAX_LISTED,
     SLOW_FACTOR,
@@ -240,7 +240,7 @@ def detailed_report(wms_id: str) -> tuple[list[WmsRunReport], str]:
             failed = store.jobs(states=[JobState.FAILED])
             running = store.jobs(states=[JobState.RUNNING])
             slow_jobs = store.slow_jobs(time.time(), SLOW_FACTOR, SLOW_MIN_SECONDS)
-            retried = retried_lines(store) + noted_lines(store)
+            retried = tried_again_lines(store)
             final_notes = final_job_notes(store, [JobState.FAILED, JobState.DEP_FAIL])
             hosts = last_hosts(store, [job.seq for job in failed[:MAX_LISTED]])
         slow = {job.seq: median for job, median in slow_jobs}

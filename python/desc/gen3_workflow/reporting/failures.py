@@ -10,7 +10,15 @@ from ..store.job_store import JobStateStore
 from ..store.records import JobKind, JobState
 from .text import MAX_LISTED, format_attempts, format_failed_job
 
-__all__ = ["failure_summary", "final_job_notes", "first_error", "last_hosts", "noted_lines", "retried_lines"]
+__all__ = [
+    "failure_summary",
+    "final_job_notes",
+    "first_error",
+    "last_hosts",
+    "noted_lines",
+    "retried_lines",
+    "tried_again_lines",
+]
 
 _TAIL_BYTES = 1 << 20
 """How much of the end of a job's log `first_error` reads."""
@@ -58,6 +66,13 @@ def noted_lines(store: JobStateStore) -> list[str]:
     if count > len(noted):
         lines.append(f"... and {count - len(noted)} more job(s) that succeeded with a note")
     return lines
+
+
+def tried_again_lines(store: JobStateStore) -> list[str]:
+    """What went wrong on the way even where it ended well: the jobs tried
+    more than once (`retried_lines`), then those that succeeded with a note
+    (`noted_lines`)."""
+    return retried_lines(store) + noted_lines(store)
 
 
 def first_error(log: str) -> str | None:
@@ -108,7 +123,7 @@ def failure_summary(submit_dir: str) -> str:
         failed = store.jobs(states=[JobState.FAILED])
         not_run = store.jobs(states=[JobState.DEP_FAIL, JobState.PENDING])
         counts = store.counts()
-        retried = retried_lines(store) + noted_lines(store)
+        retried = tried_again_lines(store)
         finals = final_job_notes(store, [JobState.DEP_FAIL])  # a failed one is listed with the failures
         hosts = last_hosts(store, [job.seq for job in failed[:MAX_LISTED]])
     lines = [

@@ -264,15 +264,18 @@ class JobStateStore(ReportQueries):
     def retried_jobs(self, limit: int) -> tuple[list[JobRecord], int]:
         """Up to ``limit`` jobs that took more than one attempt (first in
         ``seq`` order), and how many there are."""
-        where = "FROM jobs j WHERE j.attempts > 1"
-        (count,) = self._db.execute(f"SELECT COUNT(*) {where}").fetchone()
-        rows = self._db.execute(f"SELECT {self._rows.fields} {where} ORDER BY j.seq LIMIT ?", (limit,))
-        return [self._rows.record(row) for row in rows], count
+        return self._first_jobs("j.attempts > 1", limit)
 
     def noted_jobs(self, limit: int) -> tuple[list[JobRecord], int]:
         """Up to ``limit`` jobs that succeeded with a note (first in ``seq``
         order), and how many there are."""
-        where = "FROM jobs j WHERE j.state = 'exec_done' AND j.message IS NOT NULL"
+        return self._first_jobs("j.state = 'exec_done' AND j.message IS NOT NULL", limit)
+
+    def _first_jobs(self, condition: str, limit: int) -> tuple[list[JobRecord], int]:
+        """Up to ``limit`` jobs meeting ``condition`` (a fixed SQL condition
+        of this module, never a user's), first in ``seq`` order, and how many
+        there are."""
+        where = f"FROM jobs j WHERE {condition}"
         (count,) = self._db.execute(f"SELECT COUNT(*) {where}").fetchone()
         rows = self._db.execute(f"SELECT {self._rows.fields} {where} ORDER BY j.seq LIMIT ?", (limit,))
         return [self._rows.record(row) for row in rows], count
