@@ -136,6 +136,7 @@ def test_job_rows_carry_command_resources_logs_and_data_id(tmp_path: Path) -> No
         "retry_unless_exit": [],
         "memory_multiplier": None,
         "memory_max": None,
+        "compute_site": None,
     }
     assert isr.stdout == str(tmp_path / "logs" / "isr" / "isr_1.stdout")
     assert isr.stderr == str(tmp_path / "logs" / "isr" / "isr_1.stderr")

@@ -34,7 +34,7 @@ from desc.gen3_workflow.reporting.plots import (
 from desc.gen3_workflow.reporting.progress import ProgressReporter
 from desc.gen3_workflow.reporting.snapshot import format_snapshot, read_snapshot
 from desc.gen3_workflow.reporting.summary import format_summary, summarize
-from desc.gen3_workflow.reporting.text import format_duration
+from desc.gen3_workflow.reporting.text import format_duration, format_status_table
 from desc.gen3_workflow.settings.parsl_section import ParslSettings
 from desc.gen3_workflow.store.job_store import JobStateStore
 from desc.gen3_workflow.store.records import AttemptRecord, JobRecord, JobState, RunState
@@ -429,3 +429,38 @@ def test_slow_jobs_are_named_with_their_logs(tmp_path: Path) -> None:
         f"    SLOW characterizeImage {first.data_id} running for 2m00s, 4x the median (30s) of "
         f"characterizeImage; log: {first.stderr}" in lines
     )
+
+
+def test_executors_per_label_in_progress_status_and_summary(tmp_path: Path) -> None:
+    """A run with several executors: the progress and status tables gain an
+    executors column, the summary counts jobs by their last attempt's."""
+    jobs = small_run()
+    submit_dir = make_store(tmp_path / "run", jobs, state=RunState.SUCCEEDED)
+    isr = [j.seq for j in jobs if j.label == "isr"]
+    with JobStateStore.open(submit_dir, writable=True) as store:
+        snap = read_snapshot(store, now=T0 + 100)
+        assert "executors" not in format_snapshot(snap)[1]  # none recorded yet: no column
+        store.note_label_executor("isr", "small")
+        store.note_label_executor("isr", "large")
+        store.note_label_executor("characterizeImage", "small")
+        store.apply(
+            [],
+            [
+                AttemptRecord(isr[0], 1, False, T0, 143, 1000, executor="small"),
+                AttemptRecord(isr[0], 2, True, T0, 0, 2000, executor="large"),
+                AttemptRecord(isr[1], 1, True, T0, 0, 1000, executor="small"),
+            ],
+        )
+        snap = read_snapshot(store, now=T0 + 100)
+        counts = store.counts()
+        assert store.label_executors() == {"isr": ["large", "small"], "characterizeImage": ["small"]}
+    lines = format_snapshot(snap)
+    assert lines[1].split()[-1] == "executors"
+    assert lines[2].split()[0] == "isr" and lines[2].split()[-1] == "large,small"
+    assert lines[4].split()[0] == "calibrate" and lines[4].split()[-1] == "-"
+    table = format_status_table(counts, {"isr": ["large", "small"]}).splitlines()
+    assert table[0].split()[-1] == "executors" and table[1].split()[-1] == "large,small"
+    assert "executors" not in format_status_table(counts, {"isr": ["small"]})
+    summary = summarize(load_job_history(submit_dir))
+    assert summary["executors"] == {"large": 1, "small": 1}
+    assert "\nExecutors (jobs run): large 1, small 1" in format_summary(summary)

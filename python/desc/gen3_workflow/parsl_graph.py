@@ -137,8 +137,9 @@ class ParslGraph:
         with JobStateStore.open(self.submit_dir) as store:
             counts = store.counts()
             retried = retried_lines(store) if file is not None else []
+            executors = store.label_executors()
         if file is not None:
-            print(format_status_table(counts), file=file)
+            print(format_status_table(counts, executors), file=file)
             for line in retried:
                 print(line, file=file)
         return {

@@ -40,6 +40,7 @@ from .parsl_graph import ParslGraph
 from .plan.workflow import run_info, stream_plan
 from .reporting.bps_report import active_runs, detailed_report, quick_status, summary_reports
 from .reporting.failures import failure_summary, tried_again_lines
+from .settings.executor_list import check_requests_fit
 from .settings.parsl_section import ParslSettings
 from .settings.submission_checks import check_submission, check_workflow_nodes
 from .store.job_store import JobStateStore
@@ -113,12 +114,15 @@ class ParslWorkflow(BaseWmsWorkflow):
         settings = ParslSettings.from_bps_config(config)
         workflow = cls(generic_workflow.name, config, out_prefix)
         check_workflow_nodes(generic_workflow)
-        info = run_info(config, settings.as_dict(), mode_for(settings).site)
+        sites = dict.fromkeys(mode_for(entry).site for entry in settings.executor_list())
+        info = run_info(config, settings.as_dict(), "+".join(sites))
         # The store is written by a process of its own while the plan is
         # made (`desc.gen3_workflow.store.plan_process`).
         with PlanWriterProcess(out_prefix, generic_workflow.name, info) as writer:
             jobs = stream_plan(config, generic_workflow, out_prefix, writer)
             writer.commit(timeout=COMMIT_TIMEOUT + jobs * COMMIT_TIMEOUT_PER_JOB)
+        with JobStateStore.open(out_prefix) as store:
+            check_requests_fit(settings.executor_list(), store.largest_memory_request())
         register_run(out_prefix)
         _LOG.info("Planned %d jobs in %s", jobs, out_prefix)
         if settings.monitoring and jobs >= MONITORING_WARNING_JOBS:

@@ -71,6 +71,7 @@ _RESOURCE_ATTRIBUTES = (
     "retry_unless_exit",
     "request_memory_max",
     "memory_multiplier",
+    "compute_site",
 )
 """What `~.workflow.job_resources` reads from a job."""
 

@@ -52,7 +52,9 @@ __all__ = [
 _LOG = logging.getLogger(__name__)
 
 
-def job_resources(gwjob: GenericWorkflowJob, memory_limit: int | None = None) -> dict[str, Any]:
+def job_resources(
+    gwjob: GenericWorkflowJob, memory_limit: int | None = None, run_site: str | None = None
+) -> dict[str, Any]:
     """The job's resource request, in ctrl_bps units (MB, cores), and its
     retry rules.
 
@@ -62,6 +64,9 @@ def job_resources(gwjob: GenericWorkflowJob, memory_limit: int | None = None) ->
         The job.
     memory_limit : `int`, optional
         The bps file's ``memoryLimit`` (MB), which caps every job's memory.
+    run_site : `str`, optional
+        The bps file's own ``computeSite``: a job's that differs (set per
+        task label) may name one of the run's executors.
 
     Returns
     -------
@@ -70,8 +75,10 @@ def job_resources(gwjob: GenericWorkflowJob, memory_limit: int | None = None) ->
         ``priority``; the retry rules ``retries`` (``numberOfRetries``),
         ``retry_unless_exit`` (a list), ``memory_multiplier`` (`None` when
         memory is not scaled) and ``memory_max`` (the least of
-        ``requestMemoryMax`` and ``memoryLimit``); `None` where the workflow
-        did not say.  `desc.gen3_workflow.execution.runner.retry_rules` applies them.
+        ``requestMemoryMax`` and ``memoryLimit``), ``compute_site`` (its
+        own ``computeSite``, where it is not the run's); `None` where the
+        workflow did not say.  `desc.gen3_workflow.execution.runner.retry_rules`
+        applies the rules.
     """
     unless = gwjob.retry_unless_exit
     unless = [] if unless is None else [unless] if isinstance(unless, int) else list(unless)
@@ -88,6 +95,8 @@ def job_resources(gwjob: GenericWorkflowJob, memory_limit: int | None = None) ->
         # ctrl_bps turns scaling off for a multiplier that does not grow.
         "memory_multiplier": float(multiplier) if multiplier and math.ceil(float(multiplier)) > 1 else None,
         "memory_max": min(caps) if caps else None,
+        # Names the executor of the job's attempts, if it names one of the run's.
+        "compute_site": gwjob.compute_site if gwjob.compute_site != run_site else None,
     }
 
 
@@ -305,7 +314,8 @@ def _stream_plan(
     logs = LogLayout(submit_dir, generic_workflow.job_counts)
     _, memory_limit = config.search("memoryLimit", opt={"default": None})
     limit = int(memory_limit) if memory_limit else None
-    grouper = TemplateGrouper(builder, lambda gwjob: job_resources(gwjob, limit))
+    _, run_site = config.search("computeSite", opt={"default": None})
+    grouper = TemplateGrouper(builder, lambda gwjob: job_resources(gwjob, limit, run_site))
     rows: list[PlanRow] = []
     parent_seqs, child_seqs = array("q"), array("q")  # the edges (an EdgeBlock)
     seq_of: dict[str, int] = {}

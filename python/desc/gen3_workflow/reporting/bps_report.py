@@ -21,6 +21,7 @@ from ..store.job_store import UNREADABLE, JobStateStore
 from ..store.liveness import Liveness, liveness
 from ..store.records import JobKind, JobRecord, JobState, RunRecord, RunState
 from ..store.run_index import index_path, last_write, resolve_run, run_owner, submitted_runs
+from .executors import executor_lines
 from .failures import final_job_notes, last_hosts, tried_again_lines
 from .text import (
     MAX_LISTED,
@@ -243,6 +244,7 @@ def detailed_report(wms_id: str) -> tuple[list[WmsRunReport], str]:
             retried = tried_again_lines(store)
             final_notes = final_job_notes(store, [JobState.FAILED, JobState.DEP_FAIL])
             hosts = last_hosts(store, [job.seq for job in failed[:MAX_LISTED]])
+            executors = executor_lines(store.run().info.parsl_config, store.label_executors())
         slow = {job.seq: median for job, median in slow_jobs}
     except UNREADABLE as exc:
         return [], f"Cannot read the job-state store of {submit_dir}: {exc}"
@@ -259,7 +261,7 @@ def detailed_report(wms_id: str) -> tuple[list[WmsRunReport], str]:
             exit_codes[job.label].append(job.exit_code)
     report.exit_code_summary = exit_codes
     report.specific_info = _specific_info(
-        submit_dir, run, state, note, failed, running, slow, final_notes + retried, hosts
+        submit_dir, run, state, note, failed, running, slow, executors + final_notes + retried, hosts
     )
     return [report], ""
 
@@ -280,12 +282,14 @@ def _specific_info(
     info = WmsSpecificInfo()
     parsl = run.info.parsl_config
     recorded = run.state.value
+    several = [entry.get("name", "?") for entry in parsl.get("executors") or []]
     info.add_message(
-        "Run {run_name}: {run_state}; executor {executor}, provider {provider}",
+        "Run {run_name}: {run_state}; {executors}",
         run_name=run.name,
         run_state=recorded if not note else f"{recorded} ({note})",
-        executor=parsl.get("executor", "?"),
-        provider=parsl.get("provider", "?"),
+        executors=f"executors {', '.join(several)}"
+        if several
+        else f"executor {parsl.get('executor', '?')}, provider {parsl.get('provider', '?')}",
     )
     if run.start_time:
         end = run.end_time

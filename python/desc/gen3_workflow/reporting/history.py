@@ -19,6 +19,7 @@ from the store, where the job recorded it (runs from before have none).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import datetime
@@ -83,6 +84,9 @@ class JobHistory:
     host: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     """Index into `hosts` of the host each job's last attempt ran on, -1
     where none was recorded (it never ran, or ran before hosts were kept)."""
+    executor_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Executor name -> number of jobs whose last attempt it ran, in the
+    order first used."""
 
     def __len__(self) -> int:
         return len(self.name)
@@ -158,6 +162,7 @@ def load_job_history(submit_dir: str, monitoring: bool = True) -> JobHistory:
         seqs = np.frombuffer(store.seqs(), dtype=np.int64) if rows else np.zeros(0, dtype=np.int64)
         usage = store.attempt_usage()
         last_hosts = store.last_hosts()
+        last_executors = store.last_executors()
     index = {label: i for i, label in enumerate(labels)}
     codes = {state.value: i for i, state in enumerate(STATES)}
     columns = list(zip(*rows, strict=True)) if rows else [()] * 11
@@ -187,6 +192,7 @@ def load_job_history(submit_dir: str, monitoring: bool = True) -> JobHistory:
         where = np.searchsorted(seqs, [seq for seq, _ in last_hosts])
         history.host[where] = [host_codes.setdefault(host, len(host_codes)) for _, host in last_hosts]
     history.hosts = list(host_codes)
+    history.executor_counts = dict(collections.Counter(executor for _, executor in last_executors))
     # A job that never started (or whose start went unseen) has no wall time.
     history.start[np.isnan(history.end) & (history.state != history.state_code(JobState.RUNNING))] = np.nan
     sources = []

@@ -16,6 +16,7 @@ import time
 
 from ..store.job_store import JobStateStore
 from ..store.records import JobRecord, JobState
+from .executors import executors_cell
 from .text import SLOW_FACTOR, SLOW_MIN_SECONDS, format_duration, format_slow_job
 
 __all__ = ["PROGRESS_NAMES", "RATE_WINDOW_SECONDS", "ProgressSnapshot", "format_snapshot", "read_snapshot"]
@@ -57,6 +58,13 @@ class ProgressSnapshot:
     """Label -> earliest start of its quanta, for labels that started."""
     slow: list[tuple[JobRecord, float]] = dataclasses.field(default_factory=list)
     """Running quanta far past their label's median run time, with it."""
+    executors: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    """Label -> the executors its quanta went to (shown when a run has several)."""
+
+    @property
+    def several_executors(self) -> bool:
+        """Whether quanta went to more than one executor."""
+        return len({name for names in self.executors.values() for name in names}) > 1
 
     def state_total(self, *states: JobState) -> int:
         """Quanta of all labels in any of ``states``."""
@@ -122,7 +130,8 @@ def read_snapshot(store: JobStateStore, now: float, window: float = RATE_WINDOW_
     window_start = max(since, now - window)
     counts, recent, first_start = store.label_stats(ended_since=window_start)
     slow = store.slow_jobs(now, SLOW_FACTOR, SLOW_MIN_SECONDS)
-    return ProgressSnapshot(now, since, counts, recent, window_start, first_start, slow)
+    executors = store.label_executors()
+    return ProgressSnapshot(now, since, counts, recent, window_start, first_start, slow, executors)
 
 
 def _per_minute(rate: float | None) -> str:
@@ -174,7 +183,9 @@ def format_snapshot(
     if columns is not None and 2 + width + cell * len(_COLUMNS) > columns:
         shown_columns, cell = _COMPACT_COLUMNS, 8
         width = max(min(width, columns - 2 - cell * len(shown_columns)), 10)
-    lines.append(f"  {'task_type':<{width}}" + "".join(f"{c:>{cell}}" for c in shown_columns))
+    executors = snapshot.several_executors
+    header = f"  {'task_type':<{width}}" + "".join(f"{c:>{cell}}" for c in shown_columns)
+    lines.append(header + "  executors" * executors)
     labels = list(snapshot.counts)
     hidden: list[str] = []
     if max_rows is not None and len(labels) > max_rows:
@@ -198,6 +209,8 @@ def format_snapshot(
             }
         )
         text = "".join(f"{cells[name]:>{cell}}" for name in shown_columns)
+        if executors:
+            text += f"  {executors_cell(snapshot.executors.get(label))}"
         lines.append(f"  {label[:width]:<{width}}{text}")
     if hidden:
         done = sum(snapshot.counts[label][JobState.EXEC_DONE] for label in hidden)

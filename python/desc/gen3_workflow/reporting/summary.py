@@ -85,6 +85,8 @@ def summarize(history: JobHistory, slowest: int = 5) -> dict[str, Any]:
         unknown), ``totals`` (counts by state), ``hosts`` (host -> number
         of jobs whose last attempt ran there, hosts in natural order; jobs
         that never ran, or ran before hosts were kept, are not counted),
+        ``executors`` (executor name -> number of jobs whose last attempt
+        it ran),
         ``slowest`` and ``failures`` (jobs with label, data ID, state, times,
         exit code, message, the host of their last attempt and log file).
     """
@@ -129,6 +131,7 @@ def summarize(history: JobHistory, slowest: int = 5) -> dict[str, Any]:
         "totals": {state.value: int(counts[:, j].sum()) for j, state in enumerate(STATES)},
         "total": len(history),
         "hosts": dict(sorted(history.host_counts().items(), key=lambda item: _natural(item[0]))),
+        "executors": history.executor_counts,
         "slowest": [_job(history, int(i)) for i in top],
         "failures": [_job(history, int(i)) for i in failed],
     }
@@ -201,6 +204,10 @@ def format_summary(summary: dict[str, Any], max_failures: int = 20) -> str:
         f"{'TOTAL':<{width}}" + "".join(f"{totals[s]:>10}" for s in states) + f"{summary['total']:>10}"
     )
     lines += ["", _hosts_line(summary["hosts"])]
+    if len(summary["executors"]) > 1:
+        lines.append(
+            "Executors (jobs run): " + ", ".join(f"{e} {n}" for e, n in summary["executors"].items())
+        )
     if summary["slowest"]:
         lines += ["", f"Slowest jobs ({len(summary['slowest'])}):"]
         for job in summary["slowest"]:

@@ -95,8 +95,12 @@ def format_failed_job(
 def format_attempts(job: JobRecord, attempts: list[AttemptRecord]) -> str:
     """One line for a job tried more than once: each attempt's exit code,
     host and memory request, the same in every report (``#1 exit 137 on
-    n2, 1000 MB; #2 ok on n3, 2000 MB``)."""
+    n2, 1000 MB; #2 ok on n3, 2000 MB``), and its executor where they
+    differ (``#1 exit 143 on n2, 1000 MB via small; #2 ok on n3, 2000 MB
+    via large``)."""
     tries = []
+    # Which executor ran each attempt, where they were not all the same one.
+    moved = len({attempt.executor for attempt in attempts}) > 1
     for attempt in attempts:
         how = (
             "ok"
@@ -107,7 +111,8 @@ def format_attempts(job: JobRecord, attempts: list[AttemptRecord]) -> str:
         )
         where = f" on {attempt.host}" if attempt.host else ""
         memory = f", {attempt.memory} MB" if attempt.memory else ""
-        tries.append(f"#{attempt.number} {how}{where}{memory}")
+        via = f" via {attempt.executor}" if moved and attempt.executor else ""
+        tries.append(f"#{attempt.number} {how}{where}{memory}{via}")
     return (
         f"RETRIED {job.label} {job.data_id} {job.state.value} after {job.attempts} attempts "
         f"({'; '.join(tries) or 'not recorded'}); log: {job.stderr}"
@@ -123,13 +128,18 @@ def format_slow_job(job: JobRecord, median: float, now: float) -> str:
     )
 
 
-def format_status_table(counts: Mapping[str, Mapping[JobState, int]]) -> str:
+def format_status_table(
+    counts: Mapping[str, Mapping[JobState, int]], executors: Mapping[str, list[str]] | None = None
+) -> str:
     """Render job counts per label and state.
 
     Parameters
     ----------
     counts : `~collections.abc.Mapping`
         Label -> state -> count, labels in pipeline order.
+    executors : `~collections.abc.Mapping`, optional
+        Label -> the executors its jobs went to: a last column, when they
+        were more than one.
 
     Returns
     -------
@@ -138,8 +148,12 @@ def format_status_table(counts: Mapping[str, Mapping[JobState, int]]) -> str:
     """
     width = max([len("task_type"), *(len(label) for label in counts)])
     header = f"{'task_type':<{width}}" + "".join(f"{s.value:>11}" for s in JobState) + f"{'total':>11}"
-    lines = [header]
+    several = executors is not None and len({e for names in executors.values() for e in names}) > 1
+    lines = [header + "  executors" * several]
     for label, by_state in counts.items():
         cells = "".join(f"{by_state.get(s, 0):>11}" for s in JobState)
-        lines.append(f"{label:<{width}}{cells}{sum(by_state.values()):>11}")
+        where = (
+            f"  {','.join(executors.get(label) or []) or '-'}" if several and executors is not None else ""
+        )
+        lines.append(f"{label:<{width}}{cells}{sum(by_state.values()):>11}{where}")
     return "\n".join(lines)

@@ -5,8 +5,7 @@ the section's keys against its class and translates it; `merged_parsl_config`
 is the rule where the file has a ``parsl_config`` section too (its keys win,
 key by key).  Everything this plug-in cannot take stops ``bps submit``
 before the QuantumGraph is built, with one `ParslConfigError` line: a site
-key or class it does not take, a class that runs several executors, a
-user's own ``SiteConfig`` subclass.
+key or class it does not take, a user's own ``SiteConfig`` subclass.
 """
 
 from __future__ import annotations
@@ -18,15 +17,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ParslConfigError
+from .ctrl_bps_parsl_multi import SITE_CLASSES
 from .ctrl_bps_parsl_sites import (
     DOC_PAGE,
-    MULTI_EXECUTOR_CLASSES,
     REFUSED_KEYS,
     REQUIRED,
-    SITE_CLASSES,
     SITE_PACKAGE,
     SiteClass,
     SiteContext,
+    SiteKey,
     SiteSection,
     SiteTranslation,
 )
@@ -52,17 +51,11 @@ def site_class_for(site: str, class_path: str) -> SiteClass:
     Raises
     ------
     ParslConfigError
-        One line: a class that runs several executors, a class of
-        ctrl_bps_parsl's this plug-in does not know, or a class elsewhere.
+        One line: a class of ctrl_bps_parsl's this plug-in does not know,
+        or a class elsewhere.
     """
     if class_path in _BY_PATH:
         return _BY_PATH[class_path]
-    if class_path in MULTI_EXECUTOR_CLASSES:
-        raise ParslConfigError(
-            f"site.{site}.class: {class_path} runs several executors in one run "
-            f"({MULTI_EXECUTOR_CLASSES[class_path]}); desc.gen3_workflow does not support several executors "
-            f"per run yet: express it with one executor in parsl_config ({DOC_PAGE})"
-        )
     if class_path.startswith(SITE_PACKAGE + "."):
         supported = ", ".join(site_class.path.removeprefix(SITE_PACKAGE + ".") for site_class in SITE_CLASSES)
         raise ParslConfigError(
@@ -75,7 +68,14 @@ def site_class_for(site: str, class_path: str) -> SiteClass:
     )
 
 
-_TYPE_NAMES = {int: "an integer", str: "a string", bool: "true or false"}
+_TYPE_NAMES = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    list: "a list",
+    dict: "a mapping",
+}
 
 
 def _ctrl_bps_job_keys() -> frozenset[str]:
@@ -89,6 +89,50 @@ def _ctrl_bps_job_keys() -> frozenset[str]:
     )
 
 
+def _refuse_unknown(where: str, key: Any, names: tuple[str, ...]) -> None:
+    """One line for a key the class does not take: why, or the closest name."""
+    supported = ", ".join(names)
+    reason = REFUSED_KEYS.get(key)
+    if reason is not None:
+        raise ParslConfigError(
+            f"{where}.{key}: not supported by desc.gen3_workflow: {reason} (supported: {supported})"
+        )
+    close = difflib.get_close_matches(str(key), names, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise ParslConfigError(
+        f"{where}.{key}: not supported by desc.gen3_workflow{hint} (supported: {supported})"
+    )
+
+
+def _fits(value: Any, kind: type) -> bool:
+    """Whether a value is of a key's kind: a float takes an integer too
+    (2 GB), and no kind but bool takes a bool."""
+    kinds = (int, float) if kind is float else (kind,)
+    return isinstance(value, kinds) and (kind is bool or not isinstance(value, bool))
+
+
+def _checked(where: str, site_key: SiteKey, value: Any) -> Any:
+    """A key's value (its default when absent) checked against its type;
+    a mapping's own keys checked and given their defaults likewise."""
+    if value is None:
+        return None
+    if not _fits(value, site_key.kind):
+        unit = f" of {site_key.unit}" if site_key.unit else ""
+        hint = ' (quote times in YAML: "05:00:00")' if site_key.name.endswith("walltime") else ""
+        kind = "a whole number" if site_key.kind is int and unit else _TYPE_NAMES[site_key.kind]
+        raise ParslConfigError(f"{where}: expected {kind}{unit}, got {value!r}{hint}")
+    if not site_key.subkeys:
+        return value
+    names = tuple(key.name for key in site_key.subkeys)
+    for key in value:
+        if key not in names:
+            _refuse_unknown(where, key, names)
+    return {
+        key.name: _checked(f"{where}.{key.name}", key, value.get(key.name, key.default))
+        for key in site_key.subkeys
+    }
+
+
 def _site_values(name: str, site_class: SiteClass, section: Mapping[str, Any]) -> SiteSection:
     """The section's keys checked against the class, its defaults filled in."""
     taken = {key.name: key for key in site_class.keys}
@@ -99,17 +143,7 @@ def _site_values(name: str, site_class: SiteClass, section: Mapping[str, Any]) -
         # ctrl_bps's own environment is a mapping of variables; the site's a bool.
         if key in job_keys and not (key == "environment" and isinstance(value, bool)):
             continue
-        supported = ", ".join(site_class.key_names)
-        reason = REFUSED_KEYS.get(key)
-        if reason is not None:
-            raise ParslConfigError(
-                f"site.{name}.{key}: not supported by desc.gen3_workflow: {reason} (supported: {supported})"
-            )
-        close = difflib.get_close_matches(str(key), site_class.key_names, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ParslConfigError(
-            f"site.{name}.{key}: not supported by desc.gen3_workflow{hint} (supported: {supported})"
-        )
+        _refuse_unknown(f"site.{name}", key, site_class.key_names)
     values: SiteSection = {}
     for site_key in site_class.keys:
         value = section.get(site_key.name, site_key.default)
@@ -117,14 +151,7 @@ def _site_values(name: str, site_class: SiteClass, section: Mapping[str, Any]) -
             value = site_key.default  # ctrl_bps's mapping of variables, not the site's flag
         if value is REQUIRED:
             raise ParslConfigError(f"site.{name}.{site_key.name}: required by {site_class.path}; missing")
-        if value is not None and not (
-            isinstance(value, site_key.kind) and (site_key.kind is bool or not isinstance(value, bool))
-        ):
-            hint = ' (quote times in YAML: "05:00:00")' if site_key.name.endswith("walltime") else ""
-            raise ParslConfigError(
-                f"site.{name}.{site_key.name}: expected {_TYPE_NAMES[site_key.kind]}, got {value!r}{hint}"
-            )
-        values[site_key.name] = value
+        values[site_key.name] = _checked(f"site.{name}.{site_key.name}", site_key, value)
     return values
 
 
@@ -159,7 +186,8 @@ def site_parsl_config(name: str, section: Mapping[str, Any], workflow_name: str 
     site_class = site_class_for(name, class_path)
     values = _site_values(name, site_class, section)
     parsl_config = site_class.translate(values, SiteContext(name, workflow_name))
-    return SiteTranslation(name, class_path, parsl_config, _sources(site_class, section, parsl_config))
+    sources = _sources(site_class, section, parsl_config) | _entry_sources(site_class, section, parsl_config)
+    return SiteTranslation(name, class_path, parsl_config, sources)
 
 
 _OUR_KEY_SOURCES = {
@@ -182,6 +210,36 @@ def _sources(
         candidates = [key for key in _OUR_KEY_SOURCES.get(ours, (ours,)) if key in names]
         given = [key for key in candidates if key in section]
         sources[ours] = (given or candidates or ["class"])[0]
+    return sources
+
+
+def _entry_sources(
+    site_class: SiteClass, section: Mapping[str, Any], parsl_config: Mapping[str, Any]
+) -> dict[str, str]:
+    """For each key of each translated ``executors`` entry, as
+    ``executors[NAME].KEY``, the site key it came from (``small_walltime``,
+    ``small.memory``, ...): the first given, else the last the class takes
+    (the templates list the fallback, e.g. the site-wide key, last)."""
+
+    def taken(key: str) -> bool:
+        outer, _, inner = key.partition(".")
+        return outer in site_class.key_names and (
+            not inner
+            or any(sub.name == inner for k in site_class.keys if k.name == outer for sub in k.subkeys)
+        )
+
+    def given(key: str) -> bool:
+        outer, _, inner = key.partition(".")
+        value = section.get(outer)
+        return outer in section and (not inner or (isinstance(value, Mapping) and inner in value))
+
+    sources = {}
+    for entry in parsl_config.get("executors", ()):
+        for ours in entry:
+            templates = site_class.entry_sources.get(ours, _OUR_KEY_SOURCES.get(ours, (ours,)))
+            candidates = [key for key in (t.format(name=entry["name"]) for t in templates) if taken(key)]
+            chosen = [key for key in candidates if given(key)] or candidates[-1:] or ["class"]
+            sources[f"executors[{entry['name']}].{ours}"] = chosen[0]
     return sources
 
 
@@ -221,22 +279,44 @@ def site_translation(config: Any) -> SiteTranslation | None:
     found, section = config.search(f".site.{name}", opt={"default": None})
     if not found or not hasattr(section, "items") or "class" not in section:
         return None
-    # Values as ctrl_bps_parsl reads them: environment variables expanded and
-    # {variables} replaced, as get_bps_config_value does.
+    return site_parsl_config(str(name), _read_values(section), workflow_name(config))
+
+
+def _read_values(section: Any, path: str = "") -> dict[str, Any]:
+    """A section's values as ctrl_bps_parsl reads them: environment
+    variables expanded and {variables} replaced, as get_bps_config_value
+    does, in the site's mappings too (Ccin2p3's ``small.partition``)."""
     options = {"expandEnvVars": True, "replaceVars": True}
     values = {}
-    for key in section:
-        raw = section[key]
-        values[key] = raw.toDict() if hasattr(raw, "toDict") else section.search(key, opt=options)[1]
-    return site_parsl_config(str(name), values, workflow_name(config))
+    for key in section[path[1:]] if path else section:
+        raw = section[f"{path[1:]}.{key}"] if path else section[key]
+        if hasattr(raw, "items"):
+            values[key] = _read_values(section, f"{path}.{key}")
+        else:
+            values[key] = section.search(f"{path}.{key}" if path else key, opt=options)[1]
+    return values
 
 
 def merged_parsl_config(
     translation: SiteTranslation, parsl_config: Mapping[str, Any] | None
 ) -> dict[str, Any]:
     """The rule where a bps file has both: the site's translation, then
-    every key of the file's own ``parsl_config`` in place of the site's."""
-    return {**translation.parsl_config, **(parsl_config or {})}
+    every key of the file's own ``parsl_config`` in place of the site's.
+
+    An ``executors`` list of the file's replaces the translated one whole.
+    Otherwise a key of the file's also replaces the translated entries'
+    values of it: at the top it is only their default, and the file's
+    ``walltime`` must not lose to a TripleSlurm's ``small_walltime``.
+    """
+    own = dict(parsl_config or {})
+    merged = {**translation.parsl_config, **own}
+    entries = translation.parsl_config.get("executors")
+    if entries and "executors" not in own:
+        merged["executors"] = [
+            {key: value for key, value in entry.items() if key == "name" or key not in own}
+            for entry in entries
+        ]
+    return merged
 
 
 def origin_line(translation: SiteTranslation, parsl_config: Mapping[str, Any] | None) -> str:
@@ -253,12 +333,16 @@ def relabel_error(
 ) -> ParslConfigError:
     """A check of merged settings, naming the site key a bad value came from
     (``site.NAME.KEY (as parsl_config.OURS): ...``) unless the file's own
-    ``parsl_config`` gave it."""
-    match = re.match(r"^parsl_config\.(\w+):", str(error))
-    if match is None or match.group(1) in (parsl_config or {}) or match.group(1) not in translation.sources:
+    ``parsl_config`` gave it; ``executors[NAME].KEY`` in an entry of the
+    site's executors."""
+    match = re.match(r"^parsl_config\.((?:executors\[([\w-]+)\]\.)?(\w+)):", str(error))
+    if match is None:
         return error
-    ours = match.group(1)
-    source = translation.sources[ours]
+    ours, entry, key = match.groups()
+    own = parsl_config or {}
+    source = translation.sources.get(ours) or translation.sources.get(key)
+    if source is None or key in own or (entry is not None and "executors" in own):
+        return error
     return ParslConfigError(
         f"site.{translation.site}.{source} (as parsl_config.{ours}):{str(error)[match.end() :]}"
     )

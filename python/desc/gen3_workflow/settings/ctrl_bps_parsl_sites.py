@@ -2,10 +2,13 @@
 
 A bps file written for lsst/ctrl_bps_parsl selects a site with
 ``computeSite: NAME`` and configures it under ``site.NAME``, whose ``class``
-names one of ctrl_bps_parsl's `SiteConfig` subclasses.  `SITE_CLASSES` maps
+names one of ctrl_bps_parsl's `SiteConfig` subclasses.  `SiteClass` ties
 each class this plug-in can run to the site keys it takes (with
 ctrl_bps_parsl's meaning and defaults, as read from its source) and to a
-function that turns them into a ``parsl_config`` mapping of ours.
+function that turns them into a ``parsl_config`` mapping of ours.  This
+module holds the building blocks and the single-executor classes
+(`SINGLE_EXECUTOR_CLASSES`); `~.ctrl_bps_parsl_multi` adds the classes
+that run several executors and holds the whole table (``SITE_CLASSES``).
 `~.ctrl_bps_parsl_reading` reads a bps file's site section with it;
 `ParslSettings.from_bps_config
 <desc.gen3_workflow.settings.parsl_section.ParslSettings.from_bps_config>`
@@ -19,22 +22,25 @@ import dataclasses
 import os
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import ParslConfigError
 
 __all__ = [
+    "COMMON_KEYS",
     "DOC_PAGE",
-    "MULTI_EXECUTOR_CLASSES",
     "REFUSED_KEYS",
     "REQUIRED",
-    "SITE_CLASSES",
+    "SINGLE_EXECUTOR_CLASSES",
     "SITE_PACKAGE",
     "SiteClass",
     "SiteContext",
     "SiteKey",
     "SiteTranslation",
+    "common_parsl_config",
+    "slurm_keys",
+    "slurm_parsl_config",
 ]
 
 SITE_PACKAGE = "lsst.ctrl.bps.parsl.sites"
@@ -50,11 +56,15 @@ class SiteKey:
 
     name: str
     kind: type
-    """The type ctrl_bps_parsl requires of the value (`int`, `str`, `bool`)."""
+    """The type ctrl_bps_parsl requires (`int`, `str`, `bool`, `list`, `dict`; `float` takes an int)."""
     default: Any
     """ctrl_bps_parsl's default for this class (`None`: unset)."""
     meaning: str
     """What ctrl_bps_parsl does with it (for the documentation)."""
+    unit: str = ""
+    """The unit of a number (``GB``), named when a value is refused."""
+    subkeys: tuple[SiteKey, ...] = ()
+    """A mapping's keys (`dict` kind), checked and defaulted as the section's own."""
 
     @property
     def required(self) -> bool:
@@ -87,6 +97,11 @@ class SiteClass:
     keys: tuple[SiteKey, ...]
     translate: Callable[[SiteSection, SiteContext], dict[str, Any]]
     """Site section (defaults applied) -> our ``parsl_config`` mapping."""
+    entry_sources: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    """Multi-executor classes: for a key of an ``executors`` entry, the site
+    keys its value may come from (``{name}`` is the entry's name, e.g.
+    ``{name}_walltime``; ``small.memory`` is key ``memory`` of ``small``):
+    the one that wins when several are given first, the default's last."""
 
     @property
     def key_names(self) -> tuple[str, ...]:
@@ -115,7 +130,7 @@ class SiteTranslation:
 
 # -- Keys every ctrl_bps_parsl site takes (SiteConfig, site.py) -------------
 
-_COMMON_KEYS = (
+COMMON_KEYS = (
     SiteKey("commandPrefix", str, "", "shell commands run before each job's command, in the job's shell"),
     SiteKey("environment", bool, False, "export the submitting shell's environment before each job"),
     SiteKey("retries", int, 1, "times parsl runs a failed job again"),
@@ -130,6 +145,7 @@ REFUSED_KEYS = {
     "each job's CPU time and peak memory itself (parsl_config.monitoring_resources: true adds parsl's)",
     "run_dir": "parsl's run directory is parsl_runinfo in the submit directory; remove the key",
     "cmd_timeout": "the provider's command timeout is parsl's own; remove the key",
+    "strategy": "blocks are scaled by parsl's default strategy (idle ones end after a while); remove the key",
 }
 """ctrl_bps_parsl keys that this plug-in knowingly does not take, and why."""
 
@@ -159,7 +175,7 @@ def _environment_exports() -> str:
     )
 
 
-def _common(site: SiteSection, *, export_environment: bool = False) -> dict[str, Any]:
+def common_parsl_config(site: SiteSection, *, export_environment: bool = False) -> dict[str, Any]:
     """Our keys for the common ones, on a site whose workers start in blocks.
 
     ``commandPrefix`` and ``environment`` become the blocks' ``worker_init``:
@@ -211,13 +227,14 @@ _LOCAL_KEYS = (SiteKey("cores", int, REQUIRED, "workers of the local HighThrough
 # -- Slurm and its single-executor subclasses (slurm.py, princeton.py, slac.py)
 
 
-def _slurm_keys(
+def slurm_keys(
     *,
     nodes: Any = REQUIRED,
     cores_per_node: int | None = None,
     walltime: Any = REQUIRED,
     mem_per_node: int | None = None,
     qos: str | None = None,
+    constraint: str | None = None,
     singleton: bool = False,
     scheduler_options: str | None = None,
 ) -> tuple[SiteKey, ...]:
@@ -228,9 +245,11 @@ def _slurm_keys(
         SiteKey("walltime", str, walltime, "time limit of each job"),
         SiteKey("mem_per_node", int, mem_per_node, "--mem of each job, GB; default: Slurm's"),
         SiteKey("qos", str, qos, "--qos of each job"),
-        SiteKey("constraint", str, None, "--constraint of each job"),
+        SiteKey("constraint", str, constraint, "--constraint of each job"),
         SiteKey("singleton", bool, singleton, "one job of this workflow's name runs at a time"),
-        SiteKey("exclusive", bool, False, "whole nodes (--exclusive)"),
+        # Their default is False, but their make_executor never passes it to
+        # parsl's SlurmProvider, whose own default (True) is what they run.
+        SiteKey("exclusive", bool, True, "whole nodes (--exclusive)"),
         SiteKey("account", str, None, "--account of each job"),
         SiteKey("scheduler_options", str, scheduler_options, "#SBATCH lines added to each job's script"),
     )
@@ -239,7 +258,10 @@ def _slurm_keys(
 _SLURM_JOB_NAME = re.compile(r"[^A-Za-z0-9_.+-]")
 
 
-def _slurm(site: SiteSection, context: SiteContext, *, export_environment: bool = False) -> dict[str, Any]:
+def slurm_parsl_config(
+    site: SiteSection, context: SiteContext, *, export_environment: bool = False
+) -> dict[str, Any]:
+    """Our keys for `Slurm`'s (and subclasses'): HighThroughput on Slurm; unset keys left out."""
     scheduler_options = [site["scheduler_options"] or ""]
     if site["singleton"]:
         # singleton holds jobs of one name: ctrl_bps_parsl names its blocks
@@ -258,7 +280,7 @@ def _slurm(site: SiteSection, context: SiteContext, *, export_environment: bool 
         "exclusive": site["exclusive"],
         "account": site["account"],
         "scheduler_options": "\n".join(line for line in scheduler_options if line),
-        **_common(site, export_environment=export_environment),
+        **common_parsl_config(site, export_environment=export_environment),
     }
     return {key: value for key, value in values.items() if value is not None}
 
@@ -268,7 +290,7 @@ def _queued_singleton(site: SiteSection, context: SiteContext) -> dict[str, Any]
     (``min_blocks`` 1, ``max_blocks`` 2), workers started by srun, the
     submitting environment exported to them."""
     return {
-        **_slurm(site, context, export_environment=True),
+        **slurm_parsl_config(site, context, export_environment=True),
         "init_blocks": 1,
         "min_blocks": 1,
         "max_blocks": site["max_blocks"],
@@ -291,7 +313,7 @@ def _local_srun_work_queue(site: SiteSection, context: SiteContext) -> dict[str,
         "port": site["port"],
         "worker_options": site["worker_options"],
         "wq_max_retries": site["wq_max_retries"],
-        **_common(site),
+        **common_parsl_config(site),
     }
 
 
@@ -306,7 +328,7 @@ _WORK_QUEUE_KEYS = (
 
 
 def _torque(site: SiteSection, context: SiteContext) -> dict[str, Any]:
-    values = _common(site)
+    values = common_parsl_config(site)
     # Their worker_init goes first (the provider's), then the per-job prefix.
     values["worker_init"] = "\n".join(
         part for part in (site["worker_init"], values.get("worker_init")) if part
@@ -336,25 +358,28 @@ _TORQUE_KEYS = (
     SiteKey("scheduler_options", str, None, "#PBS lines added to each job's script"),
 )
 
-# -- The table -----------------------------------------------------------------
+# -- The single-executor classes ------------------------------------------------
 
-SITE_CLASSES: tuple[SiteClass, ...] = (
-    SiteClass(f"{SITE_PACKAGE}.local.Local", (f"{SITE_PACKAGE}.Local",), _LOCAL_KEYS + _COMMON_KEYS, _local),
+SINGLE_EXECUTOR_CLASSES: tuple[SiteClass, ...] = (
+    SiteClass(f"{SITE_PACKAGE}.local.Local", (f"{SITE_PACKAGE}.Local",), _LOCAL_KEYS + COMMON_KEYS, _local),
     SiteClass(
-        f"{SITE_PACKAGE}.slurm.Slurm", (f"{SITE_PACKAGE}.Slurm",), _slurm_keys() + _COMMON_KEYS, _slurm
+        f"{SITE_PACKAGE}.slurm.Slurm",
+        (f"{SITE_PACKAGE}.Slurm",),
+        slurm_keys() + COMMON_KEYS,
+        slurm_parsl_config,
     ),
     SiteClass(
         f"{SITE_PACKAGE}.princeton.Tiger",
         (),
-        _slurm_keys(nodes=4, cores_per_node=112, walltime="05:00:00", mem_per_node=980, singleton=True)
+        slurm_keys(nodes=4, cores_per_node=112, walltime="05:00:00", mem_per_node=980, singleton=True)
         + (_MAX_BLOCKS_KEY,)
-        + _COMMON_KEYS,
+        + COMMON_KEYS,
         _queued_singleton,
     ),
     SiteClass(
         f"{SITE_PACKAGE}.slac.Sdf",
         (),
-        _slurm_keys(
+        slurm_keys(
             nodes=1,
             cores_per_node=100,
             walltime="02:00:00",
@@ -364,27 +389,17 @@ SITE_CLASSES: tuple[SiteClass, ...] = (
             scheduler_options="#SBATCH --partition=rubin",
         )
         + (_MAX_BLOCKS_KEY,)
-        + _COMMON_KEYS,
+        + COMMON_KEYS,
         _queued_singleton,
     ),
     SiteClass(
         f"{SITE_PACKAGE}.work_queue.LocalSrunWorkQueue",
         (f"{SITE_PACKAGE}.LocalSrunWorkQueue",),
-        _WORK_QUEUE_KEYS + _COMMON_KEYS,
+        _WORK_QUEUE_KEYS + COMMON_KEYS,
         _local_srun_work_queue,
     ),
     SiteClass(
-        f"{SITE_PACKAGE}.torque.Torque", (f"{SITE_PACKAGE}.Torque",), _TORQUE_KEYS + _COMMON_KEYS, _torque
+        f"{SITE_PACKAGE}.torque.Torque", (f"{SITE_PACKAGE}.Torque",), _TORQUE_KEYS + COMMON_KEYS, _torque
     ),
 )
-
-_TRIPLE = "small, medium and large executors chosen by each job's memory"
-_QUADRUPLE = "small, medium, large and xlarge executors chosen by each job's memory"
-MULTI_EXECUTOR_CLASSES: dict[str, str] = {
-    f"{SITE_PACKAGE}.slurm.TripleSlurm": _TRIPLE,
-    f"{SITE_PACKAGE}.TripleSlurm": _TRIPLE,
-    f"{SITE_PACKAGE}.nersc.CoriKnl": f"TripleSlurm's {_TRIPLE}",
-    f"{SITE_PACKAGE}.ccin2p3.Ccin2p3": _QUADRUPLE,
-    f"{SITE_PACKAGE}.Ccin2p3": _QUADRUPLE,
-}
-"""ctrl_bps_parsl classes that run several executors in one run (not yet supported)."""
+"""ctrl_bps_parsl classes that run one executor (the others: `~.ctrl_bps_parsl_multi`)."""

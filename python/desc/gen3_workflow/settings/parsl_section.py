@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ParslConfigError
+from .executor_list import RUN_WIDE_KEYS, check_single_form, read_executor_list
 from .value_checks import (
     EXECUTIONS,
     EXECUTORS,
@@ -26,6 +27,7 @@ from .value_checks import (
     RESOURCE_MONITORS,
     check_values,
     coerce,
+    labels,
 )
 
 __all__ = [
@@ -213,6 +215,26 @@ class ParslSettings:
     runner forks a fresh one; 1 forks a fresh executor for every job (full
     isolation, slower), 0 never recycles."""
 
+    name: str | None = None
+    """The executor's name, shown in status and reports (default: the
+    ``executor`` value); required in each entry of ``executors``."""
+
+    worker_memory: int | None = None
+    """MB: the largest memory request (``requestMemory``) of a job this
+    executor takes, when a run has several (``executors``); each job goes
+    to the executor with the smallest one that fits.  HighThroughput: also
+    the memory each worker claims (parsl's ``mem_per_worker``)."""
+
+    labels: tuple[str, ...] = ()
+    """In an entry of ``executors``: task labels whose jobs always go to
+    this executor (a memory-scaled retry that outgrows it moves on)."""
+
+    executors: tuple[ParslSettings, ...] = ()
+    """Several executors in one run: a list of entries, each with a
+    ``name`` and any of the keys above but the run-wide ones (see
+    `~.executor_list`); the other keys at the top are every entry's
+    defaults.  Empty: one executor, the top-level keys'."""
+
     @classmethod
     def keys(cls) -> tuple[str, ...]:
         """Names of every accepted key, in declaration order."""
@@ -220,7 +242,27 @@ class ParslSettings:
 
     def as_dict(self) -> dict[str, Any]:
         """Every key with its value (what `from_mapping` takes back)."""
-        return dataclasses.asdict(self)
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        # An entry's run-wide keys are the top's: written there only.
+        values["executors"] = [
+            {k: v for k, v in e.as_dict().items() if k not in RUN_WIDE_KEYS} | {"labels": list(e.labels)}
+            for e in self.executors
+        ]
+        del values["labels"]
+        if not self.executors:
+            del values["executors"]
+        else:
+            del values["name"]
+        return values
+
+    def executor_list(self) -> tuple[ParslSettings, ...]:
+        """The run's executors: the ``executors`` entries, or this one."""
+        return self.executors or (self,)
+
+    @property
+    def executor_name(self) -> str:
+        """The executor's name in status and reports."""
+        return self.name or self.executor
 
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any] | None) -> ParslSettings:
@@ -243,6 +285,15 @@ class ParslSettings:
             One line naming the offending key and what it accepts.
         """
         section = dict(section or {})
+        if "executors" in section:
+            entries = section.pop("executors")
+            executors = read_executor_list(section, entries, cls._from_keys)
+            return dataclasses.replace(cls.from_mapping(section), executors=executors)
+        check_single_form(section)
+        return cls._from_keys(section)
+
+    @classmethod
+    def _from_keys(cls, section: dict[str, Any]) -> ParslSettings:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
         for key, value in section.items():
@@ -252,7 +303,7 @@ class ParslSettings:
                 raise ParslConfigError(
                     f"parsl_config.{key}: unknown key{hint}; allowed keys: {', '.join(fields)}"
                 )
-            values[key] = coerce(key, value, fields[key].type)
+            values[key] = labels(value) if key == "labels" else coerce(key, value, fields[key].type)
         settings = cls(**values)
         check_values(settings)
         return settings

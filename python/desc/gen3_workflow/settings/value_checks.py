@@ -20,6 +20,7 @@ __all__ = [
     "RESOURCE_MONITORS",
     "check_values",
     "coerce",
+    "labels",
 ]
 
 EXECUTORS = ("ThreadPool", "WorkQueue", "HighThroughput")
@@ -61,7 +62,7 @@ def check_values(settings: ParslSettings) -> None:
         _at_least("retries", settings.retries, 0)
     for key in ("max_threads", "nodes_per_block", "init_blocks", "max_blocks"):
         _at_least(key, getattr(settings, key), 1)
-    for key in ("max_workers", "cores_per_node", "mem_per_node"):
+    for key in ("max_workers", "cores_per_node", "mem_per_node", "worker_memory"):
         if getattr(settings, key) is not None:
             _at_least(key, getattr(settings, key), 1)
     if settings.cores_per_worker <= 0:
@@ -148,3 +149,12 @@ def coerce(key: str, value: Any, type_name: Any) -> Any:
             f"parsl_config.{key}: expected {_TYPE_NAMES.get(type_name, type_name)}, got {value!r}"
         )
     return value
+
+
+def labels(value: Any) -> tuple[str, ...]:
+    """``labels``: a list of task labels (one label alone is taken too)."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+        raise ParslConfigError(f"parsl_config.labels: expected a list of task labels, got {value!r}")
+    return tuple(value)

@@ -147,14 +147,14 @@ class JobStateStore(ReportQueries):
         ]
         ended = [
             (a.seq, a.number, a.succeeded, a.end, a.exit_code, a.memory, a.message)
-            + (a.cpu, a.max_rss, a.start, a.host)
+            + (a.cpu, a.max_rss, a.start, a.host, a.executor)
             for a in attempts
         ]
         if not rows and not ended:
             return
         with self._transaction() as db:
             db.executemany(
-                f"INSERT OR REPLACE INTO attempts ({self._attempt_columns}) VALUES ({', '.join('?' * 11)})",
+                f"INSERT OR REPLACE INTO attempts ({self._attempt_columns}) VALUES ({', '.join('?' * 12)})",
                 ended,
             )
             db.executemany(
@@ -165,6 +165,23 @@ class JobStateStore(ReportQueries):
                 "WHERE seq = ?",
                 rows,
             )
+
+    def note_label_executor(self, label: str, executor: str) -> None:
+        """Record that jobs of a task label went to an executor (once per
+        pair: what status and the progress table show per label)."""
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO label_executors VALUES (?, ?)", (label, executor))
+
+    def largest_memory_request(self) -> int | None:
+        """The largest memory request (MB) of any quantum job, from the
+        plan's templates (a few per task label); `None` if none asks."""
+        if self._rows.legacy:
+            return None
+        templates = self._rows.templates()
+        # One pass over the jobs, once per submission (~0.2 s at 10^6).
+        used = self._db.execute("SELECT DISTINCT template FROM jobs WHERE kind = ?", (JobKind.QUANTUM.value,))
+        requests = [templates[t].resources.get("memory") for (t,) in used]
+        return max((int(r) for r in requests if r), default=None)
 
     def set_typical_durations(self, medians: dict[str, float]) -> None:
         """Record the median run time of each label's successful jobs (what

@@ -233,6 +233,9 @@ class AttemptRecord:
     host: str | None = None
     """The host that ran it (its node's name), if it said so: none for an
     attempt lost before it started, or recorded before hosts were kept."""
+    executor: str | None = None
+    """The name of the executor it was handed to (none for the init and
+    final jobs, which run locally, or before executors were kept)."""
 
 
 @dataclasses.dataclass(frozen=True)

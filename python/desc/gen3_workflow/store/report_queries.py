@@ -125,10 +125,33 @@ class ReportQueries:
         """Each job whose last attempt recorded the host that ran it: its
         ``seq`` and that host, in ``seq`` order (for summaries: one pass
         over the attempts, as `history_rows` is over the jobs)."""
-        if "host" not in self._attempt_columns.split(", "):
-            return []  # a store from before hosts were kept, read-only
+        return self._of_last_attempts("host")
+
+    def last_executors(self) -> list[tuple[int, str]]:
+        """Each job whose last attempt recorded its executor: its ``seq``
+        and that executor's name, in ``seq`` order."""
+        return self._of_last_attempts("executor")
+
+    def _of_last_attempts(self, column: str) -> list[tuple[int, str]]:
+        if column not in self._attempt_columns.split(", "):
+            return []  # a store from before it was kept, read-only
         # SQLite takes a bare column beside MAX() from the row with the maximum.
         return self._db.execute(
-            "SELECT seq, host FROM (SELECT seq, host, MAX(number) FROM attempts GROUP BY seq) "
-            "WHERE host IS NOT NULL ORDER BY seq"
+            f"SELECT seq, {column} FROM (SELECT seq, {column}, MAX(number) FROM attempts GROUP BY seq) "
+            f"WHERE {column} IS NOT NULL ORDER BY seq"
         ).fetchall()
+
+    def label_executors(self) -> dict[str, list[str]]:
+        """The executors each task label's jobs went to (a table of a few
+        rows: cheap enough for every progress report)."""
+        try:
+            rows = self._db.execute(
+                "SELECT e.label, e.executor FROM label_executors e LEFT JOIN label_order o "
+                "ON o.label = e.label AND o.kind = 'quantum' ORDER BY o.first_seq, e.executor"
+            )
+        except sqlite3.OperationalError:  # a store from before executors were kept
+            return {}
+        found: dict[str, list[str]] = {}
+        for label, executor in rows:
+            found.setdefault(label, []).append(executor)
+        return found

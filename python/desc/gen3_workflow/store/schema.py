@@ -58,7 +58,10 @@ CREATE TABLE IF NOT EXISTS edge_blocks (
 CREATE TABLE IF NOT EXISTS attempts (
     seq INTEGER NOT NULL, number INTEGER NOT NULL, succeeded INTEGER NOT NULL, t_end REAL NOT NULL,
     exit_code INTEGER, memory INTEGER, message TEXT, cpu REAL, max_rss INTEGER, t_start REAL, host TEXT,
-    PRIMARY KEY (seq, number)
+    executor TEXT, PRIMARY KEY (seq, number)
+);
+CREATE TABLE IF NOT EXISTS label_executors (
+    label TEXT NOT NULL, executor TEXT NOT NULL, PRIMARY KEY (label, executor)
 );
 CREATE TABLE IF NOT EXISTS typical (label TEXT PRIMARY KEY, median REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS label_states (
@@ -108,9 +111,9 @@ edges); ``edges`` holds the (parent, child) rows of stores written before."""
 PLAN_COLUMNS = "seq, name, label, kind, data_id, template, words"
 """The columns `write_plan` fills (`~.templates.PlanRow`); the rest start at their defaults."""
 _STATE_COLUMNS = "j.state, j.attempts, j.exit_code, j.t_launched, j.t_running, j.t_end, j.message"
-ATTEMPT_USAGE = ("cpu REAL", "max_rss INTEGER", "t_start REAL", "host TEXT")
+ATTEMPT_USAGE = ("cpu REAL", "max_rss INTEGER", "t_start REAL", "host TEXT", "executor TEXT")
 """The columns of ``attempts`` that stores written before lack (what each
-attempt's payload used, when it started, the host that ran it)."""
+attempt's payload used, when it started, the host and executor that ran it)."""
 RUN_COLUMNS = "name, submit_dir, info, state, pid, host, start_time, end_time, submissions"
 
 
@@ -194,6 +197,10 @@ class JobRows:
         if found is None:
             found = self._read_templates()[template_id]
         return found
+
+    def templates(self) -> dict[int, JobTemplate]:
+        """Every template of the plan, by id."""
+        return self._read_templates()
 
     def _read_templates(self) -> dict[int, JobTemplate]:
         """Every template of the plan, read from the store (they are few)."""
@@ -311,7 +318,7 @@ def ensure_counts(db: sqlite3.Connection, writable: bool) -> None:
 
 def attempt_columns(db: sqlite3.Connection, writable: bool) -> str:
     """The columns to select from ``attempts`` (``seq, number, succeeded,
-    t_end, exit_code, memory, message, cpu, max_rss, t_start, host``); a
+    t_end, exit_code, memory, message, cpu, max_rss, t_start, host, executor``); a
     store written before what attempts used (or their start, or host) was
     kept gets the columns when writable, else NULL in their place."""
     have = {row[1] for row in db.execute("PRAGMA table_info(attempts)")}

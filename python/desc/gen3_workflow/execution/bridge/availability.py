@@ -76,12 +76,13 @@ def check_executor(settings: ParslSettings) -> None:
     SubmissionCheckError
         One line naming ``parsl_config.executor``, why and the alternatives.
     """
-    if "work_queue" in mode_for(settings).needs():
-        reason = work_queue_missing()
-        if reason is not None:
-            raise SubmissionCheckError(work_queue_unusable_message(reason))
-    if (problem := launch_problem(settings)) is not None:
-        raise SubmissionCheckError(problem)
+    for entry in settings.executor_list():
+        if "work_queue" in mode_for(entry).needs():
+            reason = work_queue_missing()
+            if reason is not None:
+                raise SubmissionCheckError(work_queue_unusable_message(reason))
+        if (problem := launch_problem(entry)) is not None:
+            raise SubmissionCheckError(problem)
 
 
 def launcher_description(settings: ParslSettings) -> str | None:

@@ -97,8 +97,16 @@ class ExecutionMode(abc.ABC):
     takes_resource_spec: ClassVar[bool] = False
     """Whether jobs carry parsl's ``parsl_resource_specification``."""
 
+    default_label: ClassVar[str]
+    """The parsl label of its executor when it has no ``name``."""
+
     def __init__(self, settings: ParslSettings) -> None:
         self.settings = settings
+
+    @property
+    def label(self) -> str:
+        """The parsl label of its executor: its ``name``, if it has one."""
+        return self.settings.name or self.default_label
 
     @property
     def remote(self) -> bool:
@@ -220,6 +228,7 @@ class ThreadPoolMode(ExecutionMode):
     runners forked from it, one per thread."""
 
     executor = "ThreadPool"
+    default_label = "thread_pool"
 
     @property
     def site(self) -> str:
@@ -246,7 +255,7 @@ class ThreadPoolMode(ExecutionMode):
         from parsl.executors import ThreadPoolExecutor
 
         run_dir = os.path.join(submit_dir, PARSL_RUN_DIR)
-        return ThreadPoolExecutor(label="thread_pool", max_threads=self.worker_slots(), working_dir=run_dir)
+        return ThreadPoolExecutor(label=self.label, max_threads=self.worker_slots(), working_dir=run_dir)
 
 
 class HighThroughputMode(ExecutionMode):
@@ -255,6 +264,10 @@ class HighThroughputMode(ExecutionMode):
     ``bps submit`` (`relays_locally`)."""
 
     executor = "HighThroughput"
+
+    @property
+    def default_label(self) -> str:  # type: ignore[override]
+        return "htex_local" if self.relays_locally else "htex"
 
     @property
     def remote(self) -> bool:
@@ -289,16 +302,20 @@ class HighThroughputMode(ExecutionMode):
         settings = self.settings
         run_dir = os.path.join(submit_dir, PARSL_RUN_DIR)
         if self.relays_locally:
-            return ThreadPoolExecutor(
-                label="htex_local", max_threads=self.worker_slots(), working_dir=run_dir
-            )
+            return ThreadPoolExecutor(label=self.label, max_threads=self.worker_slots(), working_dir=run_dir)
         return HighThroughputExecutor(
-            label="htex",
+            label=self.label,
             provider=make_provider(settings),
             # One address the managers can reach, not parsl's probe of all of this host's.
             address=worker_address(settings).address,
             max_workers_per_node=settings.max_workers,
             cores_per_worker=settings.cores_per_worker,
+            # A node starts no more workers than its memory holds at this much
+            # each, unless the workers were counted (a node whose memory is
+            # partly used would start none).
+            mem_per_worker=settings.worker_memory / 1024
+            if settings.worker_memory and settings.max_workers is None
+            else None,
             working_dir=run_dir,
             worker_logdir_root=os.path.join(run_dir, "htex_workers"),
             block_error_handler=executors.block_error_handler,
@@ -318,6 +335,7 @@ class WorkQueueMode(ExecutionMode):
     requests; warm runners one per node and run."""
 
     executor = "WorkQueue"
+    default_label = "work_queue"
     takes_resource_spec = True
 
     @property
@@ -366,11 +384,11 @@ class WorkQueueMode(ExecutionMode):
 
         settings = self.settings
         executor = executors.PasswordWorkQueueExecutor(
-            label="work_queue",
+            label=self.label,
             provider=make_provider(settings),
             # Not parsl's default, this host's name, which compute nodes may not resolve.
             address=worker_address(settings).address,
-            working_dir=os.path.join(submit_dir, PARSL_RUN_DIR, "work_queue"),
+            working_dir=os.path.join(submit_dir, PARSL_RUN_DIR, self.label),
             project_password_file=run_secrets.secret_path(submit_dir, run_secrets.WORK_QUEUE_PASSWORD),
             port=settings.port,
             shared_fs=True,

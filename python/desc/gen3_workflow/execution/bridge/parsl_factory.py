@@ -27,14 +27,25 @@ class ParslRunConfig:
     config: Config
     """Ready to hand to `parsl.load`."""
 
-    executor_label: str
-    """Label of the executor that runs quantum jobs."""
+    executors: tuple[tuple[str, ExecutionMode], ...]
+    """The parsl label of each executor that runs quantum jobs, and how
+    the jobs run on it (what it takes, how many at once, ...), in the
+    order ``parsl_config`` lists them."""
 
-    mode: ExecutionMode
-    """How the jobs run (what the executor takes, how many at once, ...)."""
+    @property
+    def executor_label(self) -> str:
+        """The label of the (first) executor."""
+        return self.executors[0][0]
 
-    capacity: int
-    """Most jobs to hand the executor at once."""
+    @property
+    def mode(self) -> ExecutionMode:
+        """How the jobs of the (first) executor run."""
+        return self.executors[0][1]
+
+    @property
+    def capacity(self) -> int:
+        """Most jobs to hand the (first) executor at once."""
+        return self.mode.in_flight()
 
 
 def make_parsl_config(settings: ParslSettings, submit_dir: str, workflow_name: str) -> ParslRunConfig:
@@ -53,11 +64,11 @@ def make_parsl_config(settings: ParslSettings, submit_dir: str, workflow_name: s
     Returns
     -------
     run_config : `ParslRunConfig`
-        The parsl config and the quantum executor's label and abilities.
+        The parsl config and the quantum executors' labels and abilities.
     """
     run_dir = os.path.join(submit_dir, PARSL_RUN_DIR)
-    mode = mode_for(settings)
-    executor = mode.make_executor(submit_dir)
+    modes = [mode_for(entry) for entry in settings.executor_list()]
+    executors = [mode.make_executor(submit_dir) for mode in modes]
     monitoring = None
     if settings.monitoring:
         # Imported only when asked for: it pulls in SQLAlchemy machinery.
@@ -72,7 +83,7 @@ def make_parsl_config(settings: ParslSettings, submit_dir: str, workflow_name: s
         )
     memoizer = BasicMemoizer(checkpoint_mode="task_exit") if settings.checkpoint else None
     config = Config(
-        executors=[executor],
+        executors=executors,
         # The runner retries jobs itself, with new attempts.
         retries=0,
         run_dir=run_dir,
@@ -89,4 +100,4 @@ def make_parsl_config(settings: ParslSettings, submit_dir: str, workflow_name: s
         # intervals, e.g. Slurm's squeue once a minute).
         strategy_period=0.5,
     )
-    return ParslRunConfig(config, executor.label, mode, mode.in_flight())
+    return ParslRunConfig(config, tuple((e.label, mode) for e, mode in zip(executors, modes, strict=True)))

@@ -35,7 +35,7 @@ from ..job_io.processes import kill_processes, run_forks, run_processes
 from ..warm import node_runner
 from ..warm.in_process import prestart_node_runner, prestart_runners, stop_runners, warm_worker
 from ..warm.local_fork import can_fork
-from .modes import RunnerPlace, mode_for
+from .modes import ExecutionMode, RunnerPlace, mode_for
 from .parsl_factory import ParslRunConfig, make_parsl_config
 from .parsl_logging import route_parsl_logging, unroute_parsl_logging
 
@@ -68,7 +68,8 @@ class ParslSession:
 
     def __init__(self, settings: ParslSettings, submit_dir: str, workflow_name: str) -> None:
         self.settings = settings
-        self.mode = mode_for(settings)
+        self.modes = [mode_for(entry) for entry in settings.executor_list()]
+        self._warm_places = {mode.warm_runner for mode in self.modes}
         self.submit_dir = submit_dir
         self._workflow_name = workflow_name
         self._run_config: ParslRunConfig | None = None
@@ -102,46 +103,46 @@ class ParslSession:
             self._log_handler = route_parsl_logging(self.submit_dir, self.settings.log_level)
             with spawn_without_main_script():
                 self._dfk = parsl.load(self._run_config.config)
-            self._say_where_workers_connect(self._dfk)
-            if self.mode.warm_runner is RunnerPlace.EACH_WORKER:
-                self._warm_workers(self._run_config)
+            for label, mode in self._run_config.executors:
+                self._say_where_workers_connect(self._dfk, label)
+                if mode.warm_runner is RunnerPlace.EACH_WORKER:
+                    self._warm_workers(label, mode)
         except BaseException as exc:  # re-raised by `ready` in the run's thread
             self._error = exc
 
-    def _say_where_workers_connect(self, dfk: parsl.DataFlowKernel) -> None:
+    def _say_where_workers_connect(self, dfk: parsl.DataFlowKernel, label: str) -> None:
         """Log how to add a Work Queue worker by hand (its manager's port is
         chosen when it starts)."""
-        assert self._run_config is not None
-        executor = dfk.executors.get(self._run_config.executor_label)
+        executor = dfk.executors.get(label)
         password = getattr(executor, "project_password_file", None)
         port = getattr(executor, "_chosen_port", None)
         if password and port:
             host = getattr(executor, "address", None) or "HOST"
             command = shlex.join(["work_queue_worker", "--password", password, host, str(port)])
             # Printed, as "Submit dir:" is: an operator adds workers from it.
-            print(f"Work Queue manager on port {port}; to add a worker: {command}", flush=True)
+            which = f" of executor {label}" if len(self.modes) > 1 else ""
+            print(f"Work Queue manager{which} on port {port}; to add a worker: {command}", flush=True)
 
-    def _warm_workers(self, run_config: ParslRunConfig) -> None:
+    def _warm_workers(self, label: str, mode: ExecutionMode) -> None:
         """One `warm_worker` app per worker slot: each worker starts its
         runner as soon as it is up, not when its first job comes."""
         from parsl.app.app import python_app
 
-        app = python_app(executors=[run_config.executor_label])(warm_worker)
+        app = python_app(executors=[label])(warm_worker)
         # The workers of the blocks started at once; later blocks warm up on their first job.
-        first_blocks = (
-            self.mode.worker_slots() // self.settings.max_blocks * max(self.settings.init_blocks, 1)
-        )
+        settings = mode.settings
+        first_blocks = mode.worker_slots() // settings.max_blocks * max(settings.init_blocks, 1)
         for _ in range(min(first_blocks, _MOST_WARM_UPS)):
             app(self.submit_dir, self.settings.max_quanta_per_worker)
 
     def warm_up(self) -> None:
         """Start the warm runners that live on this machine, so that they
         import the middleware while the init job runs."""
-        if self.mode.warm_runner is RunnerPlace.THIS_PROCESS:
-            prestart_runners(
-                self.submit_dir, self.settings.max_quanta_per_worker, self.mode.worker_slots(), can_fork()
-            )
-        elif self.mode.node_runner_here:
+        here = [mode for mode in self.modes if mode.warm_runner is RunnerPlace.THIS_PROCESS]
+        if here:
+            slots = sum(mode.worker_slots() for mode in here)
+            prestart_runners(self.submit_dir, self.settings.max_quanta_per_worker, slots, can_fork())
+        if any(mode.node_runner_here for mode in self.modes):
             try:
                 prestart_node_runner(self.submit_dir, self.settings.max_quanta_per_worker, can_fork())
             except Exception as exc:  # the first task starts one then
@@ -177,7 +178,7 @@ class ParslSession:
         if self._closing.is_alive():
             _LOG.warning("parsl did not shut down within %.0f s; stopping what it started", CLOSE_SECONDS)
         left = run_processes(self.submit_dir, SERVICE_VARIABLE)
-        if self._closing.is_alive() and self.mode.warm_runner is RunnerPlace.EACH_NODE:
+        if self._closing.is_alive() and RunnerPlace.EACH_NODE in self._warm_places:
             # A shutdown stuck on threads that wait for this machine's
             # runner (HighThroughput on Local): ending it ends their waits.
             left += _node_runners(self.submit_dir)
@@ -192,15 +193,16 @@ class ParslSession:
                     os.environ[name] = value
 
     def cancel_blocks(self) -> None:
-        """Ask the provider to cancel the executor's blocks (batch jobs) now."""
+        """Ask the providers to cancel the executors' blocks (batch jobs) now."""
         if self._dfk is None or self._run_config is None:
             return
-        executor = self._dfk.executors.get(self._run_config.executor_label)
-        job_ids = list(getattr(executor, "blocks_to_job_id", {}).values())
-        provider = getattr(executor, "provider", None)
-        if job_ids and provider is not None:
-            with contextlib.suppress(Exception):
-                provider.cancel(job_ids)
+        for label, _ in self._run_config.executors:
+            executor = self._dfk.executors.get(label)
+            job_ids = list(getattr(executor, "blocks_to_job_id", {}).values())
+            provider = getattr(executor, "provider", None)
+            if job_ids and provider is not None:
+                with contextlib.suppress(Exception):
+                    provider.cancel(job_ids)
 
     def _shut_down(self) -> None:
         self._loading.join()
@@ -211,11 +213,11 @@ class ParslSession:
         finally:
             if self._log_handler is not None:
                 unroute_parsl_logging(self._log_handler)
-            if self.mode.warm_runner is not RunnerPlace.NONE:
+            if self._warm_places - {RunnerPlace.NONE}:
                 # ThreadPool runners live in this process; Work Queue's node
                 # runners on this machine end with their workers, or here.
                 stop_runners(self.submit_dir)
-                if self.mode.warm_runner is RunnerPlace.EACH_NODE:
+                if RunnerPlace.EACH_NODE in self._warm_places:
                     with contextlib.suppress(Exception):
                         kill_processes(_node_runners(self.submit_dir))
 

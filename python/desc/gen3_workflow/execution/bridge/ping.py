@@ -23,6 +23,7 @@ import yaml
 
 from ...errors import ParslConfigError
 from ...host.environment import prepare_environment
+from ...reporting.executors import executor_descriptions
 from ...settings.parsl_section import ParslSettings
 from ...store.run_index import index_path
 from ..job_io.run_secrets import WORK_QUEUE_PASSWORD
@@ -138,28 +139,41 @@ def ping(settings: ParslSettings | None = None, origin: str = "defaults") -> tup
     settings = settings or ParslSettings()
     # Jobs and workers find parsl's scripts through this PATH; check that one.
     prepare_environment()
-    mode = mode_for(settings)
+    modes = [mode_for(entry) for entry in settings.executor_list()]
+    needed = {need for mode in modes for need in mode.needs()}
     needs = {
-        check_work_queue: "work_queue" in mode.needs(),
-        check_high_throughput: "high_throughput" in mode.needs(),
-        check_slurm: "slurm" in mode.needs(),
+        check_work_queue: "work_queue" in needed,
+        check_high_throughput: "high_throughput" in needed,
+        check_slurm: "slurm" in needed,
     }
-    if "torque" in mode.needs():
+    if "torque" in needed:
         needs[check_torque] = True
     checks = [check_parsl()]
-    for check, needed in needs.items():
-        result = check(needed)
-        checks.append(dataclasses.replace(result, required=needed, unused=not needed))
+    for check, is_needed in needs.items():
+        result = check(is_needed)
+        checks.append(dataclasses.replace(result, required=is_needed, unused=not is_needed))
     checks.append(check_run_index())
-    checks.append(check_memory_requests(mode))
-    checks.append(check_authentication(mode))
-    if (launcher := check_launcher(settings)) is not None:
-        checks.append(launcher)
-    if mode.remote and not mode.relays_locally:
-        checks.append(Check("Worker address", True, worker_address(settings).line()))
+    several = len(modes) > 1
+    described = dict(executor_descriptions(settings.as_dict()))
+    for mode in modes:
+        name = mode.settings.executor_name
+        # Each executor's own checks, named after it when there are several.
+        own = [check_memory_requests(mode), check_authentication(mode)]
+        if (launcher := check_launcher(mode.settings)) is not None:
+            own.append(launcher)
+        if mode.remote and not mode.relays_locally:
+            own.append(Check("Worker address", True, worker_address(mode.settings).line()))
+        if several:
+            checks.append(Check(f"Executor {name}", True, described[name]))
+            own = [dataclasses.replace(c, name=f"{c.name} ({name})") for c in own]
+        checks += own
     status = 1 if any(c.required and not c.ok for c in checks) else 0
-    provider = f", provider {settings.provider}" if mode.needs() != () else ""
-    header = f"gen3_workflow ping for executor {settings.executor}{provider} (settings from {origin}):"
+    if several:
+        what = "executors " + ", ".join(mode.settings.executor_name for mode in modes)
+    else:
+        provider = f", provider {settings.provider}" if modes[0].needs() != () else ""
+        what = f"executor {settings.executor}{provider}"
+    header = f"gen3_workflow ping for {what} (settings from {origin}):"
     return status, "\n".join([header, *(c.line() for c in checks)])
 
 

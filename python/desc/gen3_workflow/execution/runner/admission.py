@@ -14,20 +14,31 @@ in flight, never to the workflow.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable
 
 from ...store.job_store import JobStateStore
 from ...store.records import JobRecord
-from .scheduler import MemoryBudget, Scheduler
+from .routing import Lane, Router
+from .scheduler import Scheduler
 
-__all__ = ["READ_AHEAD", "Admission"]
+__all__ = ["MOST_HELD", "READ_AHEAD", "Admission"]
 
 READ_AHEAD = 128
 """How many more ready jobs' records to read with those a pass needs."""
 
+MOST_HELD = 4 * READ_AHEAD
+"""Most jobs held for an executor without room, in all."""
+
 
 class Admission:
-    """Hands out ready jobs, within the memory budget, with their records.
+    """Hands out ready jobs, each to the executor that takes it, as many as
+    the executors have room for, with their records.
+
+    A job whose executor has no room now is held (in priority order, per
+    executor) and goes first when that executor has room again, while the
+    jobs of other executors go on; at most `MOST_HELD` are held in all, so
+    what the runner keeps is bounded by what is in flight.
 
     Parameters
     ----------
@@ -35,8 +46,8 @@ class Admission:
         The run's store.
     scheduler : `Scheduler`
         The run's ready jobs.
-    budget : `MemoryBudget`
-        The memory the jobs in flight may ask for.
+    router : `~.routing.Router`
+        The run's executors.
     memory_of : callable
         This attempt's memory request (MB) of a job, `None` for none.
     """
@@ -45,36 +56,58 @@ class Admission:
         self,
         store: JobStateStore,
         scheduler: Scheduler,
-        budget: MemoryBudget,
+        router: Router,
         memory_of: Callable[[JobRecord], int | None],
     ) -> None:
         self.store = store
         self.scheduler = scheduler
-        self.budget = budget
+        self.router = router
         self.memory_of = memory_of
         self._records: dict[int, JobRecord] = {}
         """Records read ahead, of jobs not handed out yet."""
+        self._held: dict[str, collections.deque[tuple[JobRecord, int | None]]] = {
+            lane.name: collections.deque() for lane in router.lanes
+        }
+        self.unroutable: list[tuple[JobRecord, int | None]] = []
+        """Jobs no executor takes (see `~.routing.Router.why_none`), for the
+        runner to fail."""
 
-    def take(self, free: int) -> list[tuple[JobRecord, int | None]]:
-        """Up to ``free`` ready jobs, highest priority first, as many as the
-        memory budget holds (each with its memory request, claimed from the
-        budget); those that do not fit stay ready."""
-        if free <= 0 or not self.scheduler.ready or self.budget.full:
-            return []
-        seqs = self.scheduler.take(free)
-        if any(seq not in self._records for seq in seqs):
-            self._read(seqs)
-        taken: list[tuple[JobRecord, int | None]] = []
-        for i, seq in enumerate(seqs):
-            job = self._records[seq]
-            memory = self.memory_of(job)
-            if not self.budget.take(memory):
-                # Held back until a job in flight gives its memory back.
-                for held in seqs[i:]:
-                    self.scheduler.put_back(held)
-                break
-            del self._records[seq]
-            taken.append((job, memory))
+    @property
+    def held(self) -> int:
+        """Jobs taken from the scheduler, waiting for their executor."""
+        return sum(len(held) for held in self._held.values())
+
+    def put_back_held(self) -> None:
+        """Make the held jobs ready again (the run stops handing out)."""
+        for held in self._held.values():
+            while held:
+                self.scheduler.put_back(held.popleft()[0].seq)
+
+    def take(self) -> list[tuple[JobRecord, int | None, Lane]]:
+        """Ready jobs for the executors with room, highest priority first
+        within each, each with its memory request (claimed from its
+        executor's budget) and its executor."""
+        taken: list[tuple[JobRecord, int | None, Lane]] = []
+        for lane in self.router.lanes:
+            held = self._held[lane.name]
+            while held and lane.claim(held[0][1]):
+                job, memory = held.popleft()
+                taken.append((job, memory, lane))
+        while self.scheduler.ready and not self.router.full and self.held < MOST_HELD:
+            seqs = self.scheduler.take(max(self.router.free(), 1))
+            if any(seq not in self._records for seq in seqs):
+                self._read(seqs)
+            for seq in seqs:
+                job = self._records.pop(seq)
+                memory = self.memory_of(job)
+                route = self.router.lane_for(job, memory)
+                if route is None:
+                    self.unroutable.append((job, memory))
+                elif not self._held[route.name] and route.claim(memory):
+                    taken.append((job, memory, route))
+                else:
+                    # Until a job in flight on that executor gives room back.
+                    self._held[route.name].append((job, memory))
         return taken
 
     def _read(self, seqs: list[int]) -> None:

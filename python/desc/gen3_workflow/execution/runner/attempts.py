@@ -20,7 +20,7 @@ from parsl.dataflow.futures import AppFuture
 from parsl.dataflow.states import States
 
 from ...constants import CANCELLED_EXIT_CODE
-from ...store.records import JobRecord
+from ...store.records import AttemptRecord, JobRecord
 from ..job_io.markers import ExitRecord, read_start_and_first_host, started_host
 from ..job_io.oom import OOM_MESSAGE, was_oom_kill
 
@@ -29,6 +29,7 @@ __all__ = [
     "Attempt",
     "Outcome",
     "attempt_host",
+    "attempt_record",
     "exit_message",
     "log_written_since",
     "moved_note",
@@ -76,6 +77,8 @@ class Attempt:
     oom_kills: int | None = None
     """The OOM killer's count in the runner's memory cgroup when it was
     submitted (jobs the runner's host runs unsupervised)."""
+    executor: str = ""
+    """The name of the executor it was handed to."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,6 +173,40 @@ def moved_note(attempt: Attempt, host: str | None) -> str | None:
     if not attempt.first_host or not host or host == attempt.first_host:
         return None
     return f"its first host, {attempt.first_host}, was lost; run again on {host}"
+
+
+def attempt_record(
+    attempt: Attempt, result: Outcome, record: ExitRecord | None, now: float, submit_dir: str
+) -> AttemptRecord:
+    """How an attempt ended, as the store keeps it.
+
+    The payload's own start and end where the job recorded them (its
+    node's clock): wall times without the time it queued; else it ended
+    ``now``.  Its message says if its first host was lost under it.
+    """
+    job = attempt.job
+    start = None if record is None else record.start
+    end = now if start is None or record is None else record.time
+    cpu, max_rss = (None, None) if record is None else (record.cpu, record.max_rss)
+    host = attempt_host(record, submit_dir, job.seq)
+    message = result.message
+    if moved := moved_note(attempt, host):
+        message = f"{message}; {moved}" if message else moved
+    code = 0 if result.succeeded else result.exit_code
+    return AttemptRecord(
+        job.seq,
+        attempt.number,
+        result.succeeded,
+        end,
+        code,
+        attempt.memory,
+        message,
+        cpu,
+        max_rss,
+        start,
+        host,
+        attempt.executor or None,
+    )
 
 
 def with_oom_kill(result: Outcome, attempt: Attempt) -> Outcome:

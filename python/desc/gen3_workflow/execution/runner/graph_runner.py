@@ -25,21 +25,20 @@ from typing import Protocol
 from ...host.environment import prepare_environment
 from ...settings.parsl_section import ParslSettings
 from ...store.job_store import JobStateStore
-from ...store.records import AttemptRecord, JobKind, JobRecord, JobState, JobUpdate, RunState
-from ..bridge.modes import mode_for
+from ...store.records import JobKind, JobRecord, JobState, JobUpdate, RunState
 from ..bridge.parsl_session import ParslSession
-from ..bridge.submitters import Submitter
 from ..job_io import markers
 from ..job_io.cancel import take_cancel_request
 from ..job_io.oom import RecentOomKills
 from ..job_io.processes import kill_run_processes
 from ..warm.local_fork import ForkedJob
 from .admission import Admission
-from .attempts import Attempt, attempt_host, moved_note, outcome, seen_running, with_oom_kill
+from .attempts import Attempt, attempt_record, outcome, seen_running, with_oom_kill
 from .in_flight import InFlight
 from .local_jobs import final_job_held, prepare_forks, run_and_record
 from .retry_rules import RetryBook
-from .scheduler import MemoryBudget, Scheduler, has_pending_quanta, scheduler_for
+from .routing import Router, router_for
+from .scheduler import Scheduler, has_pending_quanta, scheduler_for
 from .store_batch import StoreBatch
 from .watchdog import CHECK_SECONDS, Watchdog
 
@@ -109,13 +108,16 @@ class GraphRunner:
         self._progress: ProgressDisplay | None = None
         self._make_progress = progress
         self._in_flight = InFlight(submit_dir)
-        mode = mode_for(settings)
-        self._retries = RetryBook(settings.retries, mode.node_memory())
-        self._budget = MemoryBudget(mode.memory_budget() if settings.enforce_resources else None)
+        # The limit of memory-scaled retries is the executors' (`_run_quanta`).
+        self._retries = RetryBook(settings.retries, None)
         self._batch = StoreBatch(store, submit_dir)
         self._marked: set[int] = set()
         """Jobs with files of an earlier submission (see `_submit_ready`)."""
         self._oom_kills = RecentOomKills(FLUSH_SECONDS)
+        self._router: Router
+        """The run's executors (set when the quantum jobs start)."""
+        self._label_executors: set[tuple[str, str]] = set()
+        """(task label, executor) pairs recorded in the store."""
 
     def run(self) -> RunState:
         """Run every job that has not succeeded yet, then the final job.
@@ -210,15 +212,16 @@ class GraphRunner:
         self._progress = self._make_progress() if self._make_progress is not None else None
         watchdog = Watchdog(
             self.submit_dir,
-            self.settings.executor,
+            "/".join(sorted({mode.executor for _, mode in run_config.executors})),
             self.settings.return_grace,
             self.settings.stuck_factor,
             self.settings.stuck_min_seconds,
         )
         try:
-            submit = Submitter(run_config.mode, run_config.executor_label, self.submit_dir)
+            router = router_for(run_config.executors, self.submit_dir)
+            self._retries.node_memory = router.memory_cap()
             self._marked = markers.marked_jobs(self.submit_dir)
-            self._loop(scheduler, submit, watchdog, run_config.capacity)
+            self._loop(scheduler, router, watchdog)
         finally:
             if self._progress is not None:
                 self._progress.close()
@@ -241,9 +244,8 @@ class GraphRunner:
     def _loop(
         self,
         scheduler: Scheduler,
-        submit: Submitter,
+        router: Router,
         watchdog: Watchdog,
-        capacity: int,
     ) -> None:
         """Until nothing is left to run (or a cancel has drained): submit
         what is ready, record what ended, watch what is in flight.  Work
@@ -253,10 +255,11 @@ class GraphRunner:
         next_poll = next_check = time.monotonic()
         next_flush = next_poll + FLUSH_SECONDS
         drain_deadline: float | None = None
-        admission = Admission(self.store, scheduler, self._budget, self._retries.memory)
-        while self._in_flight or (scheduler.ready and drain_deadline is None):
+        admission = Admission(self.store, scheduler, router, self._retries.memory)
+        self._router = router
+        while self._in_flight or ((scheduler.ready or admission.held) and drain_deadline is None):
             if drain_deadline is None:
-                self._submit_ready(admission, submit, capacity)
+                self._submit_ready(admission, scheduler)
             self._in_flight.wait(max(min(next_poll, next_flush) - time.monotonic(), 0.0))
             now = time.time()
             self._handle_finished(scheduler, watchdog, now)
@@ -288,9 +291,19 @@ class GraphRunner:
                 self._batch.flush()
         self._batch.flush()
 
-    def _submit_ready(self, admission: Admission, submit: Submitter, capacity: int) -> None:
+    def _submit_ready(self, admission: Admission, scheduler: Scheduler) -> None:
         now = time.time()
-        for job, memory in admission.take(capacity - len(self._in_flight)):
+        for job, memory in admission.unroutable:
+            self._batch.record(
+                JobUpdate(job.seq, JobState.FAILED, now, message=self._router.why_none(memory))
+            )
+            self._batch.record(
+                JobUpdate(seq, JobState.DEP_FAIL, now, 0, message="a job it depends on failed")
+                for seq in scheduler.failed(job.seq)
+            )
+        admission.unroutable.clear()
+        for job, memory, lane in admission.take():
+            submit = lane.submit
             number = self._retries.started(job)
             # Only a retry, or a job an earlier submission left files of,
             # has any to clear: not 10^6 misses on the file system.
@@ -298,6 +311,10 @@ class GraphRunner:
                 markers.prepare_attempt(self.submit_dir, job.seq)
             supervised = submit.supervises(job)
             attempt = Attempt(job, number, submit(job, memory), now, memory=memory, supervised=supervised)
+            attempt.executor = lane.name
+            if (job.label, lane.name) not in self._label_executors:
+                self._label_executors.add((job.label, lane.name))
+                self.store.note_label_executor(job.label, lane.name)
             if not supervised and not submit.mode.remote:
                 attempt.oom_kills = self._oom_kills()
             self._in_flight.add(attempt)
@@ -335,25 +352,13 @@ class GraphRunner:
         """Record how an attempt ended; release, retry or block what follows."""
         job = attempt.job
         self._in_flight.conclude(attempt)
-        self._budget.give_back(attempt.memory)
+        self._router.by_name[attempt.executor].release(attempt.memory)
         record = markers.read_exit(self.submit_dir, job.seq)
         result = with_oom_kill(outcome(attempt, error, record, self._cancelled), attempt)
         job.attempts = attempt.number
-        message = result.message
-        # The payload's own start and end where the job recorded them (its
-        # node's clock): wall times without the time it queued.
-        start = None if record is None else record.start
-        end = now if start is None or record is None else record.time
-        usage = (None, None, start) if record is None else (record.cpu, record.max_rss, start)
-        host = attempt_host(record, self.submit_dir, job.seq)
-        if moved := moved_note(attempt, host):
-            message = f"{message}; {moved}" if message else moved
-        code = 0 if result.succeeded else result.exit_code
-        self._batch.ended(
-            AttemptRecord(
-                job.seq, attempt.number, result.succeeded, end, code, attempt.memory, message, *usage, host
-            )
-        )
+        ended = attempt_record(attempt, result, record, now, self.submit_dir)
+        self._batch.ended(ended)
+        message, start, end = ended.message, ended.start, ended.end
         if result.succeeded:
             # Its record goes once the store says exec_done: a kill -9 in
             # between must not make a restart run it again (a returning
