@@ -16,7 +16,7 @@ LATEST_PYTHON ?= $(firstword $(wildcard /root/.pyenv/versions/3.12*/bin/python3.
 LATEST_PYTEST_ARGS ?= -ra --durations=15 tests
 LATEST_INSTALLED := $(LATEST_VENV)/.gen3wf-installed
 
-.PHONY: demo test test-leg1 lint setup system-packages clean-demo bench bench-scale test-latest
+.PHONY: demo test test-leg1 lint setup system-packages clean-demo bench bench-scale bench-routing test-latest
 
 setup: $(INSTALLED)
 
@@ -99,6 +99,11 @@ bench: setup $(OFFICIAL_VENV)/.installed
 BENCH_SCALE_ARGS ?=
 bench-scale: setup
 	$(PY) -m desc.gen3_workflow.benchmarks.bench_scale $(BENCH_SCALE_ARGS)
+
+# Large-memory worker slots booked with and without routing jobs by memory
+# (parsl_config.executors), on a private Slurm cluster; needs root.
+bench-routing: setup
+	$(PY) -m desc.gen3_workflow.benchmarks.bench_routing $(BENCH_ROUTING_ARGS)
 
 # The second test leg: Python 3.12/3.13 with the newest LSST middleware from
 # PyPI, as a user of a current lsst_distrib has it.  No Work Queue bindings

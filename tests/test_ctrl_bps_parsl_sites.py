@@ -710,3 +710,10 @@ def test_doc_page_lists_every_class_and_key_and_its_examples_translate():
         assert translated == ParslSettings.from_mapping(yaml.safe_load(parsl_block)["parsl_config"])
     assert "(ctrl_bps_parsl.md)" in (ROOT / "doc" / "parsl_config.md").read_text()
     assert "(doc/ctrl_bps_parsl.md)" in (ROOT / "README.md").read_text()
+
+
+def test_their_parsl_log_level_is_read(tmp_path):
+    site = {"class": f"{SITES}.Local", "cores": 2}
+    assert settings_of(tmp_path, site, parsl={"log_level": "warn"}).log_level == "WARNING"
+    with pytest.raises(ParslConfigError, match=r"^parsl\.log_level \(as parsl_config\.log_level\): unknown"):
+        settings_of(tmp_path, site, parsl={"log_level": "LOUD"})

@@ -74,3 +74,16 @@ def test_every_command_block_is_run_or_marked() -> None:
             assert problem is None, f"{block.id} is marked {reason!r}, but {problem}:\n{block.text}"
         if block.language == "console":
             assert any(line.startswith("$ ") for line in block.text.splitlines()), block.id
+
+
+def test_parsl_config_blocks_of_the_readme_and_reference_are_accepted() -> None:
+    """Every ``parsl_config:`` example of the README and the reference
+    validates, the several-executor ones with their entries."""
+    several = 0
+    for page in (ROOT / "README.md", ROOT / "doc" / "parsl_config.md"):
+        for match in FENCE.finditer(page.read_text()):
+            if not match.group(2).lstrip().startswith("parsl_config"):
+                continue
+            settings = ParslSettings.from_mapping(yaml.safe_load(match.group(2))["parsl_config"])
+            several += len(settings.executor_list()) > 1
+    assert several >= 2

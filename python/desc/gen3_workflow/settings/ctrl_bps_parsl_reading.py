@@ -279,7 +279,18 @@ def site_translation(config: Any) -> SiteTranslation | None:
     found, section = config.search(f".site.{name}", opt={"default": None})
     if not found or not hasattr(section, "items") or "class" not in section:
         return None
-    return site_parsl_config(str(name), _read_values(section), workflow_name(config))
+    translation = site_parsl_config(str(name), _read_values(section), workflow_name(config))
+    # Their one key outside the site: the level of parsl's log (ours: what reaches the terminal).
+    found, level = config.search(".parsl.log_level", opt={"default": None})
+    if found and level is not None:
+        level = str(level).upper()
+        translation.parsl_config["log_level"] = _LOG_LEVEL_NAMES.get(level, level)
+        translation.sources["log_level"] = "parsl.log_level"
+    return translation
+
+
+_LOG_LEVEL_NAMES = {"WARN": "WARNING", "FATAL": "CRITICAL"}
+"""ctrl_bps_parsl's ``parsl.log_level`` words that Python spells otherwise."""
 
 
 def _read_values(section: Any, path: str = "") -> dict[str, Any]:
@@ -343,6 +354,5 @@ def relabel_error(
     source = translation.sources.get(ours) or translation.sources.get(key)
     if source is None or key in own or (entry is not None and "executors" in own):
         return error
-    return ParslConfigError(
-        f"site.{translation.site}.{source} (as parsl_config.{ours}):{str(error)[match.end() :]}"
-    )
+    where = source if source.startswith("parsl.") else f"site.{translation.site}.{source}"
+    return ParslConfigError(f"{where} (as parsl_config.{ours}):{str(error)[match.end() :]}")
