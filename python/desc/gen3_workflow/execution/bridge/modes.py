@@ -29,13 +29,11 @@ import abc
 import enum
 import os
 import re
-import shlex
 from typing import TYPE_CHECKING, ClassVar
 
 import psutil
 
 from ...settings.parsl_section import ParslSettings
-from ..job_io import run_secrets
 
 if TYPE_CHECKING:
     from parsl.executors.base import ParslExecutor
@@ -293,41 +291,14 @@ class HighThroughputMode(ExecutionMode):
         return ("high_throughput", *self.batch_system())
 
     def make_executor(self, submit_dir: str) -> ParslExecutor:
-        from parsl.executors import HighThroughputExecutor, ThreadPoolExecutor
+        from parsl.executors import ThreadPoolExecutor
 
-        from . import executors
-        from .providers import make_provider
-        from .worker_address import worker_address
+        from .executors import high_throughput_executor
 
-        settings = self.settings
         run_dir = os.path.join(submit_dir, PARSL_RUN_DIR)
         if self.relays_locally:
             return ThreadPoolExecutor(label=self.label, max_threads=self.worker_slots(), working_dir=run_dir)
-        return HighThroughputExecutor(
-            label=self.label,
-            provider=make_provider(settings),
-            # One address the managers can reach, not parsl's probe of all of this host's.
-            address=worker_address(settings).address,
-            max_workers_per_node=settings.max_workers,
-            cores_per_worker=settings.cores_per_worker,
-            # A node starts no more workers than its memory holds at this much
-            # each, unless the workers were counted (a node whose memory is
-            # partly used would start none).
-            mem_per_worker=settings.worker_memory / 1024
-            if settings.worker_memory and settings.max_workers is None
-            else None,
-            working_dir=run_dir,
-            worker_logdir_root=os.path.join(run_dir, "htex_workers"),
-            block_error_handler=executors.block_error_handler,
-            # A node lost without a word (scancel, a crash) is noticed after
-            # HEARTBEAT_THRESHOLD s instead of parsl's 120; its jobs are retried.
-            heartbeat_period=executors.HEARTBEAT_PERIOD,
-            heartbeat_threshold=executors.HEARTBEAT_THRESHOLD,
-            # CurveZMQ between the interchange and the workers (parsl's
-            # default, stated so that it stays on): nobody else on the
-            # network can hand a worker a task or read its results.
-            encrypted=True,
-        )
+        return high_throughput_executor(self.settings, self.label, run_dir)
 
 
 class WorkQueueMode(ExecutionMode):
@@ -378,41 +349,15 @@ class WorkQueueMode(ExecutionMode):
         worker).  The manager takes only workers that know the run's
         password (`~..job_io.run_secrets`, made by the session before this runs);
         parsl gives every worker it starts ``--password``."""
-        from . import executors
-        from .providers import make_provider
-        from .worker_address import worker_address
+        from .executors import work_queue_executor
 
-        settings = self.settings
-        executor = executors.PasswordWorkQueueExecutor(
-            label=self.label,
-            provider=make_provider(settings),
-            # Not parsl's default, this host's name, which compute nodes may not resolve.
-            address=worker_address(settings).address,
-            working_dir=os.path.join(submit_dir, PARSL_RUN_DIR, self.label),
-            project_password_file=run_secrets.secret_path(submit_dir, run_secrets.WORK_QUEUE_PASSWORD),
-            port=settings.port,
-            shared_fs=True,
-            max_retries=settings.wq_max_retries,
-            # parsl pastes worker_options into a shell command line: re-quote it
-            # word by word so that metacharacters reach the worker as literal text.
-            worker_options=shlex.join(shlex.split(settings.worker_options)),
-            # parsl turns Work Queue's resource monitor on only with autolabel;
-            # a job's explicit request still wins over labels, and exceeding
-            # it is then a failure, not a retry.  By default the job
-            # supervisor measures memory instead.
-            autolabel=self.memory_enforcement is MemoryEnforcement.WORK_QUEUE,
-            autocategory=True,
-        )
-        # Its constructor takes no handler (parsl 2026.10): set it afterwards.
-        executor.block_error_handler = executors.block_error_handler
-        if settings.in_process:
-            # Only the plug-in's own python apps can skip parsl's imports; a
-            # bash app's function needs parsl.dataflow to be unpickled, so the
-            # fast start would import most of parsl and then hand over to
-            # parsl's script, which imports it again (measured: 408 s against
-            # 67 s for 200 null jobs in tests/test_watchdog_e2e.py's soak).
-            executors.fast_task_start(executor)
-        return executor
+        # parsl turns Work Queue's resource monitor on only with autolabel;
+        # a job's explicit request still wins over labels, and exceeding it
+        # is then a failure, not a retry.  By default the job supervisor
+        # measures memory instead.
+        autolabel = self.memory_enforcement is MemoryEnforcement.WORK_QUEUE
+        working_dir = os.path.join(submit_dir, PARSL_RUN_DIR, self.label)
+        return work_queue_executor(self.settings, self.label, submit_dir, working_dir, autolabel)
 
     def needs(self) -> tuple[str, ...]:
         return ("work_queue", *self.batch_system())
