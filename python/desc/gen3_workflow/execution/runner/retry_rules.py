@@ -101,7 +101,7 @@ def _more_memory(resources: dict[str, Any], failures: int, node_memory: int | No
             return RetryDecision(
                 False,
                 why_not=f"its memory request is already at the limit of {cap} MB (requestMemoryMax, "
-                "memoryLimit or a node's memory)",
+                "memoryLimit, a node's memory or the largest executor's worker_memory)",
             )
         wanted = min(wanted, cap)
     return RetryDecision(True, memory=wanted)
