@@ -40,13 +40,15 @@ def _executors_of(submit_dir: str) -> dict[str, Counter[str]]:
     return found
 
 
-def test_thread_pool_and_high_throughput_in_one_run(demo_repo: str, tmp_path: Path) -> None:
-    """Small jobs on a ThreadPool, calibrate (4096 MB) on HighThroughput;
-    every output registered; status, report and summary name both."""
+def test_thread_pool_and_high_throughput_in_one_run(demo_repo: str, tmp_path: Path, slurm_cluster) -> None:
+    """Small jobs on a ThreadPool of bps submit, calibrate (4096 MB) on
+    HighThroughput blocks of the private Slurm cluster; every output
+    registered; status, report and summary name both."""
+    slurm = {"provider": "Slurm", "partition": slurm_cluster.partition, "walltime": "00:20:00"}
     parsl_config = {
         "retries": 0,
         "executors": [
-            {"name": "large", "executor": "HighThroughput", "max_workers": 1, "worker_memory": 8192},
+            {"name": "large", "executor": "HighThroughput", **slurm, "max_workers": 1, "worker_memory": 8192},
             {"name": "small", "executor": "ThreadPool", "max_threads": 2, "worker_memory": 2048},
         ],
     }
@@ -57,7 +59,7 @@ def test_thread_pool_and_high_throughput_in_one_run(demo_repo: str, tmp_path: Pa
         pipeline="demo_sfp",
         pipetask={"calibrate": {"requestMemory": 4096}},
     )
-    result = run_bps("submit", str(bps_file), cwd=tmp_path)
+    result = run_bps("submit", str(bps_file), cwd=tmp_path, env=slurm_cluster.env, timeout=400)
     assert result.returncode == 0, result.output
     assert run_record(result.submit_dir).state == RunState.SUCCEEDED
     assert registered_outputs(result.submit_dir) == expected_outputs(N_VISITS, N_DETECTORS, SFP_LABELS)
@@ -68,7 +70,7 @@ def test_thread_pool_and_high_throughput_in_one_run(demo_repo: str, tmp_path: Pa
         "calibrate": Counter(large=n),
     }
     report = run_bps("report", "--id", result.submit_dir, cwd=tmp_path, env=SERVICE_ENV, timeout=120)
-    assert "EXECUTOR large (HighThroughput on Local, requests 2049-8192 MB): calibrate" in report.output
+    assert "EXECUTOR large (HighThroughput on Slurm, requests 2049-8192 MB): calibrate" in report.output
     assert "EXECUTOR small (ThreadPool, requests up to 2048 MB): isr, characterizeImage" in report.output
     summary = subprocess.run(
         [sys.executable, "-m", "desc.gen3_workflow.cli.summary", "--json", result.submit_dir],
@@ -78,6 +80,12 @@ def test_thread_pool_and_high_throughput_in_one_run(demo_repo: str, tmp_path: Pa
     )
     assert summary.returncode == 0, summary.stderr
     assert json.loads(summary.stdout)["executors"] == {"small": 2 * n, "large": n}
+    # "large" ran in a block that Slurm started; "small" started none.
+    found = Path(result.submit_dir, "parsl_runinfo").glob("**/submit_scripts/*")
+    scripts = [path.read_text() for path in found if path.suffix not in (".stdout", ".stderr")]
+    assert scripts and all(f"#SBATCH --partition={slurm_cluster.partition}" in s for s in scripts), scripts
+    assert all("--job-name=parsl.large." in s for s in scripts)
+    wait_for(lambda: slurm_cluster.job_ids() == [], "no Slurm job left", 60)
 
 
 @requires_work_queue
