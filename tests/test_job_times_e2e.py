@@ -97,7 +97,11 @@ def test_never_more_jobs_shown_running_than_workers(demo_repo: str, tmp_path: Pa
     # start in a new process (process mode), not the time it queued.
     isr = summarize(load_job_history(submit_dir))["labels"]["isr"]
     print(name, "isr wall mean", isr["wall_time_mean"], "queue mean", isr["queue_time_mean"])
-    assert SLEEP <= isr["wall_time_mean"] < (SLEEP + 8.0 if "process" in name else SLEEP + 0.5), isr
+    # (Generous bounds: on a loaded 2-core CI machine a warm quantum's own
+    # overhead reached 0.7 s; the queue time, which must not be in it, is
+    # seconds: the workers' start.)
+    assert SLEEP <= isr["wall_time_mean"] < (SLEEP + 8.0 if "process" in name else SLEEP + 2.0), isr
+    assert all(j.t_running >= j.t_launched for j in quanta if j.t_launched is not None)
     # Where each attempt ran, as the job (wrapper, supervisor, warm runner) recorded it.
     graph = ParslGraph.restore(submit_dir)
     hosts = {attempt.host for quantum in quanta for attempt in graph.attempts(quantum.name)}
