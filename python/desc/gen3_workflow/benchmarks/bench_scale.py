@@ -73,6 +73,9 @@ from .scale_tables import fmt, print_ratios, print_restarts, print_run, print_ta
 __all__ = ["main"]
 
 EXECUTORS = ("ThreadPool", "HighThroughput")
+SETTLE_SECONDS = 65.0
+"""After removing the files of many runs, how long to wait before the next
+size's runs (see ``deferred`` in `main`)."""
 
 
 def _null_run_command(
@@ -270,24 +273,44 @@ def main(argv: list[str] | None = None) -> None:
     restarts: dict[tuple[str, int], dict[str, Any]] = {}
     everything: list[dict[str, Any]] = []
     cleanup: Callable[[str], None] = (lambda path: None) if args.workdir else _remove
+    # The files of runs measured against parsl alone are removed once every
+    # run of their size is done, not between runs: on ext4 without a
+    # journal (as on the machine the figures come from) a file made within
+    # a minute of many others being removed costs up to ~0.6 ms of system
+    # time (the allocator passes over every inode freed in that minute), and
+    # the run right after a removal would pay for the one before it.
+    deferred: list[tuple[str, Callable[[str], None]]] = []
     try:
         for jobs in sorted(args.jobs):
+            if deferred:
+                for path, remove in deferred:
+                    remove(path)
+                deferred = []
+                time.sleep(SETTLE_SECONDS)
             for executor in args.executors:
                 runs = []
                 for run in range(args.runs):
                     figures = null_run(workdir, executor, jobs, args.report_every, None, args.set)
                     figures.update(executor=executor, kind="null")
                     print_run(executor, run, figures)
-                    cleanup(figures["submit_dir"])
+                    everything.append(figures)
+                    if set(figures.get("states") or ()) != {"exec_done"}:
+                        # Not a measurement: left out of the medians, its
+                        # submit directory and log kept to see why.
+                        print(f"    run {run} did not finish: see {figures['submit_dir']}.log", flush=True)
+                        continue
                     if jobs <= args.parsl_alone_up_to:
+                        deferred.append((figures["submit_dir"], cleanup))
                         alone = parsl_alone.measure(
-                            str(workdir), executor, jobs, args.set, args.parsl_alone_wrapped
+                            str(workdir), executor, jobs, args.set, args.parsl_alone_wrapped, keep=True
                         )
+                        deferred.append((alone["run_dir"], _remove))
                         figures.update(parsl_jobs_per_second=alone["jobs_per_second"])
                         wrapper = " (jobs behind the plug-in's wrapper)" if args.parsl_alone_wrapped else ""
                         print(f"    parsl alone{wrapper}: {alone['jobs_per_second']:.1f} jobs/s", flush=True)
+                    else:
+                        cleanup(figures["submit_dir"])
                     runs.append(figures)
-                    everything.append(figures)
                 if runs:  # --runs 0: only the restarts
                     rows[(executor, jobs)] = summary(runs)
                 if args.kill_restart:
@@ -330,6 +353,8 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 pipeline_rows[(executor, figures["jobs"])] = summary([figures])
     finally:
+        for path, remove in deferred:
+            remove(path)
         if args.json:
             Path(args.json).write_text(json.dumps(everything, indent=1, default=str))
         if not args.workdir:

@@ -134,11 +134,18 @@ def run_parsl_alone(
 
 
 def measure(
-    workdir: str, executor: str, jobs: int, settings: Sequence[str] = (), wrapped: bool = False
+    workdir: str,
+    executor: str,
+    jobs: int,
+    settings: Sequence[str] = (),
+    wrapped: bool = False,
+    keep: bool = False,
 ) -> dict[str, Any]:
     """One measurement in a process of its own (as the plug-in's null runs
     are): its figures.  ``settings``: more ``parsl_config`` keys
-    (``KEY=VALUE``); ``wrapped``: jobs behind the plug-in's wrapper."""
+    (``KEY=VALUE``); ``wrapped``: jobs behind the plug-in's wrapper;
+    ``keep``: leave its files (``run_dir`` in the figures) for the caller
+    to remove."""
     run_dir = tempfile.mkdtemp(prefix=f"parsl_alone_{executor}_{jobs}_", dir=workdir)
     command = [sys.executable, "-m", __name__, f"--jobs={jobs}", f"--workdir={run_dir}"]
     command += [f"--set={item}" for item in (f"executor={executor}", *settings)]
@@ -150,9 +157,10 @@ def measure(
             raise RuntimeError(
                 f"parsl alone failed ({done.returncode}):\n{(done.stdout + done.stderr)[-2000:]}"
             )
-        return json.loads(lines[-1])
+        return {**json.loads(lines[-1]), "run_dir": run_dir}
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

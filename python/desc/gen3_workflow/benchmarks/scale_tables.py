@@ -46,8 +46,11 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     status, report = pooled("status_seconds"), pooled("report_seconds")
     last = runs[-1]
     # Each run's against the parsl-alone run right after it (the same noise).
+    # (A run that did not finish has no rate of its own: left out.)
     versus = [
-        r["run_jobs_per_second"] / r["parsl_jobs_per_second"] for r in runs if r.get("parsl_jobs_per_second")
+        r["run_jobs_per_second"] / r["parsl_jobs_per_second"]
+        for r in runs
+        if r.get("parsl_jobs_per_second") and r.get("run_jobs_per_second")
     ]
     return {
         "jobs": last["jobs"],

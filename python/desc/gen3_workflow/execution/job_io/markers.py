@@ -8,10 +8,14 @@ worker lost after the payload succeeded):
     Written by the job (its supervisor, or the in-process worker) when the
     payload ends: one JSON line with the exit status, the time, and why it
     was stopped if it was (``memory``, ``walltime``, ``killed``), what
-    the payload used (`~.job_usage`) and the host that ran it; the
-    bash-builtin wrapper writes its
-    CPU time as bash's ``times`` on the lines after.  Written atomically (a
-    temporary file renamed), so a reader never sees half of it.
+    the payload used (`~.job_usage`) and the host that ran it.  Written
+    atomically (a temporary file renamed), so a reader never sees half of
+    it.  The bash-builtin wrapper keeps to one file per job (making a file
+    costs more than the rest of its bookkeeping): it makes this one as the
+    payload starts, with a *start record* (a JSON line without ``code``:
+    when, on which host) in place of ``<seq>.pids``, and writes the exit
+    record over it, with the payload's CPU time as bash's ``times`` on the
+    lines after (not atomically: a reader may find it empty for an instant).
 ``<seq>.kill``
     Written by the runner to ask the job to stop its payload (a job stuck or
     over its time); the supervisor looks for it while the payload runs.
@@ -22,7 +26,8 @@ worker lost after the payload succeeded):
     that stand between the executor and the payload (the job's supervisor;
     Work Queue's resource monitor and parsl's task wrapper), so that the
     runner can kill a task whose processes are left hanging after the
-    payload ended.
+    payload ended.  None for the bash-builtin wrapper's jobs (see above):
+    the readers of the start take it from ``<seq>.exit`` then.
 
 Only jobs in flight have files here: the runner removes them once it has
 recorded the job.  Standard library only (workers import it).
@@ -111,11 +116,15 @@ def write_exit(submit_dir: str, seq: int, record: ExitRecord) -> None:
 
 
 def read_exit(submit_dir: str, seq: int) -> ExitRecord | None:
-    """How the payload of job ``seq`` ended, if it has (and said so)."""
+    """How the payload of job ``seq`` ended, if it has (and said so): not
+    while the bash-builtin wrapper's start record stands in its place."""
     try:
         with open(_path(submit_dir, seq, "exit")) as fh:
             first, _, times = fh.read().partition("\n")
-        record = ExitRecord(**json.loads(first))
+        found = json.loads(first)
+        if "code" not in found:  # the wrapper's start record: still running
+            return None
+        record = ExitRecord(**found)
     except (OSError, ValueError, TypeError):
         return None
     if times.strip() and record.cpu is None:  # the bash-builtin wrapper's
@@ -170,8 +179,15 @@ def write_started(
 
 def _read_started(submit_dir: str, seq: int) -> tuple[float | None, list[tuple[int, float]], str, list[str]]:
     try:
-        with open(_path(submit_dir, seq, "pids")) as fh:
-            found = json.load(fh)
+        try:
+            with open(_path(submit_dir, seq, "pids")) as fh:
+                found = json.load(fh)
+        except FileNotFoundError:
+            # The bash-builtin wrapper's job: its start and host are in its
+            # one file, the start record first, then the exit record.
+            with open(_path(submit_dir, seq, "exit")) as fh:
+                found = json.loads(fh.readline())
+            found = {"start": found.get("start"), "host": found.get("host")}
         if isinstance(found, list):  # written before the start was kept
             return None, [(int(pid), float(started)) for pid, started in found], "", []
         start = found.get("start")
@@ -238,8 +254,18 @@ def _listed(submit_dir: str) -> list[tuple[str, str]]:
 
 
 def ended_jobs(submit_dir: str) -> set[int]:
-    """The jobs that recorded their payload's end."""
-    return {int(seq) for seq, suffix in _listed(submit_dir) if suffix == "exit"}
+    """The jobs that recorded their payload's end: a file read per job
+    with an ``exit`` file (not those where the bash-builtin wrapper's start
+    record still stands)."""
+    return {int(seq) for seq, suffix in _listed(submit_dir) if suffix == "exit" and _ended(submit_dir, seq)}
+
+
+def _ended(submit_dir: str, seq: str) -> bool:
+    try:
+        with open(os.path.join(submit_dir, STATUS_DIR, f"{seq}.exit")) as fh:
+            return '"code":' in fh.readline()
+    except OSError:
+        return False
 
 
 def marked_jobs(submit_dir: str) -> set[int]:
