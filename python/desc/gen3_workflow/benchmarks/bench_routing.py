@@ -165,9 +165,7 @@ def main() -> None:
         f"Routing figure: demo DRP {args.visits}x{args.detectors}, {LARGE_LABEL} asks for "
         f"{args.large_mb} MB, {args.slots} slots, {args.runs} runs"
     )
-    print_routing_line(
-        routing_figures(repo, workdir, args.runs, args.slots, args.large_mb), args.large_mb
-    )
+    print_routing_line(routing_figures(repo, workdir, args.runs, args.slots, args.large_mb), args.large_mb)
 
 
 if __name__ == "__main__":
