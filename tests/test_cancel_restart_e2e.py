@@ -25,6 +25,7 @@ from harness import (
 )
 
 from desc.gen3_workflow.constants import SERVICE_VARIABLE
+from desc.gen3_workflow.store.job_store import JobStateStore
 from desc.gen3_workflow.store.records import JobState, RunState
 
 
@@ -83,6 +84,28 @@ def test_cancel_stops_everything_and_restart_finishes(demo_repo: str, tmp_path: 
     assert "is not running (state: cancelled); nothing changed" in again.output
 
     _restart_finishes_the_run(tmp_path, submit_dir)
+
+
+def test_cancel_then_restart_of_a_run_with_several_executors(demo_repo: str, tmp_path: Path) -> None:
+    """A run with two executors, cancelled, then restarted: the restart
+    reads the executors back from the run's record and sends each job
+    where the first submission would have (calibrate, by its label, to
+    ``large``)."""
+    parsl_config = {
+        "executors": [
+            {"name": "small", "executor": "ThreadPool", "max_threads": 2, "worker_memory": 2048},
+            {"name": "large", "executor": "ThreadPool", "max_threads": 1, "labels": ["calibrate"]},
+        ]
+    }
+    with BackgroundBps(tmp_path, _slow_bps_file(tmp_path, demo_repo, parsl_config)) as submit:
+        submit_dir = wait_for_jobs(submit, "characterizeImage", JobState.RUNNING)
+        cancel = run_bps("cancel", "--id", submit_dir, cwd=tmp_path, env=SERVICE_ENV, timeout=60)
+        assert cancel.returncode == 0, cancel.output
+        assert submit.wait(timeout=120) == 1
+    _restart_finishes_the_run(tmp_path, submit_dir)
+    with JobStateStore.open(submit_dir) as store:
+        used = store.label_executors()
+    assert used["calibrate"] == ["large"] and used["isr"] == ["small"], used
 
 
 def test_kill_9_of_the_submitting_process_then_restart(demo_repo: str, tmp_path: Path) -> None:
