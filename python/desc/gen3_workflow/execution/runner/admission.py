@@ -1,8 +1,9 @@
 """Which ready jobs go to parsl on a pass of the runner's loop, and their
 records.
 
-The scheduler says which jobs are ready, in priority order; the memory
-budget how many of them fit; the store has their records.  Reading the
+The scheduler says which jobs are ready, in priority order; the router
+which executor takes each (`~.routing`), and that executor's slots and
+memory budget whether it fits now; the store has their records.  Reading the
 records of one pass's jobs with a query of their own cost a query per job
 (a job ends, one goes out), and a job held back by the budget was read
 again on each pass until it fitted (measured at 2x10^4 ThreadPool null
@@ -76,12 +77,6 @@ class Admission:
     def held(self) -> int:
         """Jobs taken from the scheduler, waiting for their executor."""
         return sum(len(held) for held in self._held.values())
-
-    def put_back_held(self) -> None:
-        """Make the held jobs ready again (the run stops handing out)."""
-        for held in self._held.values():
-            while held:
-                self.scheduler.put_back(held.popleft()[0].seq)
 
     def take(self) -> list[tuple[JobRecord, int | None, Lane]]:
         """Ready jobs for the executors with room, highest priority first
