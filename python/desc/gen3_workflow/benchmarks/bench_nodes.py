@@ -19,7 +19,6 @@ otherwise.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import yaml
 from ..testing.node_network import node_network_unavailable_reason
 from ..testing.slurm_cluster import SlurmCluster, slurm_unavailable_reason
 from .bench_floors import LABELS, quantum_times
-from .bps_runs import submit
+from .bps_runs import demo_workdir, medians_of, submit
 
 __all__ = ["main", "nodes_figures", "nodes_unavailable_reason", "print_nodes_line"]
 
@@ -105,11 +104,7 @@ def nodes_figures(
 
 def print_nodes_line(results: dict[int, list[dict[str, float]]], slots: int) -> None:
     """Medians per node count and the ratio of the many-node one to one node."""
-    medians = {
-        count: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-        for count, runs in results.items()
-        if runs
-    }
+    medians = medians_of(results)
     for count, m in medians.items():
         print(
             f"  {count} node(s), {slots} job slots: {m['rate']:5.1f} quanta/s "
@@ -140,14 +135,7 @@ def main() -> None:
     if (reason := nodes_unavailable_reason()) is not None:
         print(f"Multi-node line skipped: {reason}")
         return
-    from ..demo.repo import make_demo_repo
-    from ..host.environment import prepare_environment
-
-    prepare_environment()
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gen3wf_bench_nodes_")).resolve()
-    repo = workdir / "repo"
-    if not repo.exists():
-        make_demo_repo(str(repo), n_visits=args.visits, n_detectors=args.detectors)
+    workdir, repo = demo_workdir(args.workdir, "gen3wf_bench_nodes_", args.visits, args.detectors)
     print(f"Multi-node line: 1 node against {args.nodes}, {args.slots} job slots, {args.runs} runs")
     print_nodes_line(nodes_figures(repo, workdir, args.runs, args.nodes, args.slots, args.sleep), args.slots)
 

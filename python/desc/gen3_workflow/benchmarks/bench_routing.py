@@ -21,7 +21,6 @@ Needs root, Slurm and munge; says why not otherwise.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ import yaml
 
 from ..store.job_store import JobStateStore
 from ..testing.slurm_cluster import SlurmCluster, slurm_unavailable_reason
-from .bps_runs import submit
+from .bps_runs import demo_workdir, medians_of, submit
 
 __all__ = ["main", "routing_figures"]
 
@@ -119,11 +118,7 @@ def routing_figures(
 
 def print_routing_line(results: dict[str, list[dict[str, float]]], large_mb: int) -> None:
     """Medians per set-up and the routed / one-executor ratios."""
-    medians = {
-        setup: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-        for setup, runs in results.items()
-        if runs
-    }
+    medians = medians_of(results)
     for setup, m in medians.items():
         print(
             f"  {setup:12}: {m['large_slots']:.0f} slots of {large_mb} MB, {m['large_slot_seconds']:6.0f} "
@@ -153,14 +148,7 @@ def main() -> None:
     if (reason := slurm_unavailable_reason()) is not None:
         print(f"Routing figure skipped: {reason}")
         return
-    from ..demo.repo import make_demo_repo
-    from ..host.environment import prepare_environment
-
-    prepare_environment()
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gen3wf_bench_routing_")).resolve()
-    repo = workdir / "repo"
-    if not repo.exists():
-        make_demo_repo(str(repo), n_visits=args.visits, n_detectors=args.detectors)
+    workdir, repo = demo_workdir(args.workdir, "gen3wf_bench_routing_", args.visits, args.detectors)
     print(
         f"Routing figure: demo DRP {args.visits}x{args.detectors}, {LARGE_LABEL} asks for "
         f"{args.large_mb} MB, {args.slots} slots, {args.runs} runs"

@@ -5,14 +5,20 @@ tree."""
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from ..testing.null_run import kill_session
 
-__all__ = ["submit"]
+K = TypeVar("K")
+
+__all__ = ["demo_workdir", "medians_of", "submit"]
 
 
 def submit(
@@ -49,3 +55,26 @@ def submit(
         log.seek(0)
         output = log.read()
     return os.waitstatus_to_exitcode(status), wall, usage.ru_maxrss / 1024, output
+
+
+def medians_of(results: Mapping[K, list[dict[str, float]]]) -> dict[K, dict[str, float]]:
+    """The median of each figure, per set-up that has runs."""
+    return {
+        setup: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        for setup, runs in results.items()
+        if runs
+    }
+
+
+def demo_workdir(workdir: str | None, prefix: str, visits: int, detectors: int) -> tuple[Path, Path]:
+    """A benchmark's working directory (``workdir``, else a new temporary
+    one) and the demo repository in it, made at the given size if absent."""
+    from ..demo.repo import make_demo_repo
+    from ..host.environment import prepare_environment
+
+    prepare_environment()
+    where = Path(workdir or tempfile.mkdtemp(prefix=prefix)).resolve()
+    repo = where / "repo"
+    if not repo.exists():
+        make_demo_repo(str(repo), n_visits=visits, n_detectors=detectors)
+    return where, repo

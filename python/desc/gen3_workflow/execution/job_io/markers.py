@@ -51,6 +51,7 @@ __all__ = [
     "clear",
     "clear_jobs",
     "ended_jobs",
+    "exit_files",
     "kill_requested",
     "marked_jobs",
     "prepare_attempt",
@@ -253,11 +254,18 @@ def _listed(submit_dir: str) -> list[tuple[str, str]]:
     return [(seq, suffix) for seq, _, suffix in (name.partition(".") for name in names) if seq.isdigit()]
 
 
+def exit_files(submit_dir: str) -> set[int]:
+    """The jobs with an ``exit`` file: those that recorded their payload's
+    end, and the bash-builtin wrapper's running ones (its start record;
+    `read_exit` tells them apart).  One listing, no file read."""
+    return {int(seq) for seq, suffix in _listed(submit_dir) if suffix == "exit"}
+
+
 def ended_jobs(submit_dir: str) -> set[int]:
     """The jobs that recorded their payload's end: a file read per job
     with an ``exit`` file (not those where the bash-builtin wrapper's start
     record still stands)."""
-    return {int(seq) for seq, suffix in _listed(submit_dir) if suffix == "exit" and _ended(submit_dir, seq)}
+    return {seq for seq in exit_files(submit_dir) if _ended(submit_dir, str(seq))}
 
 
 def _ended(submit_dir: str, seq: str) -> bool:

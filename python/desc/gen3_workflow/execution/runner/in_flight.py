@@ -76,10 +76,11 @@ class InFlight:
         """Yield the attempts in flight whose jobs recorded a success but
         whose tasks have not come back; they are returning
         from now on.  One listing of ``status/`` (the files of the jobs in
-        flight), and a read per job that ended."""
+        flight), and a read per job with an exit file (its start record
+        while the bash-builtin wrapper's payload runs: no end yet)."""
         if not self.attempts:
             return
-        for seq in markers.ended_jobs(self.submit_dir) & self.attempts.keys():
+        for seq in markers.exit_files(self.submit_dir) & self.attempts.keys():
             attempt = self.attempts[seq]
             if attempt.future.done():
                 continue  # concluded from parsl's answer, in `came_back`
